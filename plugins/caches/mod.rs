@@ -1,0 +1,3 @@
+//! Cache backends (`CacheBackend`).
+
+pub mod local;

@@ -1,0 +1,3 @@
+//! Credential providers (`CredentialProvider`).
+
+pub mod static_creds;

@@ -1,0 +1,3 @@
+//! Exporters (`Exporter`).
+
+pub mod docker_archive;

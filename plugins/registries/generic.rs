@@ -1,0 +1,25 @@
+//! `generic`: any OCI distribution registry; the fallback adapter.
+
+use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::quirks::RegistryQuirks;
+use std::sync::Arc;
+
+pub struct Generic;
+
+impl RegistryQuirks for Generic {
+    fn name(&self) -> &'static str {
+        "generic"
+    }
+}
+
+fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    Ok(Arc::new(Generic))
+}
+
+inventory::submit! {
+    Plugin {
+        name: "generic",
+        summary: "any OCI distribution registry (fallback)",
+        build: Build::Registry { claims: |_| false, build },
+    }
+}

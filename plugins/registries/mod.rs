@@ -1,0 +1,4 @@
+//! Registry adapters (`RegistryQuirks`).
+
+pub mod dockerhub;
+pub mod generic;

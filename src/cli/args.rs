@@ -1,0 +1,75 @@
+//! Command-line arguments (clap).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "imgpull",
+    version,
+    about = "Pull container images from Docker/OCI registries without a Docker daemon",
+    after_help = "Examples:\n  imgpull pull nginx:latest\n  imgpull pull --platform linux/arm64 nginx:latest -o nginx-arm64.tar\n  echo \"$PASS\" | imgpull pull --username dev --password-stdin harbor.example.com/team/app:1\n  imgpull plugins"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct Global {
+    /// Config file, read after /etc/imgpull/config.toml, the user's and ./imgpull.toml.
+    #[arg(long, global = true, env = "IMGPULL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More detail (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Pull an image and write it as a `docker load` tar.
+    Pull(PullArgs),
+    /// List the built-in plugins by kind.
+    Plugins,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Image reference: [host[:port]/]path[:tag][@sha256:...]
+    pub image: String,
+    /// Output file (default: built from the image name, e.g. library_nginx_latest.tar).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Platform for multi-platform images: os/arch[/variant] (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Layers downloaded at once (default 3).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
+    /// Registry username.
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Registry password (visible to other local users; prefer --password-stdin).
+    #[arg(long, short = 'p')]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Cache directory (default ./docker_images_cache).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use a temporary cache, removed after the pull.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Extra CA certificate(s), PEM, trusted for the registry's TLS.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Name to tag the output with (NAME:TAG), e.g. for a pull by digest.
+    #[arg(long, value_name = "NAME:TAG")]
+    pub tag: Option<String>,
+}

@@ -1,0 +1,523 @@
+//! The registry client: one per registry, speaking the OCI distribution API
+//! over reqwest + rustls, with challenge-driven auth.
+//!
+//! - `connect` pings `/v2/` to choose the scheme (HTTPS always; plain HTTP
+//!   only for loopback or `insecure` registries, as docker allows) and to
+//!   learn the auth challenge.
+//! - Every request carries the authorization its scope needs: Basic, or a
+//!   Bearer token fetched from the challenge's realm and reused until it
+//!   expires. A 401 on a request refreshes once, then fails.
+//! - Redirects (blob storage on another host) are followed by reqwest, which
+//!   drops `Authorization` whenever host, port or scheme change.
+
+mod error;
+
+pub use error::{summarize_body, RegistryError};
+
+use crate::auth::{parse_challenge, Challenge, Token, TokenResponse};
+use crate::credentials::{Credential, Found};
+use crate::digest::Digest;
+use crate::manifest::media;
+use base64::Engine as _;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Manifests larger than this are refused (the spec suggests registries
+/// accept 4 MiB; we allow double).
+const MANIFEST_MAX: usize = 8 << 20;
+/// Error bodies are read up to this size for their message.
+const ERROR_BODY_MAX: usize = 64 << 10;
+
+/// How to reach one registry.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// The registry name as users write it (`docker.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    /// Where its API lives (`registry-1.docker.io`).
+    pub api_host: String,
+    /// Allow plain HTTP and unverified TLS for this registry.
+    pub insecure: bool,
+    /// Extra trusted CA certificates, PEM.
+    pub ca_pem: Vec<Vec<u8>>,
+    pub credentials: Option<Found>,
+}
+
+/// A manifest as fetched, verified against the digest that named it and
+/// against `Docker-Content-Digest` when the registry sent one.
+#[derive(Clone, Debug)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+pub struct RegistryClient {
+    http: reqwest::Client,
+    registry: String,
+    /// `scheme://api_host`
+    base: String,
+    insecure: bool,
+    credentials: Option<Found>,
+    state: tokio::sync::Mutex<AuthState>,
+}
+
+#[derive(Default)]
+struct AuthState {
+    challenge: Option<Challenge>,
+    /// Bearer tokens by scope.
+    tokens: HashMap<String, Token>,
+}
+
+/// The scope a pull from `repository` needs.
+pub fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+impl RegistryClient {
+    /// Build the HTTP client and ping `/v2/`.
+    pub async fn connect(opts: ClientOptions) -> Result<RegistryClient, RegistryError> {
+        let http = build_http(&opts)?;
+        let schemes: &[&str] = if opts.insecure || is_loopback(&opts.api_host) {
+            &["https", "http"]
+        } else {
+            &["https"]
+        };
+        let mut first_err = None;
+        for scheme in schemes {
+            let url = format!("{scheme}://{}/v2/", opts.api_host);
+            match http.get(&url).send().await {
+                Ok(resp) if *scheme == "http" && !looks_like_registry(&resp) => {
+                    first_err.get_or_insert(RegistryError::BadResponse {
+                        registry: opts.registry.clone(),
+                        detail: format!(
+                            "{url} answered HTTP {} and is not a registry API",
+                            resp.status()
+                        ),
+                    });
+                }
+                Ok(resp) => {
+                    let challenge = challenge_of(resp.headers());
+                    return Ok(RegistryClient {
+                        http,
+                        registry: opts.registry,
+                        base: format!("{scheme}://{}", opts.api_host),
+                        insecure: opts.insecure,
+                        credentials: opts.credentials,
+                        state: tokio::sync::Mutex::new(AuthState {
+                            challenge,
+                            tokens: HashMap::new(),
+                        }),
+                    });
+                }
+                Err(e) => {
+                    first_err.get_or_insert(classify(&opts.registry, &url, &e));
+                }
+            }
+        }
+        Err(first_err.expect("at least one scheme was tried"))
+    }
+
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// `https://host:port`, as chosen by `connect`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn credential_source(&self) -> Option<&str> {
+        self.credentials.as_ref().map(|f| f.source.as_str())
+    }
+
+    /// GET a manifest by tag or digest, verified.
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        let what = format!("manifest {}/{repository}:{reference}", self.registry);
+        let resp = self
+            .send(repository, &what, || {
+                self.http.get(&url).header(ACCEPT, media::MANIFEST_ACCEPT)
+            })
+            .await?;
+        let media_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = self.read_capped(resp, &url, MANIFEST_MAX).await?;
+        let digest = Digest::of(&bytes);
+        let wanted: Option<String> = reference
+            .contains(':')
+            .then(|| reference.to_string())
+            .or(header_digest.filter(|d| d.starts_with("sha256:")));
+        if let Some(expected) = wanted {
+            if expected != digest.to_string() {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    what,
+                    expected,
+                    found: digest,
+                });
+            }
+        }
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// GET a blob; the caller streams and verifies the body.
+    pub async fn blob(&self, repository: &str, digest: &Digest) -> Result<Response, RegistryError> {
+        let url = format!("{}/v2/{repository}/blobs/{digest}", self.base);
+        let what = format!("blob {digest} in {}/{repository}", self.registry);
+        self.send(repository, &what, || self.http.get(&url)).await
+    }
+
+    /// Map an error met while reading a response body.
+    pub fn body_error(&self, url: &str, e: &reqwest::Error) -> RegistryError {
+        classify(&self.registry, url, e)
+    }
+
+    /// Send with authorization; on 401 refresh the challenge and token once.
+    /// Non-success statuses become typed errors.
+    async fn send(
+        &self,
+        repository: &str,
+        what: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let scope = pull_scope(repository);
+        let mut refreshed = false;
+        loop {
+            let auth = self.authorization(repository, &scope, refreshed).await?;
+            let mut req = build();
+            if let Some(a) = auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            let url = build()
+                .build()
+                .map(|r| r.url().to_string())
+                .unwrap_or_default();
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| classify(&self.registry, &url, &e))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !refreshed {
+                if let Some(c) = challenge_of(resp.headers()) {
+                    let mut st = self.state.lock().await;
+                    st.challenge = Some(c);
+                    st.tokens.remove(&scope);
+                    refreshed = true;
+                    continue;
+                }
+            }
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            return Err(self.status_error(resp, repository, what).await);
+        }
+    }
+
+    /// The `Authorization` value for `scope`, fetching a token if needed.
+    async fn authorization(
+        &self,
+        repository: &str,
+        scope: &str,
+        refresh: bool,
+    ) -> Result<Option<String>, RegistryError> {
+        let mut st = self.state.lock().await;
+        let cred = self.credentials.as_ref().map(|f| &f.credential);
+        let (realm, service) = match (&st.challenge, cred) {
+            (None, _) => return Ok(None),
+            (Some(_), Some(Credential::Bearer(t))) => {
+                return Ok(Some(format!("Bearer {}", t.expose())))
+            }
+            (Some(Challenge::Basic), Some(Credential::Basic { username, password })) => {
+                return Ok(Some(basic(username, password.expose())))
+            }
+            (Some(Challenge::Basic), None) => return Ok(None),
+            (Some(Challenge::Bearer { realm, service, .. }), _) => (realm.clone(), service.clone()),
+        };
+        let now = Instant::now();
+        if !refresh {
+            if let Some(t) = st.tokens.get(scope).filter(|t| t.is_fresh(now)) {
+                return Ok(Some(format!("Bearer {}", t.value.expose())));
+            }
+        }
+        let token = self
+            .fetch_token(repository, &realm, service.as_deref(), scope)
+            .await?;
+        let header = format!("Bearer {}", token.value.expose());
+        st.tokens.insert(scope.to_string(), token);
+        Ok(Some(header))
+    }
+
+    async fn fetch_token(
+        &self,
+        repository: &str,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<Token, RegistryError> {
+        let bad = |detail: String| RegistryError::BadResponse {
+            registry: self.registry.clone(),
+            detail,
+        };
+        let mut url = reqwest::Url::parse(realm)
+            .map_err(|e| bad(format!("token realm {realm:?} is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(bad(format!("token realm {realm:?} is not HTTP(S)")));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            q.append_pair("scope", scope);
+        }
+        let mut req = self.http.get(url.clone());
+        if let Some(Found {
+            credential: Credential::Basic { username, password },
+            ..
+        }) = &self.credentials
+        {
+            let plain = url.scheme() == "http";
+            let realm_host = url.host_str().unwrap_or("");
+            if plain && !self.insecure && !is_loopback(realm_host) {
+                return Err(bad(format!(
+                    "token realm {realm} is plain HTTP; refusing to send credentials \
+                     (mark the registry `insecure` if this is intended)"
+                )));
+            }
+            req = req.header(AUTHORIZATION, basic(username, password.expose()));
+        }
+        let what = format!("token for {scope}");
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| classify(&self.registry, realm, &e))?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(resp, repository, &what).await);
+        }
+        let body = self.read_capped(resp, realm, 1 << 20).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("token server answered invalid JSON: {e}")))?;
+        Token::from_response(parsed, Instant::now())
+            .ok_or_else(|| bad("token server answered without a token".to_string()))
+    }
+
+    async fn status_error(&self, resp: Response, repository: &str, what: &str) -> RegistryError {
+        let status = resp.status().as_u16();
+        let url = resp.url().to_string();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = self
+            .read_capped(resp, &url, ERROR_BODY_MAX)
+            .await
+            .unwrap_or_default();
+        let detail = summarize_body(status, &body);
+        let registry = self.registry.clone();
+        let repository = repository.to_string();
+        match status {
+            401 => RegistryError::Unauthorized {
+                registry,
+                repository,
+                credential_source: self.credentials.as_ref().map(|f| f.source.clone()),
+                detail,
+            },
+            403 => RegistryError::Denied {
+                registry,
+                repository,
+                detail,
+            },
+            404 => RegistryError::NotFound {
+                registry,
+                what: what.to_string(),
+                detail,
+            },
+            429 => RegistryError::RateLimited {
+                registry,
+                retry_after,
+                detail,
+            },
+            _ => RegistryError::Status {
+                registry,
+                url,
+                status,
+                detail,
+            },
+        }
+    }
+
+    /// Read a whole body, refusing more than `max` bytes.
+    async fn read_capped(
+        &self,
+        resp: Response,
+        url: &str,
+        max: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let mut out = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| classify(&self.registry, url, &e))?;
+            if out.len() + chunk.len() > max {
+                return Err(RegistryError::BadResponse {
+                    registry: self.registry.clone(),
+                    detail: format!("{url} sent more than {max} bytes"),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    let raw = format!("{user}:{pass}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
+fn challenge_of(headers: &HeaderMap) -> Option<Challenge> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(parse_challenge)
+        .min_by_key(|c| matches!(c, Challenge::Basic))
+}
+
+/// A plain-HTTP answer counts only if it looks like the registry API (a TLS
+/// server answers plain HTTP with 400, which must not be mistaken for one).
+fn looks_like_registry(resp: &Response) -> bool {
+    resp.headers()
+        .contains_key("docker-distribution-api-version")
+        || matches!(resp.status().as_u16(), 200 | 401)
+}
+
+/// `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
+pub fn is_loopback(host: &str) -> bool {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(h, _)| h)
+    };
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("imgpull/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::limited(10));
+    for pem in &opts.ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Tls {
+            registry: opts.registry.clone(),
+            url: String::new(),
+            detail: format!("cannot read CA certificate: {e}"),
+        })?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if opts.insecure {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| RegistryError::Tls {
+        registry: opts.registry.clone(),
+        url: String::new(),
+        detail: error_chain(&e),
+    })
+}
+
+/// Every message in an error's source chain, joined.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+fn classify(registry: &str, url: &str, e: &reqwest::Error) -> RegistryError {
+    let detail = error_chain(e);
+    let lower = detail.to_lowercase();
+    let registry = registry.to_string();
+    let url = url.to_string();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        RegistryError::Tls {
+            registry,
+            url,
+            detail,
+        }
+    } else if e.is_connect() {
+        RegistryError::Connect {
+            registry,
+            url,
+            detail,
+        }
+    } else {
+        RegistryError::Network {
+            registry,
+            url,
+            detail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]:5000",
+            "[::1]",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in [
+            "example.com",
+            "10.0.0.1:5000",
+            "128.0.0.1",
+            "localhost.evil.com",
+            "[::2]:1",
+        ] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Configuration, layered with figment:
+//! built-in defaults < `/etc/imgpull/config.toml` < `$XDG_CONFIG_HOME/imgpull/config.toml`
+//! (or `~/.config/…`) < `./imgpull.toml` < `--config FILE` < `IMGPULL_*` env
+//! (top-level keys only) < command-line flags that were given.
+//!
+//! Registry hostnames hold dots, which figment key paths cannot address, so
+//! `registries` is loaded as whole tables and never overridden from env.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Top-level keys that `IMGPULL_<KEY>` may override.
+const ENV_KEYS: [&str; 5] = [
+    "max_concurrent_downloads",
+    "cache",
+    "export",
+    "ca_file",
+    "platform",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Layers downloaded at once (the seed's default: 3).
+    pub max_concurrent_downloads: usize,
+    /// Cache backend plugin name.
+    pub cache: String,
+    /// Exporter plugin name.
+    pub export: String,
+    /// Extra CA bundle (PEM) trusted for every registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Default platform (`os/arch[/variant]`); the host's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Per-backend tables: `[caches.local] dir = "…"`.
+    #[serde(default)]
+    pub caches: BTreeMap<String, toml::Table>,
+    /// Per-exporter tables.
+    #[serde(default)]
+    pub exporters: BTreeMap<String, toml::Table>,
+    /// Per-registry settings, keyed by registry name as in image references.
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistryConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Registry adapter plugin; chosen by host when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Allow plain HTTP and unverified TLS.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Extra CA bundle (PEM) for this registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Credential providers asked in order: `{ provider = "static", … }`.
+    #[serde(default)]
+    pub credentials: Vec<toml::Table>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_concurrent_downloads: 3,
+            cache: "local".into(),
+            export: "docker-archive".into(),
+            ca_file: None,
+            platform: None,
+            caches: BTreeMap::new(),
+            exporters: BTreeMap::new(),
+            registries: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values from command-line flags; only those given are `Some`.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_downloads: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<String>,
+    /// `--cache-dir`: not a top-level key; applied to `caches.local.dir`.
+    #[serde(skip)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The config files read, lowest priority first (those that exist).
+pub fn default_files() -> Vec<PathBuf> {
+    let mut files = vec![PathBuf::from("/etc/imgpull/config.toml")];
+    let user_dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(d) = user_dir {
+        files.push(d.join("imgpull").join("config.toml"));
+    }
+    files.push(PathBuf::from("imgpull.toml"));
+    files
+}
+
+impl Config {
+    /// Load every layer. `explicit` (`--config`) must exist.
+    pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        for f in default_files() {
+            if f.is_file() {
+                fig = fig.merge(Toml::file(f));
+            }
+        }
+        if let Some(f) = explicit {
+            if !f.is_file() {
+                return Err(ConfigError::Missing(f.to_path_buf()));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("IMGPULL_").only(&ENV_KEYS));
+        fig = fig.merge(Serialized::defaults(flags));
+        if let Some(dir) = &flags.cache_dir {
+            fig = fig.merge(Serialized::default("caches.local.dir", dir));
+        }
+        Config::extract(fig)
+    }
+
+    /// Parse one TOML file on top of the defaults (for tests and `--config`
+    /// validation).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Missing(path.to_path_buf()));
+        }
+        Config::extract(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(path)),
+        )
+    }
+
+    fn extract(fig: Figment) -> Result<Config, ConfigError> {
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if !(1..=64).contains(&cfg.max_concurrent_downloads) {
+            return Err(ConfigError::Invalid(format!(
+                "max_concurrent_downloads must be 1 to 64, got {}",
+                cfg.max_concurrent_downloads
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// The settings for `registry`, or the defaults.
+    pub fn registry(&self, registry: &str) -> RegistryConfig {
+        self.registries.get(registry).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/imgpull.example.toml");
+        let cfg = Config::from_file(&path).unwrap();
+        assert_eq!(cfg.max_concurrent_downloads, 3);
+        assert!(cfg.registries.contains_key("harbor.example.com"));
+        assert!(cfg.caches.contains_key("local"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "max_concurent_downloads = 3\n").unwrap();
+        let e = Config::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("max_concurent_downloads"), "{e}");
+        std::fs::write(
+            &p,
+            "[registries.\"a.b:5000\"]\ninsecure = true\nkind = \"generic\"\n",
+        )
+        .unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert!(cfg.registry("a.b:5000").insecure);
+        std::fs::write(&p, "max_concurrent_downloads = 0\n").unwrap();
+        assert!(Config::from_file(&p).is_err());
+    }
+}

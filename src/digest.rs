@@ -1,0 +1,201 @@
+//! Content digests (`sha256:<hex>`): parsing, display and a streaming verifier.
+//!
+//! Every manifest and blob that crosses the network is checked against the
+//! digest that named it; [`Verifier`] is the one place bytes are hashed.
+
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// A validated content digest. Only `sha256` is accepted for content we
+/// verify; `sha512` parses (the reference grammar allows it) but cannot be
+/// verified yet, and [`Verifier::new`] refuses it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    algorithm: Algorithm,
+    hex: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    Sha256,
+    Sha512,
+}
+
+impl Algorithm {
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+    fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid digest {input:?}: {reason}")]
+pub struct DigestParseError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+impl Digest {
+    /// The digest of `bytes` (sha256).
+    pub fn of(bytes: &[u8]) -> Digest {
+        let mut v = Verifier::sha256();
+        v.update(bytes);
+        v.finish()
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Lowercase hex, safe to use as a file name (validated at parse time).
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    /// The first 12 hex characters, as docker shows short ids.
+    pub fn short(&self) -> &str {
+        &self.hex[..12]
+    }
+
+    pub fn algorithm_name(&self) -> &'static str {
+        self.algorithm.name()
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| DigestParseError {
+            input: s.to_string(),
+            reason,
+        };
+        let (alg, hex) = s.split_once(':').ok_or_else(|| err("missing ':'"))?;
+        let algorithm = match alg {
+            "sha256" => Algorithm::Sha256,
+            "sha512" => Algorithm::Sha512,
+            _ => return Err(err("unsupported algorithm (expected sha256)")),
+        };
+        if hex.len() != algorithm.hex_len() {
+            return Err(err("wrong length for its algorithm"));
+        }
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(err("not lowercase hex"));
+        }
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.algorithm.name(), self.hex)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Hashes bytes as they stream past and counts them.
+pub struct Verifier {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Verifier {
+    pub fn sha256() -> Verifier {
+        Verifier {
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    /// A verifier for `expected`'s algorithm, or `None` when it is one we
+    /// cannot compute (then the content must be refused, not trusted).
+    pub fn new(expected: &Digest) -> Option<Verifier> {
+        match expected.algorithm {
+            Algorithm::Sha256 => Some(Verifier::sha256()),
+            Algorithm::Sha512 => None,
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn finish(self) -> Digest {
+        let out = self.hasher.finalize();
+        let mut hex = String::with_capacity(64);
+        for b in out {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        Digest {
+            algorithm: Algorithm::Sha256,
+            hex,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest() {
+        assert_eq!(
+            Digest::of(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_digests() {
+        for bad in [
+            "sha256:abc",
+            "md5:d41d8cd98f00b204e9800998ecf8427e",
+            "sha256",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:../../etc/passwd/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad} accepted");
+        }
+    }
+}

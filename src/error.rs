@@ -1,0 +1,173 @@
+//! The engine's error, one variant per layer of the stack, and the exit
+//! code each kind maps to at the CLI edge.
+
+use crate::cache::CacheError;
+use crate::catalog::PluginError;
+use crate::client::RegistryError;
+use crate::config::ConfigError;
+use crate::credentials::CredentialError;
+use crate::digest::Digest;
+use crate::export::ExportError;
+use crate::manifest::ManifestError;
+use crate::platform::{Platform, PlatformParseError};
+use crate::reference::ReferenceError;
+use std::path::PathBuf;
+
+/// Exit codes, documented in README.md.
+pub mod exit {
+    /// Anything not listed below (local I/O, internal errors).
+    pub const OTHER: i32 = 1;
+    /// Bad command line, reference or configuration.
+    pub const USAGE: i32 = 2;
+    /// 401/403: credentials missing, wrong or insufficient.
+    pub const AUTH: i32 = 3;
+    /// 404: repository, tag or blob does not exist.
+    pub const NOT_FOUND: i32 = 4;
+    /// Connection refused, DNS, TLS, timeouts, 5xx.
+    pub const NETWORK: i32 = 5;
+    /// 429: the registry is rate limiting.
+    pub const RATE_LIMITED: i32 = 6;
+    /// Content did not match its digest or size.
+    pub const INTEGRITY: i32 = 7;
+    /// The image has no manifest for the requested platform.
+    pub const PLATFORM: i32 = 8;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Platform(#[from] PlatformParseError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{registry}: {source}")]
+    Cache {
+        registry: String,
+        source: CacheError,
+    },
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("{reference}: {source}")]
+    Manifest {
+        reference: String,
+        source: ManifestError,
+    },
+    #[error("{reference}: no image for platform {wanted}; the image offers: {}", list_platforms(.available))]
+    NoMatchingPlatform {
+        reference: String,
+        wanted: Platform,
+        available: Vec<(Option<Platform>, Digest)>,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("I/O error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Another error with a registry-specific hint from its adapter.
+    #[error("{source}")]
+    Hinted { source: Box<Error>, hint: String },
+}
+
+fn list_platforms(av: &[(Option<Platform>, Digest)]) -> String {
+    if av.is_empty() {
+        return "nothing".into();
+    }
+    av.iter()
+        .map(|(p, d)| match p {
+            Some(p) => format!("{p} ({})", d),
+            None => format!("(no platform) ({d})"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error (see [`exit`]).
+    pub fn exit_code(&self) -> i32 {
+        use RegistryError as R;
+        match self {
+            Error::Reference(_)
+            | Error::Platform(_)
+            | Error::Config(_)
+            | Error::Plugin(_)
+            | Error::Usage(_) => exit::USAGE,
+            Error::Credential(_) => exit::AUTH,
+            Error::Registry(r) => match r {
+                R::Unauthorized { .. } | R::Denied { .. } => exit::AUTH,
+                R::NotFound { .. } => exit::NOT_FOUND,
+                R::RateLimited { .. } => exit::RATE_LIMITED,
+                R::DigestMismatch { .. } => exit::INTEGRITY,
+                _ => exit::NETWORK,
+            },
+            Error::Cache { source, .. } | Error::Export(ExportError::Cache(source)) => match source
+            {
+                CacheError::DigestMismatch { .. } | CacheError::SizeMismatch { .. } => {
+                    exit::INTEGRITY
+                }
+                _ => exit::OTHER,
+            },
+            Error::Manifest { .. } => exit::INTEGRITY,
+            Error::NoMatchingPlatform { .. } => exit::PLATFORM,
+            Error::Hinted { source, .. } => source.exit_code(),
+            Error::Export(_) | Error::Io { .. } => exit::OTHER,
+        }
+    }
+
+    /// What a person can try next.
+    pub fn hint(&self) -> Option<String> {
+        use RegistryError as R;
+        Some(match self {
+            Error::Hinted { hint, .. } => hint.clone(),
+            Error::Registry(R::Unauthorized {
+                credential_source: None,
+                ..
+            }) => "this registry needs credentials: pass --username with --password-stdin, or add \
+                   a `static` credentials entry for it in imgpull.toml"
+                .into(),
+            Error::Registry(R::Unauthorized { .. }) => {
+                "check the username and password (or token) for this registry".into()
+            }
+            Error::Registry(R::Denied { .. }) => {
+                "the credentials were accepted but lack pull access to this repository".into()
+            }
+            Error::Registry(R::NotFound { .. }) => {
+                "check the repository name and tag (names are normalized as docker does: `nginx` is `docker.io/library/nginx:latest`)".into()
+            }
+            Error::Registry(R::RateLimited { .. }) => {
+                "wait and retry, or authenticate for a higher limit".into()
+            }
+            Error::Registry(R::Tls { .. }) => {
+                "if the registry uses a private CA, pass --ca-file CA.pem (or set ca_file in the config); \
+                 for a registry without TLS set `insecure = true` under [registries.\"HOST\"]"
+                    .into()
+            }
+            Error::Registry(R::Connect { .. }) => {
+                "check the registry address and port, and HTTPS_PROXY/NO_PROXY if you use a proxy".into()
+            }
+            Error::Registry(R::DigestMismatch { .. })
+            | Error::Cache {
+                source: CacheError::DigestMismatch { .. } | CacheError::SizeMismatch { .. },
+                ..
+            } => "the registry (or something between it and you) served corrupt data; nothing corrupt was kept. Retry, or try another mirror".into(),
+            Error::NoMatchingPlatform { .. } => "pick one of the listed platforms with --platform".into(),
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! imgpull: pull container images from Docker/OCI registries without a
+//! daemon, into a verified cache and out as a `docker load` tar.
+//!
+//! # Layout
+//!
+//! - [`reference`]: `[host[:port]/]path[:tag][@digest]`, normalized as docker does.
+//! - [`digest`]: digests and the streaming verifier every byte passes through.
+//! - [`manifest`], [`platform`]: manifest documents and platform matching.
+//! - [`auth`], [`client`]: challenges, tokens, the registry HTTP client.
+//! - [`resolve`]: reference -> (index ->) image manifest.
+//! - [`fetch`]: blobs into the cache, in parallel, verified.
+//! - [`pull`]: the [`pull::Engine`] that runs one pull end to end.
+//! - Plugin traits: [`credentials::CredentialProvider`], [`quirks::RegistryQuirks`],
+//!   [`cache::CacheBackend`], [`export::Exporter`]; [`catalog`] collects them.
+//! - [`plugins`]: the built-in implementations, one file each (`plugins/`).
+//! - [`config`]: layered TOML/env/flag configuration.
+//! - [`error`]: the engine's error and exit codes; [`progress`]: the
+//!   [`progress::Reporter`] trait.
+//! - [`cli`]: the command line (the only module that prints).
+
+pub mod auth;
+pub mod cache;
+pub mod catalog;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod digest;
+pub mod error;
+pub mod export;
+pub mod fetch;
+mod fsutil;
+pub mod manifest;
+pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod quirks;
+pub mod reference;
+pub mod resolve;
+pub mod secret;
+
+#[path = "../plugins/mod.rs"]
+pub mod plugins;
+
+pub use error::Error;

@@ -1,0 +1,154 @@
+//! Manifest documents: Docker schema2 and OCI image manifests, Docker
+//! manifest lists and OCI indexes, and the descriptors they hold.
+
+use crate::digest::Digest;
+use crate::platform::Platform;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub mod media {
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+    /// The `Accept` list for manifest requests, most specific first.
+    pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+        application/vnd.oci.image.manifest.v1+json, \
+        application/vnd.docker.distribution.manifest.list.v2+json, \
+        application/vnd.docker.distribution.manifest.v2+json";
+}
+
+/// A content descriptor: what a manifest says about a blob it references.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+}
+
+/// An image manifest (Docker schema2 or OCI): one config and its layers.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+}
+
+/// A manifest list or OCI index: one manifest per platform.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageIndex {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+}
+
+/// A parsed manifest response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Manifest {
+    Image(ImageManifest),
+    Index(ImageIndex),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON of a known kind: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("unsupported manifest media type {0:?} (schema1 and other legacy formats are not supported)")]
+    Unsupported(String),
+}
+
+impl Manifest {
+    /// Parse by the media type the registry declared (`Content-Type`),
+    /// falling back to the document's own `mediaType` and shape when the
+    /// header is generic (some registries answer `application/json`).
+    pub fn parse(content_type: &str, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let declared = content_type.split(';').next().unwrap_or("").trim();
+        let kind = match declared {
+            media::OCI_INDEX | media::DOCKER_LIST => Some(true),
+            media::OCI_MANIFEST | media::DOCKER_MANIFEST => Some(false),
+            _ => None,
+        };
+        let is_index = match kind {
+            Some(k) => k,
+            None => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Peek {
+                    media_type: Option<String>,
+                    schema_version: Option<u32>,
+                    manifests: Option<serde_json::Value>,
+                    config: Option<serde_json::Value>,
+                }
+                let p: Peek = serde_json::from_slice(bytes)?;
+                match p.media_type.as_deref() {
+                    Some(media::OCI_INDEX | media::DOCKER_LIST) => true,
+                    Some(media::OCI_MANIFEST | media::DOCKER_MANIFEST) => false,
+                    Some(other) => return Err(ManifestError::Unsupported(other.to_string())),
+                    None if p.schema_version == Some(2) && p.manifests.is_some() => true,
+                    None if p.schema_version == Some(2) && p.config.is_some() => false,
+                    None => return Err(ManifestError::Unsupported(declared.to_string())),
+                }
+            }
+        };
+        if is_index {
+            Ok(Manifest::Index(serde_json::from_slice(bytes)?))
+        } else {
+            Ok(Manifest::Image(serde_json::from_slice(bytes)?))
+        }
+    }
+}
+
+/// The parts of an image config this tool reads; the bytes themselves are
+/// kept as fetched so the image id stays the same.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub rootfs: Option<RootFs>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RootFs {
+    #[serde(default)]
+    pub diff_ids: Vec<Digest>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_untyped_documents() {
+        let idx = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert!(matches!(
+            Manifest::parse("application/json", idx),
+            Ok(Manifest::Index(_))
+        ));
+        let bad = br#"{"schemaVersion":1,"fsLayers":[]}"#;
+        assert!(Manifest::parse("application/json", bad).is_err());
+        assert!(Manifest::parse(media::OCI_MANIFEST, b"\xff").is_err());
+    }
+}
