@@ -1,0 +1,173 @@
+//! Pulls through htpasswd Basic, a Bearer token server and TLS with a
+//! private CA; wrong or missing credentials fail cleanly.
+
+use crate::support::image::{self, Format};
+use crate::support::registry::{Registry, Variant, BASIC_PASSWORD, BASIC_USER};
+use crate::support::{certs, imgpull, tempdir, text, token, tools};
+
+async fn pushed(variant: Variant, repo: &str) -> (Registry, image::TestImage) {
+    let reg = Registry::start(variant).await;
+    let img = image::build(repo, Format::Docker, image::host_arch(), 2);
+    image::push(&reg, repo, "1", &img).await;
+    (reg, img)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn basic_auth_with_password_stdin() {
+    let (reg, _) = pushed(Variant::Basic, "team/app").await;
+    let work = tempdir();
+    let name = format!("{}/team/app:1", reg.host());
+    let stdin = format!("{BASIC_PASSWORD}\n");
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "out.tar",
+            "--username",
+            BASIC_USER,
+            "--password-stdin",
+        ],
+        Some(&stdin),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(BASIC_PASSWORD));
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+
+    // Without credentials: exit 3, the registry named, no output file.
+    let out = imgpull(work.path(), &["pull", &name, "-o", "anon.tar"], None).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&reg.host()) && err.contains("unauthorized"),
+        "{err}"
+    );
+    assert!(err.contains("no credentials"), "{err}");
+    assert!(!work.path().join("anon.tar").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_password_fails_cleanly() {
+    for variant in [Variant::Basic, Variant::Token] {
+        let repo = "private/app";
+        let (reg, _) = pushed(variant, repo).await;
+        let work = tempdir();
+        let name = format!("{}/{repo}:1", reg.host());
+        let user = if variant == Variant::Basic {
+            BASIC_USER
+        } else {
+            token::USER
+        };
+        let out = imgpull(
+            work.path(),
+            &[
+                "pull",
+                &name,
+                "-o",
+                "out.tar",
+                "--username",
+                user,
+                "--password-stdin",
+            ],
+            Some("not-the-password\n"),
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(3), "{variant:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&reg.host()), "{err}");
+        assert!(err.contains("unauthorized"), "{err}");
+        assert!(
+            err.contains("--username/--password"),
+            "names the credential source: {err}"
+        );
+        assert!(!err.contains("not-the-password"), "{err}");
+        assert!(!work.path().join("out.tar").exists());
+        let leftovers: Vec<_> = crate::support::list_files(work.path())
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("out.tar"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_public_and_private_repos() {
+    let reg = Registry::start(Variant::Token).await;
+    let public = image::build("public", Format::Oci, image::host_arch(), 3);
+    let private = image::build("private", Format::Oci, image::host_arch(), 2);
+    image::push(&reg, "open/app", "1", &public).await;
+    image::push(&reg, "private/app", "1", &private).await;
+    let tokens = reg.token.as_ref().unwrap();
+    let work = tempdir();
+
+    // Anonymous pull of a public repo: one token, reused for every request.
+    let before = tokens.count();
+    let name = format!("{}/open/app:1", reg.host());
+    let out = imgpull(work.path(), &["pull", &name, "-o", "open.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        tokens.count() - before,
+        1,
+        "one token for manifest + config + 3 layers"
+    );
+    tools::check_archive(&work.path().join("open.tar"), work.path(), Some(&name));
+
+    // Private repo: anonymous gets a token without access -> 401, exit 3.
+    let name = format!("{}/private/app:1", reg.host());
+    let out = imgpull(work.path(), &["pull", &name, "-o", "p.tar"], None).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(!work.path().join("p.tar").exists());
+
+    // With credentials it works.
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "p.tar",
+            "-u",
+            token::USER,
+            "--password-stdin",
+        ],
+        Some(token::PASSWORD),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    tools::check_archive(&work.path().join("p.tar"), work.path(), Some(&name));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_private_ca() {
+    let (reg, _) = pushed(Variant::Tls, "secure/app").await;
+    let work = tempdir();
+    let name = format!("{}/secure/app:1", reg.host());
+
+    // Unknown CA: a TLS error with a hint, exit 5, no fallback to HTTP.
+    let out = imgpull(work.path(), &["pull", &name, "-o", "out.tar"], None).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TLS") && err.contains("--ca-file"), "{err}");
+    assert!(!work.path().join("out.tar").exists());
+
+    let ca = certs::get().ca_pem.to_str().unwrap().to_string();
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--ca-file", &ca],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+
+    // The same CA from the config file.
+    std::fs::write(
+        work.path().join("imgpull.toml"),
+        format!("ca_file = {ca:?}\n"),
+    )
+    .unwrap();
+    let out = imgpull(work.path(), &["pull", &name, "-o", "cfg.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -1,0 +1,123 @@
+//! Failures a person meets: unknown tags, refused connections, corrupt
+//! blobs. Each gives a clear message and exit code and leaves nothing
+//! behind that looks complete.
+
+use crate::support::image::{self, Format};
+use crate::support::proxy::{self, Fault};
+use crate::support::registry::{Registry, Variant};
+use crate::support::{free_port, imgpull, list_files, tempdir, text};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_tag_is_not_found() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = image::build("nf", Format::Docker, image::host_arch(), 1);
+    image::push(&reg, "ns/app", "1", &img).await;
+    let work = tempdir();
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &format!("{}/ns/app:nope", reg.host()),
+            "-o",
+            "out.tar",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not found"), "{err}");
+    assert!(
+        err.contains(&format!("{}/ns/app:nope", reg.host())),
+        "normalized name: {err}"
+    );
+    assert!(!work.path().join("out.tar").exists());
+
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &format!("{}/ns/other:1", reg.host()),
+            "-o",
+            "out.tar",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(!work.path().join("out.tar").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_refused_is_a_network_error() {
+    let work = tempdir();
+    let port = free_port();
+    let out = imgpull(
+        work.path(),
+        &["pull", &format!("127.0.0.1:{port}/a/b:1"), "-o", "out.tar"],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("hint:"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_layer_is_refused_and_not_cached() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = image::build("corrupt", Format::Oci, image::host_arch(), 3);
+    image::push(&reg, "ns/app", "1", &img).await;
+    let bad = img.layers[1].digest.clone();
+    let proxy = proxy::start(reg.base_url(), Fault::CorruptBlob(bad.clone())).await;
+    let work = tempdir();
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &format!("{}/ns/app:1", proxy.host()),
+            "-o",
+            "out.tar",
+            "--cache-dir",
+            "cache",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("integrity") && err.contains(&bad), "{err}");
+    assert!(!work.path().join("out.tar").exists());
+    let files = list_files(&work.path().join("cache"));
+    let hex = &bad[7..];
+    assert!(
+        !files.iter().any(|f| f.to_string_lossy().contains(hex)),
+        "{files:?}"
+    );
+    assert!(
+        files.iter().all(|f| f.starts_with("blobs/sha256")),
+        "no partials left: {files:?}"
+    );
+
+    // Once the fault is gone the same cache completes the pull.
+    *proxy.fault.lock().unwrap() = Fault::None;
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &format!("{}/ns/app:1", proxy.host()),
+            "-o",
+            "out.tar",
+            "--cache-dir",
+            "cache",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let blob = std::fs::read(work.path().join("cache/blobs/sha256").join(hex)).unwrap();
+    assert_eq!(blob, img.layers[1].blob);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary (one link step), modules by capability.
+//! Every test runs the real CNCF distribution registry on 127.0.0.1.
+
+mod support;
+
+mod auth;
+mod cache;
+mod cli;
+mod errors;
+mod pull;

@@ -1,0 +1,211 @@
+//! Pulls from an anonymous registry: Docker and OCI manifests, indexes,
+//! output names, pulls by digest. Every tar is read by skopeo and podman.
+
+use crate::support::image::{self, Format};
+use crate::support::registry::{Registry, Variant};
+use crate::support::{imgpull, tempdir, text, tools};
+use serde_json::Value;
+use std::path::Path;
+
+/// Read one file out of a tar.
+pub fn tar_file(tar: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut ar = tar::Archive::new(std::fs::File::open(tar).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some(name) {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn json(bytes: Option<Vec<u8>>) -> Value {
+    serde_json::from_slice(&bytes.expect("file present in tar")).unwrap()
+}
+
+async fn pull_and_check(format: Format) {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = image::build(&format!("{format:?}"), format, image::host_arch(), 3);
+    image::push(&reg, "ns/app", "1", &img).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", reg.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tar = work.path().join("out.tar");
+
+    // The Docker 25+ layout, checked against what was pushed.
+    let manifest = json(tar_file(&tar, "manifest.json"));
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!([name]));
+    let hex = |d: &str| d.trim_start_matches("sha256:").to_string();
+    assert_eq!(
+        manifest[0]["Config"],
+        format!("blobs/sha256/{}", hex(&img.config_digest))
+    );
+    let layers: Vec<String> = img
+        .layers
+        .iter()
+        .map(|l| format!("blobs/sha256/{}", hex(&l.digest)))
+        .collect();
+    assert_eq!(manifest[0]["Layers"], serde_json::json!(layers));
+    assert_eq!(
+        tar_file(&tar, &format!("blobs/sha256/{}", hex(&img.config_digest))),
+        Some(img.config.clone())
+    );
+    assert_eq!(tar_file(&tar, &layers[1]), Some(img.layers[1].blob.clone()));
+    let index = json(tar_file(&tar, "index.json"));
+    let ann = &index["manifests"][0]["annotations"];
+    assert_eq!(ann["io.containerd.image.name"], name);
+    assert_eq!(ann["org.opencontainers.image.ref.name"], "1");
+    assert_eq!(index["manifests"][0]["digest"], img.manifest_digest);
+    assert_eq!(index["manifests"][0]["mediaType"], format.manifest_type());
+    assert!(tar_file(&tar, "oci-layout").is_some());
+    assert!(tar_file(&tar, "repositories").is_some());
+
+    tools::check_archive(&tar, work.path(), Some(&name));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Cache hits: 0/3 layers (0.0%)"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_schema2_image_loads_with_its_full_name() {
+    pull_and_check(Format::Docker).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_image_loads_with_its_full_name() {
+    pull_and_check(Format::Oci).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_resolves_to_the_requested_platform() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let amd = image::build("amd", Format::Oci, "amd64", 2);
+    let arm = image::build("arm", Format::Oci, "arm64", 2);
+    image::push_index(
+        &reg,
+        "multi/app",
+        "v1",
+        Format::Oci,
+        &[amd.clone(), arm.clone()],
+    )
+    .await;
+    let work = tempdir();
+    let name = format!("{}/multi/app:v1", reg.host());
+
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "--platform",
+            "linux/aarch64",
+            "-o",
+            "arm.tar",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tar = work.path().join("arm.tar");
+    let manifest = json(tar_file(&tar, "manifest.json"));
+    assert_eq!(
+        manifest[0]["Config"],
+        format!("blobs/sha256/{}", &arm.config_digest[7..])
+    );
+    let index = json(tar_file(&tar, "index.json"));
+    assert_eq!(index["manifests"][0]["digest"], arm.manifest_digest);
+    assert_eq!(index["manifests"][0]["platform"]["architecture"], "arm64");
+    tools::check_archive(&tar, work.path(), Some(&name));
+
+    // Default: the host's platform.
+    let out = imgpull(work.path(), &["pull", &name, "-o", "host.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let host = if image::host_arch() == "arm64" {
+        &arm
+    } else {
+        &amd
+    };
+    let manifest = json(tar_file(&work.path().join("host.tar"), "manifest.json"));
+    assert_eq!(
+        manifest[0]["Config"],
+        format!("blobs/sha256/{}", &host.config_digest[7..])
+    );
+
+    // No match: exit 8 and the list of what exists.
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "--platform", "linux/s390x", "-o", "none.tar"],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linux/amd64") && err.contains("linux/arm64"),
+        "{err}"
+    );
+    assert!(err.contains(&amd.manifest_digest), "{err}");
+    assert!(!work.path().join("none.tar").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn default_output_name_and_pull_by_digest() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = image::build("digest", Format::Docker, image::host_arch(), 1);
+    image::push(&reg, "ns/app", "1", &img).await;
+    let work = tempdir();
+    let out = imgpull(
+        work.path(),
+        &["pull", &format!("{}/ns/app:1", reg.host())],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let default_name = format!("127.0.0.1_{}_ns_app_1.tar", reg.port);
+    assert!(
+        work.path().join(&default_name).is_file(),
+        "{:?}",
+        crate::support::list_files(work.path())
+    );
+
+    // By digest: no tag is written, unless --tag gives one.
+    let by_digest = format!("{}/ns/app@{}", reg.host(), img.manifest_digest);
+    let out = imgpull(work.path(), &["pull", &by_digest, "-o", "d.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = json(tar_file(&work.path().join("d.tar"), "manifest.json"));
+    assert_eq!(manifest[0]["RepoTags"], Value::Null);
+    tools::skopeo_copy_to_oci(&work.path().join("d.tar"), work.path());
+
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &by_digest,
+            "-o",
+            "t.tar",
+            "--tag",
+            "mine/app:pinned",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tar = work.path().join("t.tar");
+    let manifest = json(tar_file(&tar, "manifest.json"));
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["mine/app:pinned"])
+    );
+    tools::check_archive(&tar, work.path(), Some("docker.io/mine/app:pinned"));
+}

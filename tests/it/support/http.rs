@@ -1,0 +1,144 @@
+//! A minimal HTTP/1.1 server for the token server and the fault proxy:
+//! one request per connection, bodies ignored (they only serve GET/HEAD).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    pub fn query(&self, key: &str) -> Vec<String> {
+        let Some((_, q)) = self.target.split_once('?') else {
+            return vec![];
+        };
+        reqwest::Url::parse(&format!("http://x/?{q}"))
+            .unwrap()
+            .query_pairs()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .collect()
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Response {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+/// Stops the server when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn serve<F, Fut>(handler: F) -> Server
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = Arc::new(handler);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let Some(req) = read_head(&mut sock).await else {
+                    return;
+                };
+                let head_only = req.method == "HEAD";
+                let resp = handler(req).await;
+                let mut out = format!("HTTP/1.1 {} X\r\n", resp.status);
+                let mut has_len = false;
+                for (k, v) in &resp.headers {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        if !head_only {
+                            continue;
+                        }
+                        has_len = true;
+                    }
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                if !has_len {
+                    out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+                }
+                out.push_str("Connection: close\r\n\r\n");
+                let _ = sock.write_all(out.as_bytes()).await;
+                if !head_only {
+                    let _ = sock.write_all(&resp.body).await;
+                }
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    Server { addr, task }
+}
+
+async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() > 64 << 10 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_string();
+    let target = first.next()?.to_string();
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some(Request {
+        method,
+        target,
+        headers,
+    })
+}

@@ -1,0 +1,277 @@
+//! Test images made here: real tar+gzip layers (files, directories,
+//! symlinks), a config with matching diff_ids, Docker schema2 or OCI
+//! manifests, and indexes; pushed through the registry's HTTP API.
+
+use super::registry::Registry;
+use sha2::{Digest as _, Sha256};
+use std::io::Write;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Docker,
+    Oci,
+}
+
+impl Format {
+    pub fn manifest_type(self) -> &'static str {
+        match self {
+            Format::Docker => "application/vnd.docker.distribution.manifest.v2+json",
+            Format::Oci => "application/vnd.oci.image.manifest.v1+json",
+        }
+    }
+    fn config_type(self) -> &'static str {
+        match self {
+            Format::Docker => "application/vnd.docker.container.image.v1+json",
+            Format::Oci => "application/vnd.oci.image.config.v1+json",
+        }
+    }
+    fn layer_type(self) -> &'static str {
+        match self {
+            Format::Docker => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            Format::Oci => "application/vnd.oci.image.layer.v1.tar+gzip",
+        }
+    }
+    pub fn index_type(self) -> &'static str {
+        match self {
+            Format::Docker => "application/vnd.docker.distribution.manifest.list.v2+json",
+            Format::Oci => "application/vnd.oci.image.index.v1+json",
+        }
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+#[derive(Clone)]
+pub struct Layer {
+    pub blob: Vec<u8>,
+    pub digest: String,
+    pub diff_id: String,
+}
+
+#[derive(Clone)]
+pub struct TestImage {
+    pub format: Format,
+    pub arch: String,
+    pub config: Vec<u8>,
+    pub config_digest: String,
+    pub layers: Vec<Layer>,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: String,
+}
+
+/// Deterministic pseudo-random bytes (incompressible enough to matter).
+fn noise(seed: &str, len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15
+        ^ seed
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn layer(seed: &str, i: usize, big: usize) -> Layer {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    tar.append_data(&mut dir, format!("layer{i}/"), std::io::empty())
+        .unwrap();
+    let files = [
+        (
+            format!("layer{i}/hello.txt"),
+            format!("hello from {seed} layer {i}\n").into_bytes(),
+        ),
+        (
+            format!("layer{i}/data.bin"),
+            noise(&format!("{seed}-{i}"), big),
+        ),
+    ];
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        tar.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_mode(0o777);
+    link.set_size(0);
+    tar.append_link(&mut link, format!("layer{i}/link"), "hello.txt")
+        .unwrap();
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    let blob = gz.finish().unwrap();
+    Layer {
+        digest: sha256(&blob),
+        diff_id: sha256(&raw),
+        blob,
+    }
+}
+
+/// An image of `n` layers; `seed` makes its content unique.
+pub fn build(seed: &str, format: Format, arch: &str, n: usize) -> TestImage {
+    let layers: Vec<Layer> = (0..n)
+        .map(|i| layer(seed, i, 64 * 1024 + i * 1000))
+        .collect();
+    build_from(seed, format, arch, layers)
+}
+
+pub fn build_from(seed: &str, format: Format, arch: &str, layers: Vec<Layer>) -> TestImage {
+    let config = serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "created": "2026-11-28T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"], "Env": [format!("SEED={seed}")]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        "history": layers.iter().map(|_| serde_json::json!({"created_by": "imgpull test"})).collect::<Vec<_>>(),
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_digest = sha256(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": format.manifest_type(),
+        "config": {"mediaType": format.config_type(), "size": config.len(), "digest": config_digest},
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": format.layer_type(), "size": l.blob.len(), "digest": l.digest,
+        })).collect::<Vec<_>>(),
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest).unwrap();
+    TestImage {
+        format,
+        arch: arch.to_string(),
+        manifest_digest: sha256(&manifest),
+        manifest,
+        config,
+        config_digest,
+        layers,
+    }
+}
+
+/// The host's architecture in OCI terms.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+async fn push_blob(reg: &Registry, repo: &str, blob: &[u8]) {
+    let http = reg.http();
+    let auth = reg.push_auth(repo);
+    let with_auth = |b: reqwest::RequestBuilder| match &auth {
+        Some(a) => b.header("Authorization", a),
+        None => b,
+    };
+    let start = with_auth(http.post(format!("{}/v2/{repo}/blobs/uploads/", reg.base_url())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        start.status(),
+        202,
+        "start upload: {}",
+        start.text().await.unwrap()
+    );
+    let loc = start.headers()["location"].to_str().unwrap().to_string();
+    let url = if loc.starts_with("http") {
+        loc
+    } else {
+        format!("{}{loc}", reg.base_url())
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let put = with_auth(http.put(format!("{url}{sep}digest={}", sha256(blob))))
+        .header("Content-Type", "application/octet-stream")
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201, "put blob: {}", put.text().await.unwrap());
+}
+
+pub async fn push_manifest(
+    reg: &Registry,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) {
+    let http = reg.http();
+    let mut req = http
+        .put(format!(
+            "{}/v2/{repo}/manifests/{reference}",
+            reg.base_url()
+        ))
+        .header("Content-Type", media_type)
+        .body(body.to_vec());
+    if let Some(a) = reg.push_auth(repo) {
+        req = req.header("Authorization", a);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "put manifest: {}",
+        resp.text().await.unwrap()
+    );
+}
+
+/// Push `img`'s blobs and manifest, tagged `tag`.
+pub async fn push(reg: &Registry, repo: &str, tag: &str, img: &TestImage) {
+    push_blobs(reg, repo, img).await;
+    push_manifest(reg, repo, tag, img.format.manifest_type(), &img.manifest).await;
+}
+
+async fn push_blobs(reg: &Registry, repo: &str, img: &TestImage) {
+    push_blob(reg, repo, &img.config).await;
+    for l in &img.layers {
+        push_blob(reg, repo, &l.blob).await;
+    }
+}
+
+/// Push several single-platform images and an index over them tagged `tag`;
+/// returns the index bytes.
+pub async fn push_index(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    format: Format,
+    images: &[TestImage],
+) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for img in images {
+        push_blobs(reg, repo, img).await;
+        push_manifest(
+            reg,
+            repo,
+            &img.manifest_digest,
+            format.manifest_type(),
+            &img.manifest,
+        )
+        .await;
+        entries.push(serde_json::json!({
+            "mediaType": format.manifest_type(),
+            "size": img.manifest.len(),
+            "digest": img.manifest_digest,
+            "platform": {"architecture": img.arch, "os": "linux"},
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": format.index_type(),
+        "manifests": entries,
+    }))
+    .unwrap();
+    push_manifest(reg, repo, tag, format.index_type(), &index).await;
+    index
+}

@@ -1,0 +1,78 @@
+//! A fault-injecting proxy in front of a real registry: forwards GET/HEAD
+//! requests and, when told, corrupts the body of one blob.
+
+use super::http::{serve, Request, Response, Server};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Default)]
+pub enum Fault {
+    #[default]
+    None,
+    /// Flip one byte in the body of blob `digest` (same length).
+    CorruptBlob(String),
+}
+
+pub struct Proxy {
+    pub server: Server,
+    pub fault: Arc<Mutex<Fault>>,
+}
+
+impl Proxy {
+    /// `127.0.0.1:PORT` — a loopback registry name, so plain HTTP.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.server.addr.port())
+    }
+}
+
+pub async fn start(upstream: String, fault: Fault) -> Proxy {
+    let fault = Arc::new(Mutex::new(fault));
+    let f = fault.clone();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let server = serve(move |req: Request| {
+        let http = http.clone();
+        let upstream = upstream.clone();
+        let fault = f.lock().unwrap().clone();
+        async move { forward(&http, &upstream, req, fault).await }
+    })
+    .await;
+    Proxy { server, fault }
+}
+
+async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fault) -> Response {
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
+    let mut up = http.request(method, format!("{upstream}{}", req.target));
+    for (k, v) in &req.headers {
+        if ["authorization", "accept", "range", "user-agent"]
+            .contains(&k.to_ascii_lowercase().as_str())
+        {
+            up = up.header(k, v);
+        }
+    }
+    let resp = match up.send().await {
+        Ok(r) => r,
+        Err(e) => return Response::new(502, format!("proxy: {e}")),
+    };
+    let status = resp.status().as_u16();
+    let headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| !["transfer-encoding", "connection"].contains(&k.as_str()))
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let mut body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    if let Fault::CorruptBlob(d) = &fault {
+        if req.path().ends_with(&format!("/blobs/{d}")) && !body.is_empty() {
+            let mid = body.len() / 2;
+            body[mid] ^= 0xff;
+        }
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
