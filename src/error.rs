@@ -60,12 +60,8 @@ pub enum Error {
         reference: String,
         source: ManifestError,
     },
-    #[error("{reference}: no image for platform {wanted}; the image offers: {}", list_platforms(.available))]
-    NoMatchingPlatform {
-        reference: String,
-        wanted: Platform,
-        available: Vec<(Option<Platform>, Digest)>,
-    },
+    #[error("{}: no image for platform {}; the image offers: {}", .0.reference, .0.wanted, list_platforms(&.0.available))]
+    NoMatchingPlatform(Box<NoMatch>),
     #[error("{0}")]
     Usage(String),
     #[error("I/O error at {path}: {source}")]
@@ -76,6 +72,14 @@ pub enum Error {
     /// Another error with a registry-specific hint from its adapter.
     #[error("{source}")]
     Hinted { source: Box<Error>, hint: String },
+}
+
+/// What a multi-platform image offers when none matched.
+#[derive(Debug)]
+pub struct NoMatch {
+    pub reference: String,
+    pub wanted: Platform,
+    pub available: Vec<(Option<Platform>, Digest)>,
 }
 
 fn list_platforms(av: &[(Option<Platform>, Digest)]) -> String {
@@ -124,7 +128,7 @@ impl Error {
                 _ => exit::OTHER,
             },
             Error::Manifest { .. } => exit::INTEGRITY,
-            Error::NoMatchingPlatform { .. } => exit::PLATFORM,
+            Error::NoMatchingPlatform(_) => exit::PLATFORM,
             Error::Hinted { source, .. } => source.exit_code(),
             Error::Export(_) | Error::Io { .. } => exit::OTHER,
         }
@@ -166,7 +170,7 @@ impl Error {
                 source: CacheError::DigestMismatch { .. } | CacheError::SizeMismatch { .. },
                 ..
             } => "the registry (or something between it and you) served corrupt data; nothing corrupt was kept. Retry, or try another mirror".into(),
-            Error::NoMatchingPlatform { .. } => "pick one of the listed platforms with --platform".into(),
+            Error::NoMatchingPlatform(_) => "pick one of the listed platforms with --platform".into(),
             _ => return None,
         })
     }

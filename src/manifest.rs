@@ -59,7 +59,8 @@ pub struct ImageIndex {
     pub manifests: Vec<Descriptor>,
 }
 
-/// A parsed manifest response.
+/// A parsed manifest response (short-lived: not worth boxing the variant).
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Manifest {
     Image(ImageManifest),

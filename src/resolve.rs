@@ -3,7 +3,7 @@
 
 use crate::client::{FetchedManifest, RegistryClient};
 use crate::digest::Digest;
-use crate::error::Error;
+use crate::error::{Error, NoMatch};
 use crate::manifest::{Descriptor, ImageManifest, Manifest};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -36,8 +36,8 @@ pub async fn resolve(
             index_digest: None,
         }),
         Manifest::Index(index) => {
-            let chosen =
-                choose(&index.manifests, wanted).ok_or_else(|| Error::NoMatchingPlatform {
+            let chosen = choose(&index.manifests, wanted).ok_or_else(|| {
+                Error::NoMatchingPlatform(Box::new(NoMatch {
                     reference: reference.to_string(),
                     wanted: wanted.clone(),
                     available: index
@@ -46,7 +46,8 @@ pub async fn resolve(
                         .filter(|d| is_image_entry(d))
                         .map(|d| (d.platform.clone(), d.digest.clone()))
                         .collect(),
-                })?;
+                }))
+            })?;
             let child = client
                 .manifest(&reference.repository, &chosen.digest.to_string())
                 .await?;

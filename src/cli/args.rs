@@ -31,6 +31,7 @@ pub struct Global {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 pub enum Command {
     /// Pull an image and write it as a `docker load` tar.
     Pull(PullArgs),

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 /// Manifests larger than this are refused (the spec suggests registries
 /// accept 4 MiB; we allow double).
 const MANIFEST_MAX: usize = 8 << 20;
+/// How long the HTTPS probe of a registry that may be plain HTTP may take.
+const FALLBACK_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Error bodies are read up to this size for their message.
 const ERROR_BODY_MAX: usize = 64 << 10;
 
@@ -88,7 +90,13 @@ impl RegistryClient {
         let mut first_err = None;
         for scheme in schemes {
             let url = format!("{scheme}://{}/v2/", opts.api_host);
-            match http.get(&url).send().await {
+            let mut ping = http.get(&url);
+            if schemes.len() > 1 && *scheme == "https" {
+                // A plain-HTTP server may never answer a TLS hello; don't
+                // wait the full read timeout before falling back.
+                ping = ping.timeout(FALLBACK_PROBE_TIMEOUT);
+            }
+            match ping.send().await {
                 Ok(resp) if *scheme == "http" && !looks_like_registry(&resp) => {
                     first_err.get_or_insert(RegistryError::BadResponse {
                         registry: opts.registry.clone(),

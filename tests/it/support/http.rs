@@ -125,6 +125,9 @@ async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Request> {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
+        if !buf.is_empty() && !buf[0].is_ascii_uppercase() {
+            return None;
+        }
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let mut lines = text.split("\r\n");
