@@ -171,3 +171,64 @@ async fn tls_with_a_private_ca() {
     let out = imgpull(work.path(), &["pull", &name, "-o", "cfg.tar"], None).await;
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_mid_pull_refreshes_the_token_once() {
+    use crate::support::proxy::{self, Fault};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let reg = Registry::start(Variant::Token).await;
+    let img = image::build("refresh", Format::Docker, image::host_arch(), 2);
+    image::push(&reg, "open/app", "1", &img).await;
+    let tokens = reg.token.as_ref().unwrap();
+    let challenge = format!(
+        "Bearer realm=\"{}\",service=\"{}\",scope=\"repository:open/app:pull\",error=\"invalid_token\"",
+        tokens.realm(),
+        token::SERVICE
+    );
+    let times = Arc::new(AtomicUsize::new(1));
+    let fault = Fault::Unauthorized {
+        challenge: challenge.clone(),
+        times: times.clone(),
+    };
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    let work = tempdir();
+    let name = format!("{}/open/app:1", proxy.host());
+    let before = tokens.count();
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "out.tar",
+            "--max-concurrent-downloads",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        tokens.count() - before,
+        2,
+        "the first token, then one refresh"
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+
+    // A registry that keeps refusing: one refresh, then a clean failure.
+    times.store(100, std::sync::atomic::Ordering::SeqCst);
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "again.tar", "--no-cache"],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let refused = 100 - times.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=6).contains(&refused),
+        "one retry per blob (3 blobs), got {refused} attempts"
+    );
+    assert!(!work.path().join("again.tar").exists());
+}

@@ -60,3 +60,69 @@ async fn version_and_usage_errors() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_layers_files_then_env_then_flags() {
+    use crate::support::{free_port, imgpull_env};
+    let work = tempdir();
+    // Nothing listens here: a valid config ends in a network error (5),
+    // an invalid one in a usage error (2) before any connection.
+    let image = format!("127.0.0.1:{}/a/b:1", free_port());
+    let bad_env = [("IMGPULL_MAX_CONCURRENT_DOWNLOADS", "0")];
+    let out = imgpull_env(work.path(), &["pull", &image], None, &bad_env).await;
+    assert_eq!(out.status.code(), Some(2), "env is read: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_concurrent_downloads"));
+
+    let args = ["pull", image.as_str(), "--max-concurrent-downloads", "2"];
+    let out = imgpull_env(work.path(), &args, None, &bad_env).await;
+    assert_eq!(out.status.code(), Some(5), "flags beat env: {}", text(&out));
+
+    // ./imgpull.toml < --config FILE < env
+    std::fs::write(
+        work.path().join("imgpull.toml"),
+        "max_concurrent_downloads = 0\n",
+    )
+    .unwrap();
+    let out = imgpull_env(work.path(), &["pull", &image], None, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    std::fs::write(
+        work.path().join("fix.toml"),
+        "max_concurrent_downloads = 4\n",
+    )
+    .unwrap();
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &image, "--config", "fix.toml"],
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "--config beats ./imgpull.toml: {}",
+        text(&out)
+    );
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &image, "--config", "fix.toml"],
+        None,
+        &bad_env,
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "env beats --config: {}",
+        text(&out)
+    );
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &image, "--config", "missing.toml"],
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}

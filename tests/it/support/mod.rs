@@ -25,6 +25,16 @@ pub fn free_port() -> u16 {
 /// Run the imgpull binary in `cwd` with a clean environment (no user
 /// config, no proxies), optionally feeding `stdin`.
 pub async fn imgpull(cwd: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    imgpull_env(cwd, args, stdin, &[]).await
+}
+
+/// As [`imgpull`], with extra environment variables.
+pub async fn imgpull_env(
+    cwd: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     use tokio::io::AsyncWriteExt;
     let home = cwd.join(".home");
     std::fs::create_dir_all(&home).unwrap();
@@ -35,6 +45,7 @@ pub async fn imgpull(cwd: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             std::process::Stdio::piped()
         } else {

@@ -2,6 +2,7 @@
 //! requests and, when told, corrupts the body of one blob.
 
 use super::http::{serve, Request, Response, Server};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Default)]
@@ -10,6 +11,12 @@ pub enum Fault {
     None,
     /// Flip one byte in the body of blob `digest` (same length).
     CorruptBlob(String),
+    /// Answer blob requests with 401 and this `WWW-Authenticate` while the
+    /// counter is above zero (a token that expired mid-pull).
+    Unauthorized {
+        challenge: String,
+        times: Arc<AtomicUsize>,
+    },
 }
 
 pub struct Proxy {
@@ -43,6 +50,20 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
 }
 
 async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fault) -> Response {
+    if let Fault::Unauthorized { challenge, times } = &fault {
+        let is_blob = req.path().contains("/blobs/");
+        if is_blob
+            && times
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Response::new(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}"#,
+            )
+            .header("WWW-Authenticate", challenge);
+        }
+    }
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
     let mut up = http.request(method, format!("{upstream}{}", req.target));
     for (k, v) in &req.headers {
