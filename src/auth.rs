@@ -131,7 +131,8 @@ impl Token {
         if value.is_empty() {
             return None;
         }
-        let life = r.expires_in.unwrap_or(60).max(1);
+        // Capped at a day: a hostile `expires_in` must not overflow `Instant`.
+        let life = r.expires_in.unwrap_or(60).clamp(1, 86_400);
         let margin = (life / 10).max(5).min(life - 1);
         Some(Token {
             value: Secret::new(value),
@@ -212,5 +213,11 @@ mod tests {
             expires_in: None,
         };
         assert!(Token::from_response(empty, now).is_none());
+        let forever = TokenResponse {
+            token: Some("t".into()),
+            access_token: None,
+            expires_in: Some(u64::MAX),
+        };
+        assert!(!Token::from_response(forever, now).unwrap().is_fresh(now + Duration::from_secs(86_400)));
     }
 }
