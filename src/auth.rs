@@ -218,6 +218,8 @@ mod tests {
             access_token: None,
             expires_in: Some(u64::MAX),
         };
-        assert!(!Token::from_response(forever, now).unwrap().is_fresh(now + Duration::from_secs(86_400)));
+        assert!(!Token::from_response(forever, now)
+            .unwrap()
+            .is_fresh(now + Duration::from_secs(86_400)));
     }
 }

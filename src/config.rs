@@ -153,9 +153,24 @@ impl Config {
     }
 
     fn extract(fig: Figment) -> Result<Config, ConfigError> {
-        let cfg: Config = fig
+        let mut cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        // Paths written in a config file are relative to that file.
+        if let Ok(v) = fig.find_value("ca_file") {
+            cfg.ca_file = relative_to_source(&fig, &v).or(cfg.ca_file);
+        }
+        if let Ok(figment::value::Value::Dict(_, regs)) = fig.find_value("registries") {
+            for (host, reg) in cfg.registries.iter_mut() {
+                let v = regs
+                    .get(host)
+                    .and_then(|r| r.as_dict())
+                    .and_then(|d| d.get("ca_file"));
+                if let Some(p) = v.and_then(|v| relative_to_source(&fig, v)) {
+                    reg.ca_file = Some(p);
+                }
+            }
+        }
         if !(1..=64).contains(&cfg.max_concurrent_downloads) {
             return Err(ConfigError::Invalid(format!(
                 "max_concurrent_downloads must be 1 to 64, got {}",
@@ -168,6 +183,20 @@ impl Config {
     /// The settings for `registry`, or the defaults.
     pub fn registry(&self, registry: &str) -> RegistryConfig {
         self.registries.get(registry).cloned().unwrap_or_default()
+    }
+}
+
+/// A string path value, joined to the directory of the file it came from
+/// (`None` when it is absolute or did not come from a file).
+fn relative_to_source(fig: &Figment, v: &figment::value::Value) -> Option<PathBuf> {
+    let path = PathBuf::from(v.as_str()?);
+    if path.is_absolute() {
+        return None;
+    }
+    let meta = fig.get_metadata(v.tag())?;
+    match &meta.source {
+        Some(figment::Source::File(file)) => Some(file.parent()?.join(path)),
+        _ => None,
     }
 }
 
@@ -200,5 +229,17 @@ mod tests {
         assert!(cfg.registry("a.b:5000").insecure);
         std::fs::write(&p, "max_concurrent_downloads = 0\n").unwrap();
         assert!(Config::from_file(&p).is_err());
+        std::fs::write(
+            &p,
+            "ca_file = \"ca.pem\"\n[registries.\"h:1\"]\nca_file = \"/abs.pem\"\n",
+        )
+        .unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(
+            cfg.ca_file,
+            Some(dir.path().join("ca.pem")),
+            "relative to the file"
+        );
+        assert_eq!(cfg.registry("h:1").ca_file, Some(PathBuf::from("/abs.pem")));
     }
 }

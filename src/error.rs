@@ -127,7 +127,12 @@ impl Error {
                 }
                 _ => exit::OTHER,
             },
-            Error::Manifest { .. } => exit::INTEGRITY,
+            Error::Manifest {
+                source: ManifestError::SizeMismatch { .. },
+                ..
+            } => exit::INTEGRITY,
+            // The registry answered something we cannot use.
+            Error::Manifest { .. } => exit::NETWORK,
             Error::NoMatchingPlatform(_) => exit::PLATFORM,
             Error::Hinted { source, .. } => source.exit_code(),
             Error::Export(_) | Error::Io { .. } => exit::OTHER,

@@ -74,6 +74,16 @@ pub enum ManifestError {
     Malformed(#[from] serde_json::Error),
     #[error("unsupported manifest media type {0:?} (schema1 and other legacy formats are not supported)")]
     Unsupported(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "integrity error: the index says {digest} is {expected} bytes, the registry sent {found}"
+    )]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        found: u64,
+    },
 }
 
 impl Manifest {

@@ -186,29 +186,23 @@ impl Engine {
         cli: Option<&dyn CredentialProvider>,
     ) -> Result<RegistryClient, Error> {
         let reg_cfg = self.config.registry(&reference.registry);
-        // The chain: command line first, then the config's providers.
-        let mut chain: Vec<Box<dyn CredentialProvider>> = Vec::new();
-        for entry in &reg_cfg.credentials {
-            let name = entry
-                .get("provider")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "registries.\"{}\".credentials: every entry needs `provider = \"NAME\"`",
-                        reference.registry
-                    ))
-                })?;
-            chain.push(self.catalog.credentials(name, entry)?);
-        }
-        let (mut found, _asked) = resolve_chain(&chain, &reference.registry).await?;
-        if let Some(p) = cli {
-            if let Some(c) = p.credentials(&reference.registry).await? {
-                found = Some(crate::credentials::Found {
-                    credential: c,
+        // Command-line credentials first; the config's chain only without them.
+        let found = match cli {
+            Some(p) => p.credentials(&reference.registry).await?.map(|credential| {
+                crate::credentials::Found {
+                    credential,
                     source: p.source(),
-                });
+                }
+            }),
+            None => None,
+        };
+        let found = match found {
+            Some(f) => Some(f),
+            None => {
+                let chain = self.credential_chain(reference, &reg_cfg)?;
+                resolve_chain(&chain, &reference.registry).await?.0
             }
-        }
+        };
         let mut ca_pem = Vec::new();
         for f in [&self.config.ca_file, &reg_cfg.ca_file]
             .into_iter()
@@ -224,6 +218,27 @@ impl Engine {
             credentials: found,
         };
         Ok(RegistryClient::connect(opts).await?)
+    }
+
+    fn credential_chain(
+        &self,
+        reference: &Reference,
+        reg_cfg: &crate::config::RegistryConfig,
+    ) -> Result<Vec<Box<dyn CredentialProvider>>, Error> {
+        let mut chain = Vec::new();
+        for entry in &reg_cfg.credentials {
+            let name = entry
+                .get("provider")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "registries.\"{}\".credentials: every entry needs `provider = \"NAME\"`",
+                        reference.registry
+                    ))
+                })?;
+            chain.push(self.catalog.credentials(name, entry)?);
+        }
+        Ok(chain)
     }
 
     fn open_cache(

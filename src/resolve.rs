@@ -4,7 +4,7 @@
 use crate::client::{FetchedManifest, RegistryClient};
 use crate::digest::Digest;
 use crate::error::{Error, NoMatch};
-use crate::manifest::{Descriptor, ImageManifest, Manifest};
+use crate::manifest::{Descriptor, ImageManifest, Manifest, ManifestError};
 use crate::platform::Platform;
 use crate::reference::Reference;
 
@@ -54,12 +54,11 @@ pub async fn resolve(
             if child.bytes.len() as u64 != chosen.size {
                 return Err(Error::Manifest {
                     reference: reference.to_string(),
-                    source: crate::manifest::ManifestError::Unsupported(format!(
-                        "index says {} is {} bytes, registry sent {}",
-                        chosen.digest,
-                        chosen.size,
-                        child.bytes.len()
-                    )),
+                    source: ManifestError::SizeMismatch {
+                        digest: chosen.digest.clone(),
+                        expected: chosen.size,
+                        found: child.bytes.len() as u64,
+                    },
                 });
             }
             match parse(reference, &child)? {
@@ -71,7 +70,7 @@ pub async fn resolve(
                 }),
                 Manifest::Index(_) => Err(Error::Manifest {
                     reference: reference.to_string(),
-                    source: crate::manifest::ManifestError::Unsupported(
+                    source: ManifestError::Invalid(
                         "an index inside an index (nested indexes are not supported)".into(),
                     ),
                 }),

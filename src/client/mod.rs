@@ -148,7 +148,8 @@ impl RegistryClient {
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
-        let what = format!("manifest {}/{repository}:{reference}", self.registry);
+        let sep = if reference.contains(':') { '@' } else { ':' };
+        let what = format!("manifest {}/{repository}{sep}{reference}", self.registry);
         let resp = self
             .send(repository, &what, || {
                 self.http.get(&url).header(ACCEPT, media::MANIFEST_ACCEPT)
@@ -224,7 +225,11 @@ impl RegistryClient {
                 .send()
                 .await
                 .map_err(|e| classify(&self.registry, &url, &e))?;
-            if resp.status() == StatusCode::UNAUTHORIZED && !refreshed {
+            // Only the registry itself may send us to a token realm: a 401
+            // from a redirect target (blob storage) must not learn our
+            // credentials by naming a realm of its own.
+            let from_registry = same_origin(resp.url(), &self.base);
+            if resp.status() == StatusCode::UNAUTHORIZED && !refreshed && from_registry {
                 if let Some(c) = challenge_of(resp.headers()) {
                     let mut st = self.state.lock().await;
                     st.challenge = Some(c);
@@ -397,6 +402,15 @@ impl RegistryClient {
     }
 }
 
+/// Same scheme, host and port.
+fn same_origin(url: &reqwest::Url, base: &str) -> bool {
+    reqwest::Url::parse(base).is_ok_and(|b| {
+        b.scheme() == url.scheme()
+            && b.host_str() == url.host_str()
+            && b.port_or_known_default() == url.port_or_known_default()
+    })
+}
+
 fn basic(user: &str, pass: &str) -> String {
     let raw = format!("{user}:{pass}");
     format!(
@@ -477,7 +491,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn classify(registry: &str, url: &str, e: &reqwest::Error) -> RegistryError {
-    let detail = error_chain(e);
+    // reqwest's own message repeats the URL we already name; its sources
+    // say what went wrong.
+    let detail = match std::error::Error::source(e) {
+        Some(src) if e.is_request() || e.is_connect() => error_chain(src),
+        _ => error_chain(e),
+    };
     let lower = detail.to_lowercase();
     let registry = registry.to_string();
     let url = url.to_string();

@@ -170,6 +170,7 @@ async fn tls_with_a_private_ca() {
     .unwrap();
     let out = imgpull(work.path(), &["pull", &name, "-o", "cfg.tar"], None).await;
     assert!(out.status.success(), "{}", text(&out));
+    tools::check_archive(&work.path().join("cfg.tar"), work.path(), Some(&name));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -68,4 +68,5 @@ async fn no_cache_uses_a_temporary_store() {
         .collect();
     assert_eq!(files, vec![std::path::PathBuf::from("out.tar")]);
     assert!(!work.path().join("docker_images_cache").exists());
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
 }

@@ -120,4 +120,34 @@ async fn corrupt_layer_is_refused_and_not_cached() {
     assert!(out.status.success(), "{}", text(&out));
     let blob = std::fs::read(work.path().join("cache/blobs/sha256").join(hex)).unwrap();
     assert_eq!(blob, img.layers[1].blob);
+    let name = format!("{}/ns/app:1", proxy.host());
+    crate::support::tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manifest_not_matching_docker_content_digest_is_refused() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = image::build("dcd", Format::Docker, image::host_arch(), 1);
+    image::push(&reg, "ns/app", "1", &img).await;
+    let lie = format!("sha256:{}", "ab".repeat(32));
+    let proxy = proxy::start(reg.base_url(), Fault::WrongDigestHeader(lie.clone())).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", proxy.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&lie) && err.contains(&img.manifest_digest),
+        "{err}"
+    );
+    assert!(!work.path().join("out.tar").exists());
+    assert!(
+        reg.blob_gets().is_empty(),
+        "no blob fetched for an unverified manifest"
+    );
 }

@@ -88,18 +88,21 @@ async fn oci_image_loads_with_its_full_name() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn index_resolves_to_the_requested_platform() {
+async fn oci_index_resolves_to_the_requested_platform() {
+    index_resolves(Format::Oci).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_manifest_list_resolves_to_the_requested_platform() {
+    index_resolves(Format::Docker).await;
+}
+
+async fn index_resolves(format: Format) {
     let reg = Registry::start(Variant::Anonymous).await;
-    let amd = image::build("amd", Format::Oci, "amd64", 2);
-    let arm = image::build("arm", Format::Oci, "arm64", 2);
-    image::push_index(
-        &reg,
-        "multi/app",
-        "v1",
-        Format::Oci,
-        &[amd.clone(), arm.clone()],
-    )
-    .await;
+    let amd = image::build(&format!("amd{format:?}"), format, "amd64", 2);
+    let arm = image::build(&format!("arm{format:?}"), format, "arm64", 2);
+    let images = [amd.clone(), arm.clone()];
+    image::push_index(&reg, "multi/app", "v1", format, &images).await;
     let work = tempdir();
     let name = format!("{}/multi/app:v1", reg.host());
 
@@ -125,6 +128,7 @@ async fn index_resolves_to_the_requested_platform() {
     );
     let index = json(tar_file(&tar, "index.json"));
     assert_eq!(index["manifests"][0]["digest"], arm.manifest_digest);
+    assert_eq!(index["manifests"][0]["mediaType"], format.manifest_type());
     assert_eq!(index["manifests"][0]["platform"]["architecture"], "arm64");
     tools::check_archive(&tar, work.path(), Some(&name));
 
@@ -141,6 +145,7 @@ async fn index_resolves_to_the_requested_platform() {
         manifest[0]["Config"],
         format!("blobs/sha256/{}", &host.config_digest[7..])
     );
+    tools::check_archive(&work.path().join("host.tar"), work.path(), Some(&name));
 
     // No match: exit 8 and the list of what exists.
     let out = imgpull(
@@ -178,6 +183,8 @@ async fn default_output_name_and_pull_by_digest() {
         "{:?}",
         crate::support::list_files(work.path())
     );
+    let tagged = format!("{}/ns/app:1", reg.host());
+    tools::check_archive(&work.path().join(&default_name), work.path(), Some(&tagged));
 
     // By digest: no tag is written, unless --tag gives one.
     let by_digest = format!("{}/ns/app@{}", reg.host(), img.manifest_digest);
@@ -185,7 +192,11 @@ async fn default_output_name_and_pull_by_digest() {
     assert!(out.status.success(), "{}", text(&out));
     let manifest = json(tar_file(&work.path().join("d.tar"), "manifest.json"));
     assert_eq!(manifest[0]["RepoTags"], Value::Null);
-    tools::skopeo_copy_to_oci(&work.path().join("d.tar"), work.path());
+    let loaded = tools::check_archive(&work.path().join("d.tar"), work.path(), None);
+    assert!(
+        !loaded.contains("Loaded image: 127.0.0.1"),
+        "untagged: {loaded}"
+    );
 
     let out = imgpull(
         work.path(),

@@ -11,6 +11,8 @@ pub enum Fault {
     None,
     /// Flip one byte in the body of blob `digest` (same length).
     CorruptBlob(String),
+    /// Replace the `Docker-Content-Digest` header of manifest responses.
+    WrongDigestHeader(String),
     /// Answer blob requests with 401 and this `WWW-Authenticate` while the
     /// counter is above zero (a token that expired mid-pull).
     Unauthorized {
@@ -78,12 +80,20 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         Err(e) => return Response::new(502, format!("proxy: {e}")),
     };
     let status = resp.status().as_u16();
-    let headers: Vec<(String, String)> = resp
+    let mut headers: Vec<(String, String)> = resp
         .headers()
         .iter()
         .filter(|(k, _)| !["transfer-encoding", "connection"].contains(&k.as_str()))
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
+    if let Fault::WrongDigestHeader(d) = &fault {
+        for (k, v) in headers.iter_mut() {
+            if k.eq_ignore_ascii_case("docker-content-digest") && req.path().contains("/manifests/")
+            {
+                *v = d.clone();
+            }
+        }
+    }
     let mut body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
     if let Fault::CorruptBlob(d) = &fault {
         if req.path().ends_with(&format!("/blobs/{d}")) && !body.is_empty() {

@@ -64,8 +64,8 @@ pub fn podman_load(tar: &Path, work: &Path) -> String {
     text
 }
 
-/// Both checks; asserts podman reports `expected_tag`.
-pub fn check_archive(tar: &Path, work: &Path, expected_tag: Option<&str>) {
+/// Both checks; asserts podman reports `expected_tag`. Returns podman's output.
+pub fn check_archive(tar: &Path, work: &Path, expected_tag: Option<&str>) -> String {
     let index = skopeo_copy_to_oci(tar, work);
     assert_eq!(
         index["manifests"].as_array().map(|m| m.len()),
@@ -80,4 +80,5 @@ pub fn check_archive(tar: &Path, work: &Path, expected_tag: Option<&str>) {
             "podman did not load {tag}:\n{loaded}"
         );
     }
+    loaded
 }
