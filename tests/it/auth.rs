@@ -6,10 +6,7 @@ use crate::support::registry::{Registry, Variant, BASIC_PASSWORD, BASIC_USER};
 use crate::support::{certs, imgpull, tempdir, text, token, tools};
 
 async fn pushed(variant: Variant, repo: &str) -> (Registry, image::TestImage) {
-    let reg = Registry::start(variant).await;
-    let img = image::build(repo, Format::Docker, image::host_arch(), 2);
-    image::push(&reg, repo, "1", &img).await;
-    (reg, img)
+    image::registry_with(variant, repo, Format::Docker, 2).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,14 +2,12 @@
 //! request; --no-cache leaves nothing behind.
 
 use crate::support::image::{self, Format};
-use crate::support::registry::{Registry, Variant};
+use crate::support::registry::Variant;
 use crate::support::{imgpull, list_files, tempdir, text, tools};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_pull_is_served_from_the_cache() {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build("warm", Format::Docker, image::host_arch(), 4);
-    image::push(&reg, "ns/app", "1", &img).await;
+    let (reg, _) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 4).await;
     let work = tempdir();
     let name = format!("{}/ns/app:1", reg.host());
     let args = [
@@ -50,9 +48,7 @@ async fn second_pull_is_served_from_the_cache() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_cache_uses_a_temporary_store() {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build("nocache", Format::Oci, image::host_arch(), 2);
-    image::push(&reg, "ns/app", "1", &img).await;
+    let (reg, _) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 2).await;
     let work = tempdir();
     let name = format!("{}/ns/app:1", reg.host());
     let out = imgpull(

@@ -4,14 +4,12 @@
 
 use crate::support::image::{self, Format};
 use crate::support::proxy::{self, Fault};
-use crate::support::registry::{Registry, Variant};
+use crate::support::registry::Variant;
 use crate::support::{free_port, imgpull, list_files, tempdir, text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_tag_is_not_found() {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build("nf", Format::Docker, image::host_arch(), 1);
-    image::push(&reg, "ns/app", "1", &img).await;
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 1).await;
     let work = tempdir();
     let out = imgpull(
         work.path(),
@@ -68,9 +66,7 @@ async fn connection_refused_is_a_network_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_layer_is_refused_and_not_cached() {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build("corrupt", Format::Oci, image::host_arch(), 3);
-    image::push(&reg, "ns/app", "1", &img).await;
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
     let bad = img.layers[1].digest.clone();
     let proxy = proxy::start(reg.base_url(), Fault::CorruptBlob(bad.clone())).await;
     let work = tempdir();
@@ -126,9 +122,7 @@ async fn corrupt_layer_is_refused_and_not_cached() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn manifest_not_matching_docker_content_digest_is_refused() {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build("dcd", Format::Docker, image::host_arch(), 1);
-    image::push(&reg, "ns/app", "1", &img).await;
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 1).await;
     let lie = format!("sha256:{}", "ab".repeat(32));
     let proxy = proxy::start(reg.base_url(), Fault::WrongDigestHeader(lie.clone())).await;
     let work = tempdir();

@@ -26,9 +26,7 @@ fn json(bytes: Option<Vec<u8>>) -> Value {
 }
 
 async fn pull_and_check(format: Format) {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build(&format!("{format:?}"), format, image::host_arch(), 3);
-    image::push(&reg, "ns/app", "1", &img).await;
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", format, 3).await;
     let work = tempdir();
     let name = format!("{}/ns/app:1", reg.host());
     let out = imgpull(
@@ -166,9 +164,7 @@ async fn index_resolves(format: Format) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn default_output_name_and_pull_by_digest() {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build("digest", Format::Docker, image::host_arch(), 1);
-    image::push(&reg, "ns/app", "1", &img).await;
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 1).await;
     let work = tempdir();
     let out = imgpull(
         work.path(),

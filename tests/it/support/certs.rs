@@ -33,93 +33,64 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl req -x509`: a self-signed RSA certificate and its key.
+fn self_signed(dir: &Path, name: &str, subject: &str, extra: &[&str]) {
+    let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+    ];
+    args.extend(["-keyout", &key, "-out", &cert, "-subj", subject]);
+    args.extend(extra);
+    openssl(dir, &args);
+}
+
 fn make() -> Certs {
     let dir = tempfile::Builder::new()
         .prefix("imgpull-it-certs-")
         .tempdir()
         .unwrap()
         .keep();
-    let days = ["-days", "2"];
-    openssl(
+    self_signed(
         &dir,
+        "ca",
+        "/CN=imgpull test CA",
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            days[0],
-            days[1],
-            "-subj",
-            "/CN=imgpull test CA",
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
         ],
     );
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
+    let csr = ["-keyout", "server.key", "-out", "server.csr"];
+    let mut args = vec![
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+    ];
+    args.extend(csr);
+    openssl(&dir, &args);
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n",
     )
     .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            days[0],
-            days[1],
-            "-extfile",
-            "server.ext",
-        ],
-    );
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "token.key",
-            "-out",
-            "token.pem",
-            days[0],
-            days[1],
-            "-subj",
-            "/CN=imgpull test token signer",
-        ],
-    );
+    let sign = [
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+    ];
+    let mut args = vec!["x509", "-req", "-in", "server.csr", "-out", "server.pem"];
+    args.extend(sign);
+    args.extend(["-extfile", "server.ext"]);
+    openssl(&dir, &args);
+    self_signed(&dir, "token", "/CN=imgpull test token signer", &[]);
     Certs {
         ca_pem: dir.join("ca.pem"),
         server_pem: dir.join("server.pem"),

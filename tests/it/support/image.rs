@@ -275,3 +275,21 @@ pub async fn push_index(
     push_manifest(reg, repo, tag, format.index_type(), &index).await;
     index
 }
+
+/// A fresh registry holding one image of `layers` layers at `repo:1`.
+pub async fn registry_with(
+    variant: super::registry::Variant,
+    repo: &str,
+    format: Format,
+    layers: usize,
+) -> (Registry, TestImage) {
+    let reg = Registry::start(variant).await;
+    let img = build(
+        &format!("{repo}-{format:?}-{variant:?}"),
+        format,
+        host_arch(),
+        layers,
+    );
+    push(&reg, repo, "1", &img).await;
+    (reg, img)
+}
