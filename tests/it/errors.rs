@@ -9,7 +9,7 @@ use crate::support::{free_port, imgpull, list_files, tempdir, text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_tag_is_not_found() {
-    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 1).await;
+    let (reg, _) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 1).await;
     let work = tempdir();
     let out = imgpull(
         work.path(),
