@@ -1,4 +1,4 @@
-//! Writing a pulled image somewhere: the [`Exporter`] trait.
+//! Writing pulled images somewhere: the [`Exporter`] trait.
 
 use crate::cache::{CacheBackend, CacheError};
 use crate::digest::Digest;
@@ -8,7 +8,8 @@ use crate::reference::Reference;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 
-/// One resolved image, all of whose blobs are in the cache.
+/// One pulled reference: one or several platform manifests, all of whose
+/// blobs are in the cache.
 #[derive(Clone, Debug)]
 pub struct ExportImage {
     /// The reference as pulled (normalized).
@@ -16,11 +17,19 @@ pub struct ExportImage {
     /// The name to tag the output with (`None`: untagged, e.g. a pull by
     /// digest without `--tag`). Always carries a tag when set.
     pub tag: Option<Reference>,
-    /// The image manifest, byte for byte as fetched, and its digest.
-    pub manifest_bytes: Vec<u8>,
-    pub manifest_digest: Digest,
-    pub manifest_media_type: String,
+    /// One per platform, in the order asked (at least one). Formats with
+    /// one tag per manifest tag the first.
+    pub manifests: Vec<ExportManifest>,
+}
+
+/// One image manifest, byte for byte as fetched.
+#[derive(Clone, Debug)]
+pub struct ExportManifest {
+    pub bytes: Vec<u8>,
+    pub digest: Digest,
+    pub media_type: String,
     pub manifest: ImageManifest,
+    /// The platform the index named for it, if it came from an index.
     pub platform: Option<Platform>,
 }
 
@@ -51,8 +60,8 @@ impl ExportError {
 ///
 /// Contract: `export` writes every image in `images` to `dest`, reading
 /// blobs from `cache`. On `Ok`, `dest` is complete; on `Err`, nothing new
-/// is left at `dest` (write to a temporary name, then rename), so a failed
-/// or interrupted pull never leaves a file that looks complete.
+/// at `dest` looks complete (write to a temporary name, then rename), so a
+/// failed or interrupted pull never leaves a file that passes for output.
 #[async_trait]
 pub trait Exporter: Send + Sync {
     /// The extension of default output names (`tar`), `None` for a directory.
@@ -64,4 +73,19 @@ pub trait Exporter: Send + Sync {
         cache: &dyn CacheBackend,
         dest: &Path,
     ) -> Result<(), ExportError>;
+}
+
+/// Where an exported blob lives in an OCI layout / docker archive.
+pub fn blob_name(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm_name(), d.hex())
+}
+
+/// The annotations naming an image in an OCI index, as Docker 25+ and
+/// containerd write them.
+pub fn name_annotations(tag: &Reference) -> serde_json::Value {
+    let t = tag.tag.clone().unwrap_or_default();
+    serde_json::json!({
+        "io.containerd.image.name": format!("{}:{t}", tag.name()),
+        "org.opencontainers.image.ref.name": t,
+    })
 }

@@ -9,7 +9,9 @@
 //! - [`auth`], [`client`]: challenges, tokens, the registry HTTP client.
 //! - [`resolve`]: reference -> (index ->) image manifest.
 //! - [`fetch`]: blobs into the cache, in parallel, verified.
-//! - [`pull`]: the [`pull::Engine`] that runs one pull end to end.
+//! - [`engine`]: the [`engine::Engine`] and the setup every operation shares;
+//!   [`pull`]: one pull end to end; [`inspect`]: what a reference names;
+//!   [`naming`]: default output names.
 //! - Plugin traits: [`credentials::CredentialProvider`], [`quirks::RegistryQuirks`],
 //!   [`cache::CacheBackend`], [`export::Exporter`]; [`catalog`] collects them.
 //! - [`plugins`]: the built-in implementations, one file each (`plugins/`).
@@ -26,11 +28,14 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod digest;
+pub mod engine;
 pub mod error;
 pub mod export;
 pub mod fetch;
 mod fsutil;
+pub mod inspect;
 pub mod manifest;
+pub mod naming;
 pub mod platform;
 pub mod progress;
 pub mod pull;

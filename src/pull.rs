@@ -1,28 +1,27 @@
-//! One pull, start to finish: config -> reference -> quirks -> credentials
-//! -> client -> resolve -> fetch -> export -> report.
+//! One pull, start to finish: reference -> quirks -> credentials -> client
+//! -> resolve (platforms) -> fetch configs, check -> fetch layers -> export
+//! -> report.
 
 use crate::cache::CacheBackend;
-use crate::catalog::{Catalog, PluginConfig};
-use crate::client::{ClientOptions, RegistryClient, RegistryError};
-use crate::config::Config;
-use crate::credentials::{resolve_chain, CredentialProvider};
+use crate::catalog::PluginConfig;
+use crate::credentials::CredentialProvider;
 use crate::digest::Digest;
-use crate::error::Error;
-use crate::export::ExportImage;
-use crate::fetch::fetch_all;
-use crate::platform::Platform;
-use crate::progress::Reporter;
+use crate::engine::Engine;
+use crate::error::{Error, NoMatch};
+use crate::export::{ExportImage, ExportManifest};
+use crate::fetch::{fetch_all, BlobOutcome};
+use crate::manifest::{Descriptor, ImageConfig};
+use crate::platform::{Matcher, Platform, Selection};
 use crate::quirks::{Failure, RegistryQuirks};
 use crate::reference::Reference;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use crate::resolve::{resolve, Resolved};
+use std::path::PathBuf;
 
 /// What to pull and where to put it.
-#[derive(Default)]
 pub struct PullOptions {
-    pub reference: Option<Reference>,
-    /// `--platform`; the config's or the host's when `None`.
-    pub platform: Option<Platform>,
+    pub reference: Reference,
+    /// `--platform`; the config's, else the host's, when `None`.
+    pub platforms: Option<Selection>,
     /// `--tag`: the name to write instead of the pulled one.
     pub tag: Option<Reference>,
     /// `-o`; a name built from the reference when `None`.
@@ -33,12 +32,27 @@ pub struct PullOptions {
     pub cli_credentials: Option<Box<dyn CredentialProvider>>,
 }
 
+impl PullOptions {
+    pub fn new(reference: Reference) -> PullOptions {
+        PullOptions {
+            reference,
+            platforms: None,
+            tag: None,
+            output: None,
+            no_cache: false,
+            cli_credentials: None,
+        }
+    }
+}
+
 /// What a finished pull reports.
 #[derive(Clone, Debug)]
 pub struct PullReport {
     pub reference: Reference,
-    pub manifest_digest: Digest,
-    pub platform: Option<Platform>,
+    /// The digest of what the reference names (index or image).
+    pub digest: Digest,
+    /// The images written: platform (when from an index) and manifest digest.
+    pub images: Vec<(Option<Platform>, Digest)>,
     pub layers: usize,
     pub cache_hits: usize,
     pub bytes_reused: u64,
@@ -64,91 +78,92 @@ impl PullReport {
     }
 }
 
-pub struct Engine {
-    config: Config,
-    catalog: Catalog,
-    reporter: Arc<dyn Reporter>,
-}
-
 impl Engine {
-    pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Result<Engine, Error> {
-        Ok(Engine {
-            config,
-            catalog: Catalog::builtin()?,
-            reporter,
-        })
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     pub async fn pull(&self, opts: PullOptions) -> Result<PullReport, Error> {
-        let reference = opts
-            .reference
-            .clone()
-            .ok_or_else(|| Error::Usage("no image given".into()))?;
-        let reg_cfg = self.config.registry(&reference.registry);
-        let quirks = self.catalog.quirks(
-            &reference.registry,
-            reg_cfg.kind.as_deref(),
-            &PluginConfig::new(),
-        )?;
-        let result = self.pull_with(&reference, &opts, quirks.as_ref()).await;
-        result.map_err(|e| add_hint(e, quirks.as_ref(), &reference))
+        let quirks = self.quirks(&opts.reference)?;
+        self.pull_with(&opts, quirks.as_ref())
+            .await
+            .map_err(|e| add_hint(e, quirks.as_ref(), &opts.reference))
+    }
+
+    /// The platforms to pull, and whether the user chose them (then a
+    /// single-image tag must match too, rather than being taken as is).
+    fn selection(&self, opts: &PullOptions) -> Result<(Selection, bool), Error> {
+        if let Some(s) = &opts.platforms {
+            return Ok((s.clone(), true));
+        }
+        match &self.config.platform {
+            Some(s) => match Selection::parse(&[s])? {
+                Some(sel) => Ok((sel, true)),
+                None => Ok((Selection::List(vec![Platform::host()]), false)),
+            },
+            None => Ok((Selection::List(vec![Platform::host()]), false)),
+        }
     }
 
     async fn pull_with(
         &self,
-        reference: &Reference,
         opts: &PullOptions,
         quirks: &dyn RegistryQuirks,
     ) -> Result<PullReport, Error> {
+        let reference = &opts.reference;
+        let export_cfg = self.config.exporters.get(&self.config.export);
         let exporter = self.catalog.exporter(
             &self.config.export,
-            self.config
-                .exporters
-                .get(&self.config.export)
-                .unwrap_or(&PluginConfig::new()),
+            export_cfg.unwrap_or(&PluginConfig::new()),
         )?;
+        let (selection, explicit) = self.selection(opts)?;
         let output = match &opts.output {
             Some(p) => p.clone(),
-            None => PathBuf::from(default_output_name(reference, exporter.extension())),
-        };
-        let platform = match (&opts.platform, &self.config.platform) {
-            (Some(p), _) => p.clone(),
-            (None, Some(s)) => Platform::parse(s)?,
-            (None, None) => Platform::host(),
+            None => PathBuf::from(crate::naming::default_output_name(
+                reference,
+                opts.platforms.as_ref(),
+                exporter.extension(),
+            )),
         };
         let client = self
             .connect(reference, quirks, opts.cli_credentials.as_deref())
             .await?;
-        let resolved = crate::resolve::resolve(&client, reference, &platform).await?;
-        self.reporter.info(&format!(
-            "resolved {reference} to {}{}",
-            resolved.fetched.digest,
-            resolved
-                .platform
-                .as_ref()
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default()
-        ));
+        let resolution = resolve(&client, reference, &selection).await?;
+        for r in &resolution.images {
+            let platform = r.platform.as_ref().map(|p| format!(" ({p})"));
+            self.reporter.info(&format!(
+                "resolved {reference} to {}{}",
+                r.fetched.digest,
+                platform.unwrap_or_default()
+            ));
+        }
 
         // The temporary store for --no-cache lives beside the output so
-        // later exporters can hardlink from it.
+        // exporters can hardlink from it.
         let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &output)?;
-        let mut blobs = vec![resolved.manifest.config.clone()];
-        blobs.extend(resolved.manifest.layers.iter().cloned());
-        let outcomes = fetch_all(
-            &client,
-            &reference.repository,
-            cache.as_ref(),
-            &blobs,
-            self.config.max_concurrent_downloads,
-            self.reporter.as_ref(),
-        )
-        .await?;
-        let layers = &outcomes[1..];
+        let fetch = |blobs: Vec<Descriptor>| {
+            let client = &client;
+            let cache = cache.clone();
+            async move {
+                let n = self.config.max_concurrent_downloads;
+                let r = self.reporter.as_ref();
+                fetch_all(client, &reference.repository, cache.as_ref(), &blobs, n, r).await
+            }
+        };
+        // Configs first: a single-image tag is checked against the wanted
+        // platform before any layer is downloaded.
+        let configs = resolution
+            .images
+            .iter()
+            .map(|r| r.manifest.config.clone())
+            .collect();
+        let config_outcomes = fetch(configs).await?;
+        if explicit && resolution.images[0].platform.is_none() {
+            check_single_image(reference, &resolution.images[0], cache.as_ref(), &selection)
+                .await?;
+        }
+        let layers: Vec<Descriptor> = resolution
+            .images
+            .iter()
+            .flat_map(|r| r.manifest.layers.iter().cloned())
+            .collect();
+        let outcomes = fetch(layers).await?;
 
         let tag = match &opts.tag {
             Some(t) => Some(t.clone()),
@@ -158,114 +173,100 @@ impl Engine {
         let image = ExportImage {
             reference: reference.clone(),
             tag,
-            manifest_bytes: resolved.fetched.bytes.clone(),
-            manifest_digest: resolved.fetched.digest.clone(),
-            manifest_media_type: media_type_of(&resolved),
-            manifest: resolved.manifest.clone(),
-            platform: resolved.platform.clone(),
+            manifests: resolution.images.iter().map(export_manifest).collect(),
         };
         exporter.export(&[image], cache.as_ref(), &output).await?;
-
-        Ok(PullReport {
-            reference: reference.clone(),
-            manifest_digest: resolved.fetched.digest.clone(),
-            platform: resolved.platform.clone(),
-            layers: layers.len(),
-            cache_hits: layers.iter().filter(|o| o.cached).count(),
-            bytes_reused: layers.iter().filter(|o| o.cached).map(|o| o.size).sum(),
-            bytes_downloaded: outcomes.iter().filter(|o| !o.cached).map(|o| o.size).sum(),
+        Ok(report(
+            reference,
+            &resolution,
+            &outcomes,
+            &config_outcomes,
             output,
-            cache: cache.describe(),
-        })
-    }
-
-    async fn connect(
-        &self,
-        reference: &Reference,
-        quirks: &dyn RegistryQuirks,
-        cli: Option<&dyn CredentialProvider>,
-    ) -> Result<RegistryClient, Error> {
-        let reg_cfg = self.config.registry(&reference.registry);
-        // Command-line credentials first; the config's chain only without them.
-        let found = match cli {
-            Some(p) => p.credentials(&reference.registry).await?.map(|credential| {
-                crate::credentials::Found {
-                    credential,
-                    source: p.source(),
-                }
-            }),
-            None => None,
-        };
-        let found = match found {
-            Some(f) => Some(f),
-            None => {
-                let chain = self.credential_chain(reference, &reg_cfg)?;
-                resolve_chain(&chain, &reference.registry).await?.0
-            }
-        };
-        let mut ca_pem = Vec::new();
-        for f in [&self.config.ca_file, &reg_cfg.ca_file]
-            .into_iter()
-            .flatten()
-        {
-            ca_pem.push(std::fs::read(f).map_err(|e| Error::io(f, e))?);
-        }
-        let opts = ClientOptions {
-            registry: reference.registry.clone(),
-            api_host: quirks.api_host(&reference.registry),
-            insecure: reg_cfg.insecure,
-            ca_pem,
-            credentials: found,
-        };
-        Ok(RegistryClient::connect(opts).await?)
-    }
-
-    fn credential_chain(
-        &self,
-        reference: &Reference,
-        reg_cfg: &crate::config::RegistryConfig,
-    ) -> Result<Vec<Box<dyn CredentialProvider>>, Error> {
-        let mut chain = Vec::new();
-        for entry in &reg_cfg.credentials {
-            let name = entry
-                .get("provider")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "registries.\"{}\".credentials: every entry needs `provider = \"NAME\"`",
-                        reference.registry
-                    ))
-                })?;
-            chain.push(self.catalog.credentials(name, entry)?);
-        }
-        Ok(chain)
-    }
-
-    fn open_cache(
-        &self,
-        no_cache: bool,
-        output: &Path,
-    ) -> Result<(Arc<dyn CacheBackend>, Option<tempfile::TempDir>), Error> {
-        if no_cache {
-            let parent = match output.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let tmp = tempfile::Builder::new()
-                .prefix(".imgpull-nocache-")
-                .tempdir_in(&parent)
-                .map_err(|e| Error::io(&parent, e))?;
-            let cache: Arc<dyn CacheBackend> =
-                Arc::new(crate::plugins::caches::local::LocalCache::new(tmp.path()));
-            return Ok((cache, Some(tmp)));
-        }
-        let name = &self.config.cache;
-        let cfg = self.config.caches.get(name).cloned().unwrap_or_default();
-        Ok((self.catalog.cache(name, &cfg)?, None))
+            cache.describe(),
+        ))
     }
 }
 
-fn media_type_of(r: &crate::resolve::Resolved) -> String {
+fn report(
+    reference: &Reference,
+    resolution: &crate::resolve::Resolution,
+    layers: &[BlobOutcome],
+    configs: &[BlobOutcome],
+    output: PathBuf,
+    cache: String,
+) -> PullReport {
+    let downloaded = |o: &&BlobOutcome| !o.cached;
+    PullReport {
+        reference: reference.clone(),
+        digest: resolution.top.digest.clone(),
+        images: resolution
+            .images
+            .iter()
+            .map(|r| (r.platform.clone(), r.fetched.digest.clone()))
+            .collect(),
+        layers: layers.len(),
+        cache_hits: layers.iter().filter(|o| o.cached).count(),
+        bytes_reused: layers.iter().filter(|o| o.cached).map(|o| o.size).sum(),
+        bytes_downloaded: layers
+            .iter()
+            .chain(configs)
+            .filter(downloaded)
+            .map(|o| o.size)
+            .sum(),
+        output,
+        cache,
+    }
+}
+
+/// A tag that names one image (no index) must still be what was asked for:
+/// docker refuses `--platform linux/arm64` for an amd64-only image rather
+/// than handing it over silently.
+async fn check_single_image(
+    reference: &Reference,
+    image: &Resolved,
+    cache: &dyn CacheBackend,
+    selection: &Selection,
+) -> Result<(), Error> {
+    let Selection::List(wanted) = selection else {
+        return Ok(());
+    };
+    let digest = &image.manifest.config.digest;
+    let bytes = cache.read(digest).await.map_err(|source| Error::Cache {
+        registry: reference.registry.clone(),
+        source,
+    })?;
+    // An unparseable config is left to the exporter's readers; only a
+    // config that names its platform can contradict the request.
+    let Ok(cfg) = serde_json::from_slice::<ImageConfig>(&bytes) else {
+        return Ok(());
+    };
+    if cfg.os.is_empty() || cfg.architecture.is_empty() {
+        return Ok(());
+    }
+    let have = Platform::new(&cfg.os, &cfg.architecture, cfg.variant.as_deref());
+    for w in wanted {
+        if Matcher::new(w).rank(&have).is_none() {
+            return Err(Error::NoMatchingPlatform(Box::new(NoMatch {
+                reference: reference.to_string(),
+                wanted: w.clone(),
+                available: vec![(Some(have.normalized()), image.fetched.digest.clone())],
+            })));
+        }
+    }
+    Ok(())
+}
+
+fn export_manifest(r: &Resolved) -> ExportManifest {
+    ExportManifest {
+        bytes: r.fetched.bytes.clone(),
+        digest: r.fetched.digest.clone(),
+        media_type: media_type_of(r),
+        manifest: r.manifest.clone(),
+        platform: r.platform.clone(),
+    }
+}
+
+fn media_type_of(r: &Resolved) -> String {
     let declared = r.fetched.media_type.split(';').next().unwrap_or("").trim();
     if !declared.is_empty() && declared != "application/json" {
         return declared.to_string();
@@ -276,37 +277,8 @@ fn media_type_of(r: &crate::resolve::Resolved) -> String {
         .unwrap_or_else(|| crate::manifest::media::OCI_MANIFEST.to_string())
 }
 
-/// `library_nginx_latest.tar`; non-Hub registries keep their host:
-/// `127.0.0.1_5000_ns_app_1.tar`.
-pub fn default_output_name(reference: &Reference, extension: Option<&str>) -> String {
-    let mut name = if reference.registry == crate::reference::DOCKER_HUB {
-        reference.repository.clone()
-    } else {
-        reference.name()
-    };
-    match (&reference.tag, &reference.digest) {
-        (Some(t), _) => name.push_str(&format!("_{t}")),
-        (None, Some(d)) => name.push_str(&format!("_{}_{}", d.algorithm_name(), d.hex())),
-        (None, None) => {}
-    }
-    let mut name: String = name
-        .chars()
-        .map(|c| {
-            if matches!(c, '/' | ':' | '[' | ']') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    if let Some(ext) = extension {
-        name.push('.');
-        name.push_str(ext);
-    }
-    name
-}
-
 fn add_hint(e: Error, quirks: &dyn RegistryQuirks, reference: &Reference) -> Error {
+    use crate::client::RegistryError;
     let (status, anonymous) = match &e {
         Error::Registry(RegistryError::Unauthorized {
             credential_source, ..
@@ -326,24 +298,5 @@ fn add_hint(e: Error, quirks: &dyn RegistryQuirks, reference: &Reference) -> Err
             hint,
         },
         None => e,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_names() {
-        let cases = [
-            ("nginx", "library_nginx_latest.tar"),
-            ("user/app:1", "user_app_1.tar"),
-            ("127.0.0.1:5000/ns/app:1", "127.0.0.1_5000_ns_app_1.tar"),
-            ("[::1]:5000/app:1", "___1__5000_app_1.tar"),
-        ];
-        for (input, want) in cases {
-            let r: Reference = input.parse().unwrap();
-            assert_eq!(default_output_name(&r, Some("tar")), want);
-        }
     }
 }

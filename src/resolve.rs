@@ -1,11 +1,11 @@
-//! From a reference to one image manifest: fetch, follow a manifest list or
-//! OCI index to the wanted platform, verify every step.
+//! From a reference to image manifests: fetch, follow a manifest list or
+//! OCI index to the wanted platforms, verify every step.
 
 use crate::client::{FetchedManifest, RegistryClient};
 use crate::digest::Digest;
 use crate::error::{Error, NoMatch};
-use crate::manifest::{Descriptor, ImageManifest, Manifest, ManifestError};
-use crate::platform::Platform;
+use crate::manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError};
+use crate::platform::{Matcher, Platform, Selection};
 use crate::reference::Reference;
 
 /// One image, resolved.
@@ -16,66 +16,133 @@ pub struct Resolved {
     pub manifest: ImageManifest,
     /// The platform the index named for it; `None` for a single-image tag.
     pub platform: Option<Platform>,
-    /// The index it was chosen from, if any.
-    pub index_digest: Option<Digest>,
+}
+
+/// What a reference resolved to: the document it names, and the images
+/// chosen from it (one, unless several platforms were asked for).
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    pub top: FetchedManifest,
+    pub images: Vec<Resolved>,
+}
+
+/// Fetch and parse the manifest `reference` names (index or image).
+pub async fn fetch_top(
+    client: &RegistryClient,
+    reference: &Reference,
+) -> Result<(FetchedManifest, Manifest), Error> {
+    let top = client
+        .manifest(&reference.repository, &reference.manifest_ref())
+        .await?;
+    let parsed = parse(reference, &top)?;
+    Ok((top, parsed))
 }
 
 pub async fn resolve(
     client: &RegistryClient,
     reference: &Reference,
-    wanted: &Platform,
-) -> Result<Resolved, Error> {
-    let top = client
-        .manifest(&reference.repository, &reference.manifest_ref())
-        .await?;
-    match parse(reference, &top)? {
-        Manifest::Image(manifest) => Ok(Resolved {
-            fetched: top,
-            manifest,
-            platform: None,
-            index_digest: None,
-        }),
-        Manifest::Index(index) => {
-            let chosen = choose(&index.manifests, wanted).ok_or_else(|| {
-                Error::NoMatchingPlatform(Box::new(NoMatch {
-                    reference: reference.to_string(),
-                    wanted: wanted.clone(),
-                    available: index
-                        .manifests
-                        .iter()
-                        .filter(|d| is_image_entry(d))
-                        .map(|d| (d.platform.clone(), d.digest.clone()))
-                        .collect(),
-                }))
-            })?;
-            let child = client
-                .manifest(&reference.repository, &chosen.digest.to_string())
-                .await?;
-            if child.bytes.len() as u64 != chosen.size {
-                return Err(Error::Manifest {
-                    reference: reference.to_string(),
-                    source: ManifestError::SizeMismatch {
-                        digest: chosen.digest.clone(),
-                        expected: chosen.size,
-                        found: child.bytes.len() as u64,
-                    },
-                });
-            }
-            match parse(reference, &child)? {
-                Manifest::Image(manifest) => Ok(Resolved {
-                    fetched: child,
-                    manifest,
-                    platform: chosen.platform.clone(),
-                    index_digest: Some(top.digest),
-                }),
-                Manifest::Index(_) => Err(Error::Manifest {
-                    reference: reference.to_string(),
-                    source: ManifestError::Invalid(
-                        "an index inside an index (nested indexes are not supported)".into(),
-                    ),
-                }),
+    selection: &Selection,
+) -> Result<Resolution, Error> {
+    let (top, parsed) = fetch_top(client, reference).await?;
+    let index = match parsed {
+        Manifest::Image(manifest) => {
+            let image = Resolved {
+                fetched: top.clone(),
+                manifest,
+                platform: None,
+            };
+            return Ok(Resolution {
+                top,
+                images: vec![image],
+            });
+        }
+        Manifest::Index(index) => index,
+    };
+    let mut images = Vec::new();
+    for entry in choose_all(reference, &index, selection)? {
+        images.push(fetch_child(client, reference, entry).await?);
+    }
+    Ok(Resolution { top, images })
+}
+
+/// The entries `selection` picks, in its order, without duplicates.
+pub fn choose_all<'a>(
+    reference: &Reference,
+    index: &'a ImageIndex,
+    selection: &Selection,
+) -> Result<Vec<&'a Descriptor>, Error> {
+    let images: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| is_image_entry(d))
+        .collect();
+    let mut chosen: Vec<&Descriptor> = Vec::new();
+    match selection {
+        Selection::All => chosen.extend(images.iter().copied()),
+        Selection::List(wanted) => {
+            for w in wanted {
+                let m = Matcher::new(w);
+                let pick = m
+                    .best(
+                        images
+                            .iter()
+                            .filter_map(|d| d.platform.as_ref().map(|p| (p, *d))),
+                    )
+                    .ok_or_else(|| no_match(reference, w, &images))?;
+                if !chosen.iter().any(|c| c.digest == pick.digest) {
+                    chosen.push(pick);
+                }
             }
         }
+    }
+    if chosen.is_empty() {
+        let wanted = Platform::new("any", "any", None);
+        return Err(no_match(reference, &wanted, &images));
+    }
+    Ok(chosen)
+}
+
+fn no_match(reference: &Reference, wanted: &Platform, images: &[&Descriptor]) -> Error {
+    Error::NoMatchingPlatform(Box::new(NoMatch {
+        reference: reference.to_string(),
+        wanted: wanted.clone(),
+        available: images
+            .iter()
+            .map(|d| (d.platform.clone(), d.digest.clone()))
+            .collect(),
+    }))
+}
+
+async fn fetch_child(
+    client: &RegistryClient,
+    reference: &Reference,
+    entry: &Descriptor,
+) -> Result<Resolved, Error> {
+    let child = client
+        .manifest(&reference.repository, &entry.digest.to_string())
+        .await?;
+    if child.bytes.len() as u64 != entry.size {
+        return Err(Error::Manifest {
+            reference: reference.to_string(),
+            source: ManifestError::SizeMismatch {
+                digest: entry.digest.clone(),
+                expected: entry.size,
+                found: child.bytes.len() as u64,
+            },
+        });
+    }
+    match parse(reference, &child)? {
+        Manifest::Image(manifest) => Ok(Resolved {
+            fetched: child,
+            manifest,
+            platform: entry.platform.clone(),
+        }),
+        Manifest::Index(_) => Err(Error::Manifest {
+            reference: reference.to_string(),
+            source: ManifestError::Invalid(
+                "an index inside an index (nested indexes are not supported)".into(),
+            ),
+        }),
     }
 }
 
@@ -86,23 +153,20 @@ fn parse(reference: &Reference, m: &FetchedManifest) -> Result<Manifest, Error> 
     })
 }
 
-/// Entries that are images (not attestations or other artifacts).
-fn is_image_entry(d: &Descriptor) -> bool {
+/// Entries that are images: not attestations (`vnd.docker.reference.type`),
+/// not `unknown/unknown`, and with a platform.
+pub fn is_image_entry(d: &Descriptor) -> bool {
     let attestation = d
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key("vnd.docker.reference.type"));
-    let unknown = d
-        .platform
-        .as_ref()
-        .is_some_and(|p| p.os == "unknown" || p.architecture == "unknown");
-    !attestation && !unknown
+    match &d.platform {
+        Some(p) => !attestation && p.os != "unknown" && p.architecture != "unknown",
+        None => false,
+    }
 }
 
-/// The first image entry whose platform satisfies `wanted`.
-pub fn choose<'a>(entries: &'a [Descriptor], wanted: &Platform) -> Option<&'a Descriptor> {
-    entries
-        .iter()
-        .filter(|d| is_image_entry(d))
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.satisfies(wanted)))
+/// A digest's short form for messages.
+pub fn short(d: &Digest) -> &str {
+    d.short()
 }

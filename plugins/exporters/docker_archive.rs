@@ -16,7 +16,7 @@
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::Digest;
-use crate::export::{ExportError, ExportImage, Exporter};
+use crate::export::{blob_name, name_annotations, ExportError, ExportImage, Exporter};
 use crate::manifest::media;
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -86,52 +86,51 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Vec<Entry>, 
     let mut manifest_json = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for img in images {
-        let m = &img.manifest;
-        for d in std::iter::once(&m.config).chain(&m.layers) {
-            if seen.insert(d.digest.clone()) {
-                entries.push(Entry::Blob {
-                    digest: d.digest.clone(),
-                    size: d.size,
-                    path: cache.blob_path(&d.digest)?,
+        for (i, em) in img.manifests.iter().enumerate() {
+            let m = &em.manifest;
+            for d in std::iter::once(&m.config).chain(&m.layers) {
+                if seen.insert(d.digest.clone()) {
+                    entries.push(Entry::Blob {
+                        digest: d.digest.clone(),
+                        size: d.size,
+                        path: cache.blob_path(&d.digest)?,
+                    });
+                }
+            }
+            if seen.insert(em.digest.clone()) {
+                entries.push(Entry::Bytes {
+                    name: blob_name(&em.digest),
+                    data: em.bytes.clone(),
                 });
             }
-        }
-        if seen.insert(img.manifest_digest.clone()) {
-            entries.push(Entry::Bytes {
-                name: blob_name(&img.manifest_digest),
-                data: img.manifest_bytes.clone(),
+            let mut desc = json!({
+                "mediaType": em.media_type,
+                "digest": em.digest,
+                "size": em.bytes.len(),
             });
-        }
-        let mut desc = json!({
-            "mediaType": if img.manifest_media_type.is_empty() { media::OCI_MANIFEST } else { &img.manifest_media_type },
-            "digest": img.manifest_digest,
-            "size": img.manifest_bytes.len(),
-        });
-        if let Some(p) = &img.platform {
-            desc["platform"] = serde_json::to_value(p).unwrap_or(Value::Null);
-        }
-        let repo_tags = match &img.tag {
-            Some(t) => {
-                let tag = t.tag.clone().unwrap_or_default();
-                desc["annotations"] = json!({
-                    "io.containerd.image.name": format!("{}:{tag}", t.name()),
-                    "org.opencontainers.image.ref.name": tag,
-                });
-                let familiar = t.familiar_tagged().unwrap_or_default();
-                repositories
-                    .entry(t.familiar_name())
-                    .or_default()
-                    .insert(tag, m.config.digest.hex().to_string());
-                json!([familiar])
+            if let Some(p) = &em.platform {
+                desc["platform"] = serde_json::to_value(p).unwrap_or(Value::Null);
             }
-            None => Value::Null,
-        };
-        index.push(desc);
-        manifest_json.push(json!({
-            "Config": blob_name(&m.config.digest),
-            "RepoTags": repo_tags,
-            "Layers": m.layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
-        }));
+            // One name per reference: the first platform carries it.
+            let tag = img.tag.as_ref().filter(|_| i == 0);
+            let repo_tags = match tag {
+                Some(t) => {
+                    desc["annotations"] = name_annotations(t);
+                    repositories.entry(t.familiar_name()).or_default().insert(
+                        t.tag.clone().unwrap_or_default(),
+                        m.config.digest.hex().to_string(),
+                    );
+                    json!([t.familiar_tagged().unwrap_or_default()])
+                }
+                None => Value::Null,
+            };
+            index.push(desc);
+            manifest_json.push(json!({
+                "Config": blob_name(&m.config.digest),
+                "RepoTags": repo_tags,
+                "Layers": m.layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
+            }));
+        }
     }
     let index = json!({
         "schemaVersion": 2,
@@ -158,10 +157,6 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Vec<Entry>, 
         });
     }
     Ok(entries)
-}
-
-fn blob_name(d: &Digest) -> String {
-    format!("blobs/{}/{}", d.algorithm_name(), d.hex())
 }
 
 fn write_tar(entries: &[Entry], dest: &Path) -> Result<(), ExportError> {

@@ -1,3 +1,4 @@
 //! Exporters (`Exporter`).
 
 pub mod docker_archive;
+pub mod oci;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
     name = "imgpull",
     version,
     about = "Pull container images from Docker/OCI registries without a Docker daemon",
-    after_help = "Examples:\n  imgpull pull nginx:latest\n  imgpull pull --platform linux/arm64 nginx:latest -o nginx-arm64.tar\n  echo \"$PASS\" | imgpull pull --username dev --password-stdin harbor.example.com/team/app:1\n  imgpull plugins"
+    after_help = "Examples:\n  imgpull pull nginx:latest\n  imgpull pull --platform linux/arm64 nginx:latest\n  imgpull pull --platform linux/amd64,linux/arm64 nginx:latest -o oci:nginx-layout\n  echo \"$PASS\" | imgpull pull -u dev --password-stdin harbor.example.com/team/app:1\n  imgpull inspect nginx:latest\n  imgpull plugins"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -33,25 +33,17 @@ pub struct Global {
 #[derive(Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once
 pub enum Command {
-    /// Pull an image and write it as a `docker load` tar.
+    /// Pull an image and write it as a `docker load` tar (or another format).
     Pull(PullArgs),
+    /// Show what a reference names (platforms, layers, config) without downloading layers.
+    Inspect(InspectArgs),
     /// List the built-in plugins by kind.
     Plugins,
 }
 
+/// Registry access shared by every command that talks to one.
 #[derive(Args)]
-pub struct PullArgs {
-    /// Image reference: [host[:port]/]path[:tag][@sha256:...]
-    pub image: String,
-    /// Output file (default: built from the image name, e.g. library_nginx_latest.tar).
-    #[arg(short, long, value_name = "PATH")]
-    pub output: Option<PathBuf>,
-    /// Platform for multi-platform images: os/arch[/variant] (default: this machine's).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Option<String>,
-    /// Layers downloaded at once (default 3).
-    #[arg(long, value_name = "N")]
-    pub max_concurrent_downloads: Option<usize>,
+pub struct RegistryArgs {
     /// Registry username.
     #[arg(long, short = 'u')]
     pub username: Option<String>,
@@ -61,16 +53,52 @@ pub struct PullArgs {
     /// Read the password from the first line of standard input.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Extra CA certificate(s), PEM, trusted for the registry's TLS.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Platform(s): os/arch[/variant]; a comma list, repeatable, or `all`
+    /// (default: this machine's, e.g. linux/amd64).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Image reference: [host[:port]/]path[:tag][@sha256:...]
+    pub image: String,
+    /// Output path, optionally with a format prefix: docker-archive:FILE, oci:DIR
+    /// (default: built from the image name, e.g. library_nginx_latest.tar).
+    #[arg(short, long, value_name = "[FORMAT:]PATH")]
+    pub output: Option<String>,
+    /// Output format: docker-archive (default) or oci (an OCI image layout directory).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Layers downloaded at once (default 3).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
     /// Cache directory (default ./docker_images_cache).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Use a temporary cache, removed after the pull.
     #[arg(long)]
     pub no_cache: bool,
-    /// Extra CA certificate(s), PEM, trusted for the registry's TLS.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
     /// Name to tag the output with (NAME:TAG), e.g. for a pull by digest.
     #[arg(long, value_name = "NAME:TAG")]
     pub tag: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Image reference: [host[:port]/]path[:tag][@sha256:...]
+    pub image: String,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Print the manifest bytes exactly as the registry served them.
+    #[arg(long)]
+    pub raw: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }

@@ -6,13 +6,19 @@ mod report;
 
 use crate::catalog::{Catalog, Kind};
 use crate::config::{Config, Overrides};
+use crate::credentials::CredentialProvider;
+use crate::engine::Engine;
 use crate::error::{exit, Error};
+use crate::inspect::InspectOptions;
+use crate::platform::Selection;
 use crate::plugins::credentials::static_creds::{SecretSource, StaticProvider};
-use crate::pull::{Engine, PullOptions};
+use crate::pull::PullOptions;
+use crate::reference::Reference;
 use crate::secret::Secret;
-use args::{Cli, Command, PullArgs};
+use args::{Cli, Command, Global, InspectArgs, PullArgs, RegistryArgs};
 use clap::Parser;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Run the CLI; returns the process exit code.
@@ -53,6 +59,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Pull(args) => pull(&cli.global, args).await,
+        Command::Inspect(args) => inspect(&cli.global, args).await,
     }
 }
 
@@ -70,29 +77,56 @@ fn print_plugins(catalog: &Catalog) {
     }
 }
 
-async fn pull(global: &args::Global, args: PullArgs) -> Result<(), Error> {
-    let overrides = Overrides {
-        max_concurrent_downloads: args.max_concurrent_downloads,
-        ca_file: args.ca_file.clone(),
-        platform: args.platform.clone(),
-        export: None,
-        cache_dir: args.cache_dir.clone(),
-    };
+fn engine(global: &Global, overrides: Overrides) -> Result<Engine, Error> {
     let config = Config::load(global.config.as_deref(), &overrides)?;
     let reporter: Arc<dyn crate::progress::Reporter> = if global.quiet {
         Arc::new(crate::progress::Silent)
     } else {
         Arc::new(report::Plain::new(global.verbose > 0))
     };
-    let engine = Engine::new(config, reporter)?;
-    let reference = args.image.parse()?;
-    let platform = match &args.platform {
-        Some(p) => Some(crate::platform::Platform::parse(p)?),
-        None => None,
+    Engine::new(config, reporter)
+}
+
+/// Split `-o FORMAT:PATH` when FORMAT names an exporter (skopeo style).
+fn split_output(output: &str) -> (Option<String>, PathBuf) {
+    if let Some((prefix, rest)) = output.split_once(':') {
+        let known = Catalog::builtin()
+            .map(|c| c.names(Kind::Exporter))
+            .unwrap_or_default();
+        if known.iter().any(|k| k == prefix) && !rest.is_empty() {
+            return (Some(prefix.to_string()), PathBuf::from(rest));
+        }
+    }
+    (None, PathBuf::from(output))
+}
+
+async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
+    let (prefix, output) = match &args.output {
+        Some(o) => {
+            let (f, p) = split_output(o);
+            (f, Some(p))
+        }
+        None => (None, None),
     };
+    let export = match (prefix, &args.format) {
+        (Some(a), Some(b)) if a != *b => {
+            return Err(Error::Usage(format!(
+                "-o says format {a}, --format says {b}"
+            )))
+        }
+        (p, f) => p.or(f.clone()),
+    };
+    let overrides = Overrides {
+        max_concurrent_downloads: args.max_concurrent_downloads,
+        ca_file: args.registry.ca_file.clone(),
+        platform: None,
+        export,
+        cache_dir: args.cache_dir.clone(),
+    };
+    let engine = engine(global, overrides)?;
     let tag = match &args.tag {
         Some(t) => {
-            let r: crate::reference::Reference = t.parse()?;
+            let r: Reference = t.parse()?;
             if r.digest.is_some() {
                 return Err(Error::Usage(format!(
                     "--tag {t}: a tag cannot carry a digest"
@@ -102,14 +136,12 @@ async fn pull(global: &args::Global, args: PullArgs) -> Result<(), Error> {
         }
         None => None,
     };
-    let opts = PullOptions {
-        reference: Some(reference),
-        platform,
-        tag,
-        output: args.output.clone(),
-        no_cache: args.no_cache,
-        cli_credentials: cli_credentials(&args, global.quiet)?,
-    };
+    let mut opts = PullOptions::new(args.image.parse()?);
+    opts.platforms = Selection::parse(&args.registry.platform)?;
+    opts.tag = tag;
+    opts.output = output;
+    opts.no_cache = args.no_cache;
+    opts.cli_credentials = cli_credentials(&args.registry, global.quiet)?;
     let report = engine.pull(opts).await?;
     if !global.quiet {
         report::summary(&report);
@@ -117,11 +149,35 @@ async fn pull(global: &args::Global, args: PullArgs) -> Result<(), Error> {
     Ok(())
 }
 
+async fn inspect(global: &Global, args: InspectArgs) -> Result<(), Error> {
+    let overrides = Overrides {
+        ca_file: args.registry.ca_file.clone(),
+        ..Overrides::default()
+    };
+    let engine = engine(global, overrides)?;
+    let opts = InspectOptions {
+        reference: args.image.parse()?,
+        platforms: Selection::parse(&args.registry.platform)?,
+        cli_credentials: cli_credentials(&args.registry, global.quiet)?,
+    };
+    let inspection = engine.inspect(opts).await?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.raw {
+        out.write_all(inspection.raw())
+    } else if args.json {
+        let text = serde_json::to_string_pretty(&inspection).expect("inspection serializes");
+        writeln!(out, "{text}")
+    } else {
+        report::inspection(&mut out, &inspection)
+    };
+    written.map_err(|e| Error::io("<stdout>", e))
+}
+
 /// `--username` with `--password-stdin` (preferred) or `--password`.
 fn cli_credentials(
-    args: &PullArgs,
+    args: &RegistryArgs,
     quiet: bool,
-) -> Result<Option<Box<dyn crate::credentials::CredentialProvider>>, Error> {
+) -> Result<Option<Box<dyn CredentialProvider>>, Error> {
     let Some(user) = &args.username else {
         if args.password.is_some() || args.password_stdin {
             return Err(Error::Usage(

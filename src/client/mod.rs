@@ -196,6 +196,27 @@ impl RegistryClient {
         self.send(repository, &what, || self.http.get(&url)).await
     }
 
+    /// GET a small blob (a config) whole, verified against `desc`.
+    pub async fn small_blob(
+        &self,
+        repository: &str,
+        desc: &crate::manifest::Descriptor,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let resp = self.blob(repository, &desc.digest).await?;
+        let url = resp.url().to_string();
+        let bytes = self.read_capped(resp, &url, MANIFEST_MAX).await?;
+        let found = Digest::of(&bytes);
+        if found != desc.digest || bytes.len() as u64 != desc.size {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.registry.clone(),
+                what: format!("blob in {}/{repository}", self.registry),
+                expected: desc.digest.to_string(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Map an error met while reading a response body.
     pub fn body_error(&self, url: &str, e: &reqwest::Error) -> RegistryError {
         classify(&self.registry, url, e)

@@ -23,6 +23,7 @@ async fn plugin_catalog_is_pinned() {
         "registries/generic",
         "caches/local",
         "exporters/docker-archive",
+        "exporters/oci",
     ];
     assert_eq!(found, want, "{stdout}");
 }

@@ -7,4 +7,5 @@ mod auth;
 mod cache;
 mod cli;
 mod errors;
+mod platforms;
 mod pull;

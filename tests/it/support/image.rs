@@ -54,6 +54,7 @@ pub struct Layer {
 pub struct TestImage {
     pub format: Format,
     pub arch: String,
+    pub variant: Option<String>,
     pub config: Vec<u8>,
     pub config_digest: String,
     pub layers: Vec<Layer>,
@@ -127,7 +128,12 @@ pub fn build(seed: &str, format: Format, arch: &str, n: usize) -> TestImage {
 }
 
 pub fn build_from(seed: &str, format: Format, arch: &str, layers: Vec<Layer>) -> TestImage {
-    let config = serde_json::json!({
+    // `arch` may carry a variant: "arm/v7".
+    let (arch, variant) = match arch.split_once('/') {
+        Some((a, v)) => (a, Some(v.to_string())),
+        None => (arch, None),
+    };
+    let mut config = serde_json::json!({
         "architecture": arch,
         "os": "linux",
         "created": "2026-11-28T00:00:00Z",
@@ -135,6 +141,9 @@ pub fn build_from(seed: &str, format: Format, arch: &str, layers: Vec<Layer>) ->
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
         "history": layers.iter().map(|_| serde_json::json!({"created_by": "imgpull test"})).collect::<Vec<_>>(),
     });
+    if let Some(v) = &variant {
+        config["variant"] = serde_json::json!(v);
+    }
     let config = serde_json::to_vec(&config).unwrap();
     let config_digest = sha256(&config);
     let manifest = serde_json::json!({
@@ -149,6 +158,7 @@ pub fn build_from(seed: &str, format: Format, arch: &str, layers: Vec<Layer>) ->
     TestImage {
         format,
         arch: arch.to_string(),
+        variant,
         manifest_digest: sha256(&manifest),
         manifest,
         config,
@@ -259,11 +269,15 @@ pub async fn push_index(
             &img.manifest,
         )
         .await;
+        let mut platform = serde_json::json!({"architecture": img.arch, "os": "linux"});
+        if let Some(v) = &img.variant {
+            platform["variant"] = serde_json::json!(v);
+        }
         entries.push(serde_json::json!({
             "mediaType": format.manifest_type(),
             "size": img.manifest.len(),
             "digest": img.manifest_digest,
-            "platform": {"architecture": img.arch, "os": "linux"},
+            "platform": platform,
         }));
     }
     let index = serde_json::to_vec(&serde_json::json!({

@@ -7,6 +7,12 @@ use std::process::Command;
 /// `skopeo copy docker-archive:TAR oci:DIR`; panics with skopeo's output
 /// when it refuses. Returns the layout's index.json.
 pub fn skopeo_copy_to_oci(tar: &Path, work: &Path) -> serde_json::Value {
+    skopeo_copy(&format!("docker-archive:{}", tar.display()), work, &[])
+}
+
+/// `skopeo copy [EXTRA] SOURCE oci:FRESH_DIR` (every blob digested);
+/// returns the copy's index.json.
+pub fn skopeo_copy(source: &str, work: &Path, extra: &[&str]) -> serde_json::Value {
     let fresh = tempfile::Builder::new()
         .prefix("skopeo-")
         .tempdir_in(work)
@@ -14,13 +20,14 @@ pub fn skopeo_copy_to_oci(tar: &Path, work: &Path) -> serde_json::Value {
     let dest = fresh.path().join("oci");
     let out = Command::new("skopeo")
         .args(["--insecure-policy", "copy", "--quiet"])
-        .arg(format!("docker-archive:{}", tar.display()))
+        .args(extra)
+        .arg(source)
         .arg(format!("oci:{}", dest.display()))
         .output()
         .expect("run skopeo (apt-get install skopeo)");
     assert!(
         out.status.success(),
-        "skopeo copy failed:\n{}{}",
+        "skopeo copy {source} failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

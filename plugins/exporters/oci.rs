@@ -1,0 +1,232 @@
+//! `oci`: an OCI image layout directory.
+//!
+//! ```text
+//! DIR/oci-layout          {"imageLayoutVersion":"1.0.0"}
+//! DIR/index.json          one entry per image, named by
+//!                         org.opencontainers.image.ref.name (the tag)
+//! DIR/blobs/sha256/<hex>  configs, layers (as pulled), manifests, and an
+//!                         index per multi-platform image
+//! ```
+//!
+//! Blobs are hardlinked from the cache when it is on the same filesystem,
+//! else copied. A new layout is built under a temporary name and renamed
+//! into place; writing into an existing layout adds its blobs first and
+//! replaces `index.json` last (atomically), replacing entries of the same name.
+
+use crate::cache::CacheBackend;
+use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
+use crate::digest::Digest;
+use crate::export::{blob_name, name_annotations, ExportError, ExportImage, Exporter};
+use crate::manifest::media;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub struct OciLayout;
+
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
+    if let Some(k) = cfg.keys().next() {
+        return Err(PluginError::invalid(
+            Kind::Exporter,
+            "oci",
+            format!("unknown key `{k}`"),
+        ));
+    }
+    Ok(Arc::new(OciLayout))
+}
+
+inventory::submit! {
+    Plugin {
+        name: "oci",
+        summary: "an OCI image layout directory (several platforms become one index)",
+        build: Build::Exporter(build),
+    }
+}
+
+/// What goes into the layout: blobs from the cache, generated blobs, and
+/// the `index.json` entries.
+struct Plan {
+    cached: Vec<(Digest, u64, PathBuf)>,
+    generated: Vec<(Digest, Vec<u8>)>,
+    entries: Vec<Value>,
+}
+
+#[async_trait]
+impl Exporter for OciLayout {
+    fn extension(&self) -> Option<&'static str> {
+        None
+    }
+
+    async fn export(
+        &self,
+        images: &[ExportImage],
+        cache: &dyn CacheBackend,
+        dest: &Path,
+    ) -> Result<(), ExportError> {
+        let plan = plan(images, cache)?;
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || write_layout(&plan, &dest))
+            .await
+            .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))?
+    }
+}
+
+fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, ExportError> {
+    let mut plan = Plan {
+        cached: Vec::new(),
+        generated: Vec::new(),
+        entries: Vec::new(),
+    };
+    for img in images {
+        let mut descs = Vec::new();
+        for em in &img.manifests {
+            let m = &em.manifest;
+            for d in std::iter::once(&m.config).chain(&m.layers) {
+                plan.cached
+                    .push((d.digest.clone(), d.size, cache.blob_path(&d.digest)?));
+            }
+            plan.generated.push((em.digest.clone(), em.bytes.clone()));
+            let mut desc =
+                json!({"mediaType": em.media_type, "digest": em.digest, "size": em.bytes.len()});
+            if let Some(p) = &em.platform {
+                desc["platform"] = serde_json::to_value(p).unwrap_or(Value::Null);
+            }
+            descs.push(desc);
+        }
+        let mut entry = if descs.len() == 1 {
+            descs.pop().expect("one descriptor")
+        } else {
+            // Several platforms of one image: an index of them.
+            let index =
+                json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": descs});
+            let bytes = serde_json::to_vec(&index).expect("JSON serializes");
+            let digest = Digest::of(&bytes);
+            let desc =
+                json!({"mediaType": media::OCI_INDEX, "digest": digest, "size": bytes.len()});
+            plan.generated.push((digest, bytes));
+            desc
+        };
+        if let Some(tag) = &img.tag {
+            entry["annotations"] = name_annotations(tag);
+        }
+        plan.entries.push(entry);
+    }
+    Ok(plan)
+}
+
+fn ref_name(entry: &Value) -> Option<&str> {
+    entry["annotations"]["org.opencontainers.image.ref.name"].as_str()
+}
+
+fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| ExportError::io(p, e)
+    };
+    let existing = dest.exists();
+    let (root, guard) = if existing {
+        let is_layout = dest.join("oci-layout").is_file();
+        let is_empty = std::fs::read_dir(dest).map_err(io(dest))?.next().is_none();
+        if !is_layout && !is_empty {
+            return Err(ExportError::Invalid(format!(
+                "{} exists and is not an OCI layout (no oci-layout file); choose another -o",
+                dest.display()
+            )));
+        }
+        (dest.to_path_buf(), None)
+    } else {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.partial-"))
+            .tempdir_in(&parent)
+            .map_err(io(&parent))?;
+        (tmp.path().to_path_buf(), Some(tmp))
+    };
+    let blobs = root.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+    for (digest, size, src) in &plan.cached {
+        let to = root.join(blob_name(digest));
+        if std::fs::metadata(&to).is_ok_and(|m| m.len() == *size) {
+            continue;
+        }
+        link_or_copy(src, &to)?;
+    }
+    for (digest, bytes) in &plan.generated {
+        let to = root.join(blob_name(digest));
+        if !to.exists() {
+            write_atomic(&to, bytes)?;
+        }
+    }
+    write_atomic(
+        &root.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    let mut manifests: Vec<Value> = Vec::new();
+    let index_path = root.join("index.json");
+    if index_path.is_file() {
+        let old: Value =
+            serde_json::from_slice(&std::fs::read(&index_path).map_err(io(&index_path))?).map_err(
+                |e| ExportError::Invalid(format!("{}: not valid JSON: {e}", index_path.display())),
+            )?;
+        let new_names: Vec<&str> = plan.entries.iter().filter_map(ref_name).collect();
+        manifests.extend(
+            old["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| ref_name(e).is_none_or(|n| !new_names.contains(&n)))
+                .cloned(),
+        );
+    }
+    manifests.extend(plan.entries.iter().cloned());
+    let index = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests});
+    write_atomic(
+        &index_path,
+        &serde_json::to_vec(&index).expect("JSON serializes"),
+    )?;
+    if let Some(tmp) = guard {
+        let built = tmp.keep();
+        std::fs::rename(&built, dest).map_err(|e| {
+            let _ = std::fs::remove_dir_all(&built);
+            ExportError::io(dest, e)
+        })?;
+    }
+    Ok(())
+}
+
+/// Hardlink (same filesystem) or copy, through a temporary name.
+fn link_or_copy(src: &Path, to: &Path) -> Result<(), ExportError> {
+    let dir = to.parent().expect("blob paths have a parent");
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        to.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(src, &tmp).is_err() {
+        std::fs::copy(src, &tmp).map_err(|e| ExportError::io(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, to).map_err(|e| ExportError::io(to, e))
+}
+
+fn write_atomic(to: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    use std::io::Write;
+    let dir = to.parent().expect("layout paths have a parent");
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| ExportError::io(dir, e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| ExportError::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| ExportError::io(tmp.path(), e))?;
+    crate::fsutil::set_readable(tmp.path()).map_err(|e| ExportError::io(to, e))?;
+    tmp.persist(to).map_err(|e| ExportError::io(to, e.error))?;
+    Ok(())
+}
