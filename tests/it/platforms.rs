@@ -316,3 +316,41 @@ async fn a_single_image_tag_must_match_an_explicit_platform() {
     let out = imgpull(work.path(), &["pull", &name, "-o", "ok.tar"], None).await;
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_may_name_the_index_or_one_platform() {
+    let (_reg, published) = six_platforms().await;
+    let work = tempdir();
+    let (_, name, images, index) = &published[1];
+    let repo = name.trim_end_matches(":1");
+
+    let by_index = format!("{repo}@{}", image::sha256(index));
+    let args = [
+        "pull",
+        by_index.as_str(),
+        "--platform",
+        "linux/armhf",
+        "-o",
+        "idx.tar",
+    ];
+    let out = imgpull(work.path(), &args, None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tar = work.path().join("idx.tar");
+    assert_eq!(config_of(&tar, 0)["variant"], "v7");
+    let manifest: Value =
+        serde_json::from_slice(&tar_file(&tar, "manifest.json").unwrap()).unwrap();
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        Value::Null,
+        "a pull by digest writes no tag"
+    );
+
+    let by_child = format!("{repo}@{}", images[4].manifest_digest);
+    let out = imgpull(work.path(), &["pull", &by_child, "-o", "child.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        config_of(&work.path().join("child.tar"), 0)["architecture"],
+        "ppc64le"
+    );
+    tools::skopeo_copy_to_oci(&work.path().join("child.tar"), work.path());
+}
