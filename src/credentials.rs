@@ -13,6 +13,9 @@ pub enum Credential {
     Basic { username: String, password: Secret },
     /// A registry bearer token, sent as-is.
     Bearer(Secret),
+    /// An OAuth2 refresh token (docker's `identitytoken`), exchanged at the
+    /// registry's token endpoint for access tokens.
+    IdentityToken(Secret),
 }
 
 #[derive(Debug, thiserror::Error)]

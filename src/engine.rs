@@ -62,7 +62,7 @@ impl Engine {
         let found = match found {
             Some(f) => Some(f),
             None => {
-                let chain = self.credential_chain(reference, &reg_cfg)?;
+                let chain = self.credential_chain(reference, &reg_cfg, quirks)?;
                 resolve_chain(&chain, &reference.registry).await?.0
             }
         };
@@ -83,12 +83,23 @@ impl Engine {
         Ok(RegistryClient::connect(opts).await?)
     }
 
+    /// The registry's configured providers, or the default chain: the
+    /// docker/podman login files, then the adapter's cloud provider.
     pub(crate) fn credential_chain(
         &self,
         reference: &Reference,
         reg_cfg: &crate::config::RegistryConfig,
+        quirks: &dyn RegistryQuirks,
     ) -> Result<Vec<Box<dyn CredentialProvider>>, Error> {
         let mut chain = Vec::new();
+        if reg_cfg.credentials.is_empty() {
+            let empty = PluginConfig::new();
+            chain.push(self.catalog.credentials("docker-config", &empty)?);
+            if let Some(cloud) = quirks.credential_provider() {
+                chain.push(self.catalog.credentials(cloud, &empty)?);
+            }
+            return Ok(chain);
+        }
         for entry in &reg_cfg.credentials {
             let name = entry
                 .get("provider")

@@ -16,6 +16,12 @@ pub trait RegistryQuirks: Send + Sync {
         registry.to_string()
     }
 
+    /// The cloud credential provider that serves this registry by default
+    /// (`ecr`, `gcr`), asked after the docker/podman login files.
+    fn credential_provider(&self) -> Option<&'static str> {
+        None
+    }
+
     /// An extra hint for a failure, when this registry has a better one
     /// than the generic text (rate limits, naming conventions).
     fn hint(&self, failure: &Failure<'_>) -> Option<String> {

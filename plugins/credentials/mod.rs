@@ -1,3 +1,4 @@
 //! Credential providers (`CredentialProvider`).
 
+pub mod docker_config;
 pub mod static_creds;

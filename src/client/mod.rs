@@ -11,14 +11,14 @@
 //!   drops `Authorization` whenever host, port or scheme change.
 
 mod error;
+mod token;
 
 pub use error::{summarize_body, RegistryError};
 
-use crate::auth::{parse_challenge, Challenge, Token, TokenResponse};
+use crate::auth::{parse_challenge, Challenge, Token};
 use crate::credentials::{Credential, Found};
 use crate::digest::Digest;
 use crate::manifest::media;
-use base64::Engine as _;
 use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -281,9 +281,9 @@ impl RegistryClient {
                 return Ok(Some(format!("Bearer {}", t.expose())))
             }
             (Some(Challenge::Basic), Some(Credential::Basic { username, password })) => {
-                return Ok(Some(basic(username, password.expose())))
+                return Ok(Some(token::basic(username, password.expose())))
             }
-            (Some(Challenge::Basic), None) => return Ok(None),
+            (Some(Challenge::Basic), None | Some(Credential::IdentityToken(_))) => return Ok(None),
             (Some(Challenge::Bearer { realm, service, .. }), _) => (realm.clone(), service.clone()),
         };
         let now = Instant::now();
@@ -300,61 +300,12 @@ impl RegistryClient {
         Ok(Some(header))
     }
 
-    async fn fetch_token(
+    pub(crate) async fn status_error(
         &self,
+        resp: Response,
         repository: &str,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-    ) -> Result<Token, RegistryError> {
-        let bad = |detail: String| RegistryError::BadResponse {
-            registry: self.registry.clone(),
-            detail,
-        };
-        let mut url = reqwest::Url::parse(realm)
-            .map_err(|e| bad(format!("token realm {realm:?} is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(bad(format!("token realm {realm:?} is not HTTP(S)")));
-        }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
-            }
-            q.append_pair("scope", scope);
-        }
-        let mut req = self.http.get(url.clone());
-        if let Some(Found {
-            credential: Credential::Basic { username, password },
-            ..
-        }) = &self.credentials
-        {
-            let plain = url.scheme() == "http";
-            let realm_host = url.host_str().unwrap_or("");
-            if plain && !self.insecure && !is_loopback(realm_host) {
-                return Err(bad(format!(
-                    "token realm {realm} is plain HTTP; refusing to send credentials \
-                     (mark the registry `insecure` if this is intended)"
-                )));
-            }
-            req = req.header(AUTHORIZATION, basic(username, password.expose()));
-        }
-        let what = format!("token for {scope}");
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| classify(&self.registry, realm, &e))?;
-        if !resp.status().is_success() {
-            return Err(self.status_error(resp, repository, &what).await);
-        }
-        let body = self.read_capped(resp, realm, 1 << 20).await?;
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("token server answered invalid JSON: {e}")))?;
-        Token::from_response(parsed, Instant::now())
-            .ok_or_else(|| bad("token server answered without a token".to_string()))
-    }
-
-    async fn status_error(&self, resp: Response, repository: &str, what: &str) -> RegistryError {
+        what: &str,
+    ) -> RegistryError {
         let status = resp.status().as_u16();
         let url = resp.url().to_string();
         let retry_after = resp
@@ -401,7 +352,7 @@ impl RegistryClient {
     }
 
     /// Read a whole body, refusing more than `max` bytes.
-    async fn read_capped(
+    pub(crate) async fn read_capped(
         &self,
         resp: Response,
         url: &str,
@@ -430,14 +381,6 @@ fn same_origin(url: &reqwest::Url, base: &str) -> bool {
             && b.host_str() == url.host_str()
             && b.port_or_known_default() == url.port_or_known_default()
     })
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    let raw = format!("{user}:{pass}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
 }
 
 fn challenge_of(headers: &HeaderMap) -> Option<Challenge> {
@@ -511,7 +454,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-fn classify(registry: &str, url: &str, e: &reqwest::Error) -> RegistryError {
+pub(crate) fn classify(registry: &str, url: &str, e: &reqwest::Error) -> RegistryError {
     // reqwest's own message repeats the URL we already name; its sources
     // say what went wrong.
     let detail = match std::error::Error::source(e) {

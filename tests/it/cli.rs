@@ -18,6 +18,7 @@ async fn plugin_catalog_is_pinned() {
         }
     }
     let want = [
+        "credentials/docker-config",
         "credentials/static",
         "registries/dockerhub",
         "registries/generic",

@@ -11,6 +11,8 @@ pub struct Request {
     pub method: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
+    /// The body, when a Content-Length announced one.
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -129,7 +131,8 @@ async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Request> {
             return None;
         }
     }
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = text.split("\r\n");
     let mut first = lines.next()?.split(' ');
     let method = first.next()?.to_string();
@@ -139,9 +142,23 @@ async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Request> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Some(Request {
+    let mut req = Request {
         method,
         target,
         headers,
-    })
+        body: buf[end..].to_vec(),
+    };
+    let len: usize = req
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        .min(1 << 20);
+    while req.body.len() < len {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        req.body.extend_from_slice(&chunk[..n]);
+    }
+    Some(req)
 }

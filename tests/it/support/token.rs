@@ -16,11 +16,15 @@ pub const SERVICE: &str = "imgpull-test-registry";
 pub const ISSUER: &str = "imgpull-test-issuer";
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "s3cret-pass";
+/// The identity (refresh) token `docker login` would have stored for USER.
+pub const REFRESH_TOKEN: &str = "alice-refresh-token";
 
 pub struct TokenServer {
     pub server: Server,
-    /// Token requests answered, by kind.
+    /// Token requests answered.
     pub requests: Arc<AtomicUsize>,
+    /// Every scope asked for, in order.
+    pub scopes: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl TokenServer {
@@ -34,18 +38,27 @@ impl TokenServer {
 
 pub async fn start() -> TokenServer {
     let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
+    let scopes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (counter, seen) = (requests.clone(), scopes.clone());
     let server = serve(move |req: Request| {
         counter.fetch_add(1, Ordering::SeqCst);
+        seen.lock().unwrap().extend(req.query("scope"));
         async move { answer(req) }
     })
     .await;
-    TokenServer { server, requests }
+    TokenServer {
+        server,
+        requests,
+        scopes,
+    }
 }
 
 fn answer(req: Request) -> Response {
     if req.path() != "/token" {
         return Response::new(404, "not found");
+    }
+    if req.method == "POST" {
+        return refresh_grant(&req);
     }
     let user = match req.header("authorization") {
         None => None,
@@ -57,8 +70,45 @@ fn answer(req: Request) -> Response {
             }
         },
     };
+    let token = mint(
+        user.as_deref().unwrap_or(""),
+        grant(user.is_some(), req.query("scope")),
+    );
+    Response::new(
+        200,
+        serde_json::json!({"token": token, "expires_in": 300, "issued_at": "2026-11-28T00:00:00Z"})
+            .to_string(),
+    )
+    .header("Content-Type", "application/json")
+}
+
+/// OAuth2 `grant_type=refresh_token` (docker's identity tokens).
+fn refresh_grant(req: &Request) -> Response {
+    let form: Vec<(String, String)> =
+        reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&req.body)))
+            .unwrap()
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if get("grant_type").as_deref() != Some("refresh_token")
+        || get("refresh_token").as_deref() != Some(REFRESH_TOKEN)
+    {
+        return Response::new(401, r#"{"error":"invalid_grant"}"#);
+    }
+    let scopes: Vec<String> = get("scope").into_iter().collect();
+    let token = mint(USER, grant(true, scopes));
+    Response::new(
+        200,
+        serde_json::json!({"access_token": token, "expires_in": 300}).to_string(),
+    )
+    .header("Content-Type", "application/json")
+}
+
+fn grant(authenticated: bool, scopes: Vec<String>) -> Vec<serde_json::Value> {
+    let user = authenticated.then_some(());
     let mut access = Vec::new();
-    for scope in req.query("scope") {
+    for scope in scopes {
         // repository:NAME:ACTIONS
         let parts: Vec<&str> = scope.splitn(3, ':').collect();
         if parts.len() != 3 || parts[0] != "repository" {
@@ -75,13 +125,7 @@ fn answer(req: Request) -> Response {
                 .push(serde_json::json!({"type": "repository", "name": name, "actions": actions}));
         }
     }
-    let token = mint(user.as_deref().unwrap_or(""), access);
-    Response::new(
-        200,
-        serde_json::json!({"token": token, "expires_in": 300, "issued_at": "2026-11-28T00:00:00Z"})
-            .to_string(),
-    )
-    .header("Content-Type", "application/json")
+    access
 }
 
 fn check_basic(h: &str) -> Option<String> {
