@@ -25,6 +25,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod client;
+pub mod cloud;
 pub mod config;
 pub mod credentials;
 pub mod digest;

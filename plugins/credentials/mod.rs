@@ -1,4 +1,6 @@
 //! Credential providers (`CredentialProvider`).
 
 pub mod docker_config;
+pub mod ecr;
+pub mod gcr;
 pub mod static_creds;

@@ -1,4 +1,9 @@
 //! Registry adapters (`RegistryQuirks`).
 
+pub mod acr;
 pub mod dockerhub;
+pub mod ecr;
+pub mod gcr;
 pub mod generic;
+pub mod harbor;
+pub mod quay;

@@ -67,6 +67,7 @@ async fn wrong_password_fails_cleanly() {
                 "--username",
                 user,
                 "--password-stdin",
+                "-vv",
             ],
             Some("not-the-password\n"),
         )
@@ -79,7 +80,7 @@ async fn wrong_password_fails_cleanly() {
             err.contains("--username/--password"),
             "names the credential source: {err}"
         );
-        assert!(!err.contains("not-the-password"), "{err}");
+        assert!(!text(&out).contains("not-the-password"), "{}", text(&out));
         assert!(!work.path().join("out.tar").exists());
         let leftovers: Vec<_> = crate::support::list_files(work.path())
             .into_iter()

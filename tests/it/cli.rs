@@ -19,9 +19,16 @@ async fn plugin_catalog_is_pinned() {
     }
     let want = [
         "credentials/docker-config",
+        "credentials/ecr",
+        "credentials/gcr",
         "credentials/static",
+        "registries/acr",
         "registries/dockerhub",
+        "registries/ecr",
+        "registries/gcr",
         "registries/generic",
+        "registries/harbor",
+        "registries/quay",
         "caches/local",
         "exporters/docker-archive",
         "exporters/oci",

@@ -186,3 +186,76 @@ async fn command_line_credentials_win_over_a_broken_config() {
     let out = imgpull_env(work.path(), &args, Some(&stdin), &[]).await;
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecr_provider_gets_a_token_from_the_moto_emulator() {
+    use crate::support::cloud;
+    let moto = cloud::start_moto().await;
+    let reg = Registry::start_as(Variant::Basic, "AWS", cloud::MOTO_ECR_PASSWORD).await;
+    let img = image::build("ecr", Format::Docker, image::host_arch(), 2);
+    image::push(&reg, "team/app", "1", &img).await;
+    let work = tempdir();
+    let host = reg.host();
+    let toml = format!(
+        "[registries.\"{host}\"]\ncredentials = [{{ provider = \"ecr\", region = \"us-east-1\", endpoint = \"{}\" }}]\n",
+        moto.endpoint()
+    );
+    std::fs::write(work.path().join("imgpull.toml"), toml).unwrap();
+    let name = format!("{host}/team/app:1");
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIAIMGPULLTEST"),
+        ("AWS_SECRET_ACCESS_KEY", "imgpull-test-secret-key"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &name, "-o", "ecr.tar", "-vv"],
+        None,
+        &env,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        !all.contains(cloud::MOTO_ECR_PASSWORD) && !all.contains("imgpull-test-secret-key"),
+        "{all}"
+    );
+    tools::check_archive(&work.path().join("ecr.tar"), work.path(), Some(&name));
+
+    // Without AWS credentials the provider passes, and the 401 says what to do.
+    let env = [("AWS_EC2_METADATA_DISABLED", "true")];
+    let out = imgpull_env(work.path(), &["pull", &name, "-o", "no.tar"], None, &env).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gcr_provider_exchanges_a_service_account_key() {
+    use crate::support::cloud;
+    let endpoint = cloud::start_google_token_endpoint().await;
+    let reg =
+        Registry::start_as(Variant::Basic, "oauth2accesstoken", cloud::GCR_ACCESS_TOKEN).await;
+    let img = image::build("gcr", Format::Oci, image::host_arch(), 1);
+    image::push(&reg, "project/app", "1", &img).await;
+    let work = tempdir();
+    let key = work.path().join("sa.json");
+    std::fs::write(
+        &key,
+        cloud::service_account_json(&format!("http://{}/token", endpoint.addr)),
+    )
+    .unwrap();
+    let host = reg.host();
+    let toml = format!("[registries.\"{host}\"]\ncredentials = [{{ provider = \"gcr\" }}]\n");
+    std::fs::write(work.path().join("imgpull.toml"), toml).unwrap();
+    let name = format!("{host}/project/app:1");
+    let key_env = key.to_str().unwrap().to_string();
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &name, "-o", "gcr.tar"],
+        None,
+        &[("GOOGLE_APPLICATION_CREDENTIALS", &key_env)],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(cloud::GCR_ACCESS_TOKEN));
+    tools::check_archive(&work.path().join("gcr.tar"), work.path(), Some(&name));
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cloud;
 pub mod http;
 pub mod image;
 pub mod proxy;

@@ -29,10 +29,17 @@ pub struct Registry {
     dir: tempfile::TempDir,
     log: PathBuf,
     pub token: Option<token::TokenServer>,
+    /// The htpasswd user of the Basic variant.
+    pub basic: (String, String),
 }
 
 impl Registry {
     pub async fn start(variant: Variant) -> Registry {
+        Registry::start_as(variant, BASIC_USER, BASIC_PASSWORD).await
+    }
+
+    /// A registry whose Basic variant knows `user`:`password`.
+    pub async fn start_as(variant: Variant, user: &str, password: &str) -> Registry {
         let dir = super::tempdir();
         let port = free_port();
         let token = match variant {
@@ -57,11 +64,11 @@ impl Registry {
                 );
             }
             Variant::Basic => {
-                let hash = bcrypt::hash_with_result(BASIC_PASSWORD, 4)
+                let hash = bcrypt::hash_with_result(password, 4)
                     .unwrap()
                     .format_for_version(bcrypt::Version::TwoY);
                 let file = dir.path().join("htpasswd");
-                std::fs::write(&file, format!("{BASIC_USER}:{hash}\n")).unwrap();
+                std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
                 yaml.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: imgpull-test\n    path: {}\n",
                     file.display()
@@ -97,6 +104,7 @@ impl Registry {
             dir,
             log,
             token,
+            basic: (user.to_string(), password.to_string()),
         };
         reg.wait_ready().await;
         reg
@@ -171,7 +179,7 @@ impl Registry {
             Variant::Basic => Some(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD
-                    .encode(format!("{BASIC_USER}:{BASIC_PASSWORD}"))
+                    .encode(format!("{}:{}", self.basic.0, self.basic.1))
             )),
             Variant::Token => Some(format!("Bearer {}", token::push_token(repository))),
             _ => None,

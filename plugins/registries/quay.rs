@@ -1,0 +1,50 @@
+//! `quay`: Quay.io (and `kind = "quay"` for self-hosted Quay).
+
+use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::quirks::{Failure, RegistryQuirks};
+use std::sync::Arc;
+
+pub struct Quay;
+
+fn claims(host: &str) -> bool {
+    host == "quay.io"
+}
+
+impl RegistryQuirks for Quay {
+    fn name(&self) -> &'static str {
+        "quay"
+    }
+
+    fn hint(&self, f: &Failure<'_>) -> Option<String> {
+        match f.status {
+            401 | 403 => Some(
+                "Quay robot accounts are named `ORG+ROBOT`; private repositories need the robot (or user) \
+                 to have read permission; Quay answers 401 for repositories that do not exist too"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    Ok(Arc::new(Quay))
+}
+
+inventory::submit! {
+    Plugin {
+        name: "quay",
+        summary: "Quay (quay.io): robot-account hints",
+        build: Build::Registry { claims, build },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts() {
+        assert!(super::claims("quay.io"));
+        assert!(!super::claims("quay.io.example.com"));
+        assert!(!super::claims("myquay.io"));
+    }
+}
