@@ -45,6 +45,9 @@ pub struct Config {
     /// Per-registry settings, keyed by registry name as in image references.
     #[serde(default)]
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// Things to tell the person about the files read (not a key).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -75,6 +78,7 @@ impl Default for Config {
             caches: BTreeMap::new(),
             exporters: BTreeMap::new(),
             registries: BTreeMap::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -122,9 +126,11 @@ impl Config {
     /// Load every layer. `explicit` (`--config`) must exist.
     pub fn load(explicit: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let mut read = Vec::new();
         for f in default_files() {
             if f.is_file() {
-                fig = fig.merge(Toml::file(f));
+                fig = fig.merge(Toml::file(&f));
+                read.push(f);
             }
         }
         if let Some(f) = explicit {
@@ -132,13 +138,19 @@ impl Config {
                 return Err(ConfigError::Missing(f.to_path_buf()));
             }
             fig = fig.merge(Toml::file(f));
+            read.push(f.to_path_buf());
         }
         fig = fig.merge(Env::prefixed("IMGPULL_").only(&ENV_KEYS));
         fig = fig.merge(Serialized::defaults(flags));
         if let Some(dir) = &flags.cache_dir {
             fig = fig.merge(Serialized::default("caches.local.dir", dir));
         }
-        Config::extract(fig)
+        let mut cfg = Config::extract(fig)?;
+        cfg.warnings = read
+            .iter()
+            .filter_map(|f| exposed_secret_warning(f))
+            .collect();
+        Ok(cfg)
     }
 
     /// Parse one TOML file on top of the defaults (for tests and `--config`
@@ -183,6 +195,40 @@ impl Config {
     /// The settings for `registry`, or the defaults.
     pub fn registry(&self, registry: &str) -> RegistryConfig {
         self.registries.get(registry).cloned().unwrap_or_default()
+    }
+}
+
+/// A warning when `path` holds an inline `password` or `token` and others
+/// than its owner may read it.
+pub fn exposed_secret_warning(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o044 == 0 {
+            return None;
+        }
+        let table: toml::Table = std::fs::read_to_string(path).ok()?.parse().ok()?;
+        let inline = table
+            .get("registries")?
+            .as_table()?
+            .values()
+            .filter_map(|r| r.get("credentials")?.as_array())
+            .flatten()
+            .any(|c| c.get("password").is_some() || c.get("token").is_some());
+        inline.then(|| {
+            format!(
+                "{} holds a plain password or token and is readable by others (mode {:o}); \
+                 chmod 600 it, or use password_env / password_file",
+                path.display(),
+                mode & 0o777
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -241,5 +287,25 @@ mod tests {
             "relative to the file"
         );
         assert_eq!(cfg.registry("h:1").ca_file, Some(PathBuf::from("/abs.pem")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn readable_inline_passwords_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let mode = |m| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+        std::fs::write(&p, "[registries.\"h\"]\ncredentials = [{ provider = \"static\", username = \"u\", password = \"hunter2\" }]\n").unwrap();
+        mode(0o644);
+        let w = exposed_secret_warning(&p).unwrap();
+        assert!(w.contains("chmod 600") && !w.contains("hunter2"), "{w}");
+        mode(0o640);
+        assert!(exposed_secret_warning(&p).is_some());
+        mode(0o600);
+        assert!(exposed_secret_warning(&p).is_none());
+        std::fs::write(&p, "[registries.\"h\"]\ncredentials = [{ provider = \"static\", username = \"u\", password_env = \"X\" }]\n").unwrap();
+        mode(0o644);
+        assert!(exposed_secret_warning(&p).is_none());
     }
 }

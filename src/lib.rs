@@ -41,6 +41,7 @@ pub mod platform;
 pub mod progress;
 pub mod pull;
 pub mod quirks;
+pub mod quota;
 pub mod reference;
 pub mod resolve;
 pub mod secret;

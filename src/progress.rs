@@ -22,6 +22,10 @@ pub trait Reporter: Send + Sync {
     fn info(&self, message: &str) {
         let _ = message;
     }
+    /// Something the person should know even without `-v` (not with `-q`).
+    fn warn(&self, message: &str) {
+        let _ = message;
+    }
 }
 
 /// Reports nothing.

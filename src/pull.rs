@@ -124,6 +124,9 @@ impl Engine {
         let client = self
             .connect(reference, quirks, opts.cli_credentials.as_deref())
             .await?;
+        if quirks.reports_rate_limit() {
+            crate::quota::check(&client, reference, &selection, self.reporter.as_ref()).await;
+        }
         let resolution = resolve(&client, reference, &selection).await?;
         for r in &resolution.images {
             let platform = r.platform.as_ref().map(|p| format!(" ({p})"));

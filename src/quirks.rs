@@ -22,6 +22,13 @@ pub trait RegistryQuirks: Send + Sync {
         None
     }
 
+    /// Whether the registry reports a pull quota in `ratelimit-limit` /
+    /// `ratelimit-remaining` headers of a manifest HEAD (Docker Hub), which
+    /// the engine then reads before pulling.
+    fn reports_rate_limit(&self) -> bool {
+        false
+    }
+
     /// An extra hint for a failure, when this registry has a better one
     /// than the generic text (rate limits, naming conventions).
     fn hint(&self, failure: &Failure<'_>) -> Option<String> {

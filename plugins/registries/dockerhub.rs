@@ -26,6 +26,10 @@ impl RegistryQuirks for DockerHub {
         }
     }
 
+    fn reports_rate_limit(&self) -> bool {
+        true
+    }
+
     fn hint(&self, f: &Failure<'_>) -> Option<String> {
         match f.status {
             429 if f.anonymous => Some(

@@ -79,6 +79,11 @@ fn print_plugins(catalog: &Catalog) {
 
 fn engine(global: &Global, overrides: Overrides) -> Result<Engine, Error> {
     let config = Config::load(global.config.as_deref(), &overrides)?;
+    if !global.quiet {
+        for w in &config.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     let reporter: Arc<dyn crate::progress::Reporter> = if global.quiet {
         Arc::new(crate::progress::Silent)
     } else {

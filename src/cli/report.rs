@@ -38,6 +38,10 @@ impl Reporter for Plain {
             eprintln!("{message}");
         }
     }
+
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
 }
 
 /// The end-of-pull summary on stdout.

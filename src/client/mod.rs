@@ -141,6 +141,23 @@ impl RegistryClient {
         self.credentials.as_ref().map(|f| f.source.as_str())
     }
 
+    /// HEAD a manifest: its media type, digest and headers, without a body
+    /// (Docker Hub does not count HEADs against the pull quota).
+    pub async fn head_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<reqwest::header::HeaderMap, RegistryError> {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        let what = format!("manifest {}/{repository}:{reference}", self.registry);
+        let resp = self
+            .send(repository, &what, || {
+                self.http.head(&url).header(ACCEPT, media::MANIFEST_ACCEPT)
+            })
+            .await?;
+        Ok(resp.headers().clone())
+    }
+
     /// GET a manifest by tag or digest, verified.
     pub async fn manifest(
         &self,

@@ -231,3 +231,83 @@ async fn a_401_mid_pull_refreshes_the_token_once() {
     );
     assert!(!work.path().join("again.tar").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_another_host_carries_no_authorization() {
+    use crate::support::http::{serve_on, Request, Response};
+    use crate::support::proxy::{self, Fault};
+    use std::sync::{Arc, Mutex};
+    let (reg, img) = pushed(Variant::Basic, "team/app").await;
+
+    // The "CDN" on 127.0.0.2 records what it was sent and serves the blob
+    // from the registry with its own credentials.
+    let cdn_seen: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(Vec::new()));
+    let seen = cdn_seen.clone();
+    let upstream = reg.base_url();
+    let auth = reg.push_auth("team/app").unwrap();
+    let http = reg.http();
+    let cdn = serve_on("127.0.0.2", move |req: Request| {
+        seen.lock()
+            .unwrap()
+            .push(req.header("authorization").is_some());
+        let (http, upstream, auth) = (http.clone(), upstream.clone(), auth.clone());
+        async move {
+            let r = http
+                .get(format!("{upstream}{}", req.target))
+                .header("Authorization", auth)
+                .send()
+                .await
+                .unwrap();
+            Response::new(r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        }
+    })
+    .await;
+    let proxy = proxy::start(
+        reg.base_url(),
+        Fault::RedirectBlobs(format!("http://{}", cdn.addr)),
+    )
+    .await;
+    let work = tempdir();
+    let name = format!("{}/team/app:1", proxy.host());
+    let stdin = format!("{BASIC_PASSWORD}\n");
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "out.tar",
+            "-u",
+            BASIC_USER,
+            "--password-stdin",
+        ],
+        Some(&stdin),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+
+    let blob_requests: Vec<bool> = proxy
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p, _)| p.contains("/blobs/"))
+        .map(|(_, _, a)| *a)
+        .collect();
+    assert_eq!(blob_requests.len(), 1 + img.layers.len());
+    assert!(
+        blob_requests.iter().all(|a| *a),
+        "the registry itself was sent Authorization"
+    );
+    let cdn_seen = cdn_seen.lock().unwrap().clone();
+    assert_eq!(
+        cdn_seen.len(),
+        1 + img.layers.len(),
+        "every blob came through the CDN"
+    );
+    assert!(
+        cdn_seen.iter().all(|a| !a),
+        "no Authorization reached the other host: {cdn_seen:?}"
+    );
+}

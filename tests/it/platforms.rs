@@ -354,3 +354,59 @@ async fn a_digest_may_name_the_index_or_one_platform() {
     );
     tools::skopeo_copy_to_oci(&work.path().join("child.tar"), work.path());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_hub_quota_is_read_from_a_head_and_warned_about() {
+    use crate::support::proxy::{self, Fault};
+    let (reg, published) = six_platforms().await;
+    let proxy = proxy::start(reg.base_url(), Fault::RateLimit(2)).await;
+    let work = tempdir();
+    // Loopback stands in for Docker Hub: the adapter is chosen by `kind`.
+    let toml = format!("[registries.\"{}\"]\nkind = \"dockerhub\"\n", proxy.host());
+    std::fs::write(work.path().join("imgpull.toml"), toml).unwrap();
+    let name = published[1].1.replace(&reg.host(), &proxy.host());
+
+    let args = [
+        "pull",
+        name.as_str(),
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        "two.tar",
+        "-v",
+    ];
+    let out = imgpull(work.path(), &args, None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pull quota 2 of 100 left per 6h"), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("needs 3 manifest requests"),
+        "{err}"
+    );
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.first().map(|s| s.0.as_str()),
+        Some("GET"),
+        "the /v2/ ping"
+    );
+    assert!(
+        seen.iter()
+            .any(|(m, p, _)| m == "HEAD" && p.ends_with("/manifests/1")),
+        "{seen:?}"
+    );
+
+    // Enough quota: no warning.
+    *proxy.fault.lock().unwrap() = Fault::RateLimit(50);
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "--platform", "linux/amd64", "-o", "one.tar"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning:"),
+        "{}",
+        text(&out)
+    );
+}

@@ -77,7 +77,16 @@ where
     F: Fn(Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_on("127.0.0.1", handler).await
+}
+
+/// As [`serve`], on another loopback address (`127.0.0.2`: another host).
+pub async fn serve_on<F, Fut>(ip: &str, handler: F) -> Server
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send,
+{
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handler = Arc::new(handler);
     let task = tokio::spawn(async move {

@@ -11,6 +11,12 @@ pub enum Fault {
     None,
     /// Flip one byte in the body of blob `digest` (same length).
     CorruptBlob(String),
+    /// Answer blob GETs with `307` to the same path under this base URL (a
+    /// CDN on another host).
+    RedirectBlobs(String),
+    /// Add Docker Hub's quota headers (`ratelimit-limit: 100;w=21600`,
+    /// `ratelimit-remaining: N;w=21600`) to manifest responses.
+    RateLimit(u64),
     /// Replace the `Docker-Content-Digest` header of manifest responses.
     WrongDigestHeader(String),
     /// Answer blob requests with 401 and this `WWW-Authenticate` while the
@@ -24,6 +30,8 @@ pub enum Fault {
 pub struct Proxy {
     pub server: Server,
     pub fault: Arc<Mutex<Fault>>,
+    /// (method, path, had Authorization) of every request seen.
+    pub seen: Arc<Mutex<Vec<(String, String, bool)>>>,
 }
 
 impl Proxy {
@@ -35,23 +43,38 @@ impl Proxy {
 
 pub async fn start(upstream: String, fault: Fault) -> Proxy {
     let fault = Arc::new(Mutex::new(fault));
-    let f = fault.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (f, log) = (fault.clone(), seen.clone());
     let http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let server = serve(move |req: Request| {
+        log.lock().unwrap().push((
+            req.method.clone(),
+            req.path().to_string(),
+            req.header("authorization").is_some(),
+        ));
         let http = http.clone();
         let upstream = upstream.clone();
         let fault = f.lock().unwrap().clone();
         async move { forward(&http, &upstream, req, fault).await }
     })
     .await;
-    Proxy { server, fault }
+    Proxy {
+        server,
+        fault,
+        seen,
+    }
 }
 
 async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fault) -> Response {
+    if let Fault::RedirectBlobs(base) = &fault {
+        if req.method == "GET" && req.path().contains("/blobs/") {
+            return Response::new(307, "").header("Location", &format!("{base}{}", req.target));
+        }
+    }
     if let Fault::Unauthorized { challenge, times } = &fault {
         let is_blob = req.path().contains("/blobs/");
         if is_blob
@@ -86,6 +109,12 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         .filter(|(k, _)| !["transfer-encoding", "connection"].contains(&k.as_str()))
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
+    if let Fault::RateLimit(n) = &fault {
+        if req.path().contains("/manifests/") {
+            headers.push(("ratelimit-limit".into(), "100;w=21600".into()));
+            headers.push(("ratelimit-remaining".into(), format!("{n};w=21600")));
+        }
+    }
     if let Fault::WrongDigestHeader(d) = &fault {
         for (k, v) in headers.iter_mut() {
             if k.eq_ignore_ascii_case("docker-content-digest") && req.path().contains("/manifests/")
