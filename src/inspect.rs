@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::manifest::{Descriptor, Manifest};
 use crate::platform::{Platform, Selection};
 use crate::reference::Reference;
-use crate::resolve::{choose_all, fetch_top, is_image_entry};
+use crate::resolve::{choose_all, fetch_child, fetch_top, is_image_entry};
 use serde::Serialize;
 
 pub struct InspectOptions {
@@ -114,26 +114,8 @@ impl Engine {
                     Selection::All => Selection::All,
                 };
                 let entry = choose_all(reference, &index, &first)?[0].clone();
-                let child = client
-                    .manifest(&reference.repository, &entry.digest.to_string())
-                    .await?;
-                match Manifest::parse(&child.media_type, &child.bytes) {
-                    Ok(Manifest::Image(m)) => (child, m, entry.platform.clone()),
-                    Ok(Manifest::Index(_)) => {
-                        return Err(Error::Manifest {
-                            reference: reference.to_string(),
-                            source: crate::manifest::ManifestError::Invalid(
-                                "an index inside an index".into(),
-                            ),
-                        })
-                    }
-                    Err(source) => {
-                        return Err(Error::Manifest {
-                            reference: reference.to_string(),
-                            source,
-                        })
-                    }
-                }
+                let child = fetch_child(&client, reference, &entry).await?;
+                (child.fetched, child.manifest, child.platform)
             }
             (Manifest::Image(m), _) => (top, m, None),
         };

@@ -127,6 +127,37 @@ impl Manifest {
     }
 }
 
+/// A Docker schema2 manifest rewritten with OCI media types (as `skopeo
+/// copy` to an OCI layout does), so OCI-only readers see it; `None` when
+/// `bytes` is not a Docker schema2 manifest. The config and layers are
+/// unchanged: only their declared types change, so the digest does.
+pub fn docker_to_oci(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if doc.get("mediaType")?.as_str()? != media::DOCKER_MANIFEST {
+        return None;
+    }
+    doc["mediaType"] = media::OCI_MANIFEST.into();
+    if let Some(config) = doc.get_mut("config") {
+        config["mediaType"] = media::OCI_CONFIG.into();
+    }
+    for layer in doc.get_mut("layers")?.as_array_mut()? {
+        let oci = match layer.get("mediaType").and_then(|m| m.as_str()) {
+            Some("application/vnd.docker.image.rootfs.diff.tar.gzip") => {
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            }
+            Some("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip") => {
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            }
+            Some("application/vnd.docker.image.rootfs.diff.tar") => {
+                "application/vnd.oci.image.layer.v1.tar"
+            }
+            _ => continue,
+        };
+        layer["mediaType"] = oci.into();
+    }
+    serde_json::to_vec(&doc).ok()
+}
+
 /// The parts of an image config this tool reads; the bytes themselves are
 /// kept as fetched so the image id stays the same.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -150,6 +181,30 @@ pub struct RootFs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn converts_docker_manifests_to_oci() {
+        let docker = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","size":1,"digest":"sha256:{}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2,"digest":"sha256:{}"}}]}}"#,
+            media::DOCKER_MANIFEST,
+            media::DOCKER_CONFIG,
+            "a".repeat(64),
+            "b".repeat(64)
+        );
+        let oci = docker_to_oci(docker.as_bytes()).unwrap();
+        let m = match Manifest::parse(media::OCI_MANIFEST, &oci).unwrap() {
+            Manifest::Image(m) => m,
+            _ => panic!(),
+        };
+        assert_eq!(m.media_type.as_deref(), Some(media::OCI_MANIFEST));
+        assert_eq!(m.config.media_type, media::OCI_CONFIG);
+        assert_eq!(
+            m.layers[0].media_type,
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(m.layers[0].size, 2);
+        assert!(docker_to_oci(&oci).is_none(), "OCI stays as it is");
+    }
 
     #[test]
     fn sniffs_untyped_documents() {

@@ -107,7 +107,9 @@ impl Platform {
     /// variant), `aarch64`/`arm64/v8` -> `arm64`, `armhf` -> `arm/v7`,
     /// `armel` -> `arm/v6`, `arm` -> `arm/v7`, `i386`/`i686` -> `386`.
     pub fn normalized(&self) -> Platform {
-        let variant = self.variant.as_deref().filter(|v| !v.is_empty());
+        let arch_lower = self.architecture.to_ascii_lowercase();
+        let variant_lower = self.variant.as_deref().map(str::to_ascii_lowercase);
+        let variant = variant_lower.as_deref().filter(|v| !v.is_empty());
         let vee = |v: &str| {
             if v.starts_with('v') {
                 v.to_string()
@@ -115,7 +117,7 @@ impl Platform {
                 format!("v{v}")
             }
         };
-        let (arch, variant): (&str, Option<String>) = match (self.architecture.as_str(), variant) {
+        let (arch, variant): (&str, Option<String>) = match (arch_lower.as_str(), variant) {
             ("x86_64" | "x86-64" | "amd64", v) => ("amd64", v.map(vee).filter(|v| v != "v1")),
             ("aarch64" | "arm64", v) => (
                 "arm64",
@@ -137,15 +139,20 @@ impl Platform {
         }
     }
 
-    /// Filename-safe form: `linux_arm_v7`.
+    /// Filename-safe form: `linux_arm_v7`, `windows_10.0.20348_amd64`.
     pub fn slug(&self) -> String {
-        self.to_string().replace('/', "_")
+        self.to_string().replace(['/', '('], "_").replace(')', "")
     }
 }
 
+/// `os[(os.version)]/arch[/variant]`, the form `--platform` accepts.
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
+        f.write_str(&self.os)?;
+        if let Some(v) = &self.os_version {
+            write!(f, "({v})")?;
+        }
+        write!(f, "/{}", self.architecture)?;
         if let Some(v) = &self.variant {
             write!(f, "/{v}")?;
         }

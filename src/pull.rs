@@ -158,8 +158,13 @@ impl Engine {
             .collect();
         let config_outcomes = fetch(configs).await?;
         if explicit && resolution.images[0].platform.is_none() {
-            check_single_image(reference, &resolution.images[0], cache.as_ref(), &selection)
-                .await?;
+            let image = &resolution.images[0];
+            if !check_single_image(reference, image, cache.as_ref(), &selection).await? {
+                self.reporter.warn(&format!(
+                    "{reference} is a single image whose config names no platform; \
+                     it was not checked against the requested platform"
+                ));
+            }
         }
         let layers: Vec<Descriptor> = resolution
             .images
@@ -223,15 +228,16 @@ fn report(
 
 /// A tag that names one image (no index) must still be what was asked for:
 /// docker refuses `--platform linux/arm64` for an amd64-only image rather
-/// than handing it over silently.
+/// than handing it over silently. `Ok(false)` when the config names no
+/// platform to check.
 async fn check_single_image(
     reference: &Reference,
     image: &Resolved,
     cache: &dyn CacheBackend,
     selection: &Selection,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let Selection::List(wanted) = selection else {
-        return Ok(());
+        return Ok(true);
     };
     let digest = &image.manifest.config.digest;
     let bytes = cache.read(digest).await.map_err(|source| Error::Cache {
@@ -241,10 +247,10 @@ async fn check_single_image(
     // An unparseable config is left to the exporter's readers; only a
     // config that names its platform can contradict the request.
     let Ok(cfg) = serde_json::from_slice::<ImageConfig>(&bytes) else {
-        return Ok(());
+        return Ok(false);
     };
     if cfg.os.is_empty() || cfg.architecture.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let have = Platform::new(&cfg.os, &cfg.architecture, cfg.variant.as_deref());
     for w in wanted {
@@ -256,7 +262,7 @@ async fn check_single_image(
             })));
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn export_manifest(r: &Resolved) -> ExportManifest {

@@ -113,7 +113,7 @@ fn no_match(reference: &Reference, wanted: &Platform, images: &[&Descriptor]) ->
     }))
 }
 
-async fn fetch_child(
+pub(crate) async fn fetch_child(
     client: &RegistryClient,
     reference: &Reference,
     entry: &Descriptor,
@@ -169,4 +169,59 @@ pub fn is_image_entry(d: &Descriptor) -> bool {
 /// A digest's short form for messages.
 pub fn short(d: &Digest) -> &str {
     d.short()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8, platform: Option<&str>, attestation: bool) -> serde_json::Value {
+        let mut e = serde_json::json!({
+            "mediaType": crate::manifest::media::OCI_MANIFEST,
+            "digest": format!("sha256:{}", format!("{n:02x}").repeat(32)),
+            "size": 100,
+        });
+        if let Some(p) = platform {
+            let (os, arch) = p.split_once('/').unwrap();
+            e["platform"] = serde_json::json!({"os": os, "architecture": arch});
+        }
+        if attestation {
+            e["annotations"] =
+                serde_json::json!({"vnd.docker.reference.type": "attestation-manifest"});
+        }
+        e
+    }
+
+    #[test]
+    fn attestations_and_unknown_entries_are_never_chosen() {
+        let index: ImageIndex = serde_json::from_value(serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [
+                entry(1, Some("unknown/unknown"), true),
+                entry(2, Some("linux/amd64"), true),
+                entry(3, None, false),
+                entry(4, Some("linux/arm64"), false),
+                entry(5, Some("linux/amd64"), false),
+            ],
+        }))
+        .unwrap();
+        let r: Reference = "example.com/app:1".parse().unwrap();
+        let amd = Selection::List(vec![Platform::parse("linux/amd64").unwrap()]);
+        let picked = choose_all(&r, &index, &amd).unwrap();
+        assert_eq!(picked.len(), 1);
+        assert!(
+            picked[0].digest.hex().starts_with("05"),
+            "not the attestation"
+        );
+        let all = choose_all(&r, &index, &Selection::All).unwrap();
+        let hexes: Vec<&str> = all.iter().map(|d| &d.digest.hex()[..2]).collect();
+        assert_eq!(hexes, ["04", "05"]);
+        let s390 = Selection::List(vec![Platform::parse("linux/s390x").unwrap()]);
+        let e = choose_all(&r, &index, &s390).unwrap_err().to_string();
+        assert!(
+            e.contains("linux/arm64") && e.contains("linux/amd64"),
+            "{e}"
+        );
+        assert!(!e.contains("unknown"), "attestations are not offered: {e}");
+    }
 }

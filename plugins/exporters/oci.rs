@@ -8,7 +8,9 @@
 //!                         index per multi-platform image
 //! ```
 //!
-//! Blobs are hardlinked from the cache when it is on the same filesystem,
+//! Docker schema2 manifests are written with OCI media types (as skopeo
+//! does), so their digests differ from the registry's; configs and layers
+//! are byte for byte as pulled. Blobs are hardlinked from the cache when it is on the same filesystem,
 //! else copied. A new layout is built under a temporary name and renamed
 //! into place; writing into an existing layout adds its blobs first and
 //! replaces `index.json` last (atomically), replacing entries of the same name.
@@ -86,9 +88,14 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, Export
                 plan.cached
                     .push((d.digest.clone(), d.size, cache.blob_path(&d.digest)?));
             }
-            plan.generated.push((em.digest.clone(), em.bytes.clone()));
-            let mut desc =
-                json!({"mediaType": em.media_type, "digest": em.digest, "size": em.bytes.len()});
+            // OCI-only readers (skopeo's oci: transport) skip Docker types.
+            let (bytes, media_type) = match crate::manifest::docker_to_oci(&em.bytes) {
+                Some(b) => (b, media::OCI_MANIFEST.to_string()),
+                None => (em.bytes.clone(), em.media_type.clone()),
+            };
+            let digest = Digest::of(&bytes);
+            let mut desc = json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
+            plan.generated.push((digest, bytes));
             if let Some(p) = &em.platform {
                 desc["platform"] = serde_json::to_value(p).unwrap_or(Value::Null);
             }
@@ -115,8 +122,41 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, Export
     Ok(plan)
 }
 
-fn ref_name(entry: &Value) -> Option<&str> {
-    entry["annotations"]["org.opencontainers.image.ref.name"].as_str()
+/// Whether a new index entry replaces an old one: same full name
+/// (`io.containerd.image.name`, else the tag), or both untagged with the
+/// same digest.
+fn same_image(old: &Value, new: &Value) -> bool {
+    let name = |e: &Value| {
+        let a = &e["annotations"];
+        a["io.containerd.image.name"]
+            .as_str()
+            .or_else(|| a["org.opencontainers.image.ref.name"].as_str())
+            .map(str::to_string)
+    };
+    match (name(old), name(new)) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => old["digest"] == new["digest"],
+        _ => false,
+    }
+}
+
+/// Whether the file at `path` hashes to `digest`.
+fn holds(path: &Path, digest: &Digest) -> bool {
+    let Some(mut v) = crate::digest::Verifier::new(digest) else {
+        return false;
+    };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => v.update(&buf[..n]),
+            Err(_) => return false,
+        }
+    }
+    v.finish() == *digest
 }
 
 fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
@@ -124,11 +164,14 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
         let p = p.to_path_buf();
         move |e| ExportError::io(p, e)
     };
+    // An empty directory is as good as none: build beside it and rename
+    // over it, so a failure leaves nothing half-written there.
+    if dest.is_dir() && std::fs::read_dir(dest).map_err(io(dest))?.next().is_none() {
+        std::fs::remove_dir(dest).map_err(io(dest))?;
+    }
     let existing = dest.exists();
     let (root, guard) = if existing {
-        let is_layout = dest.join("oci-layout").is_file();
-        let is_empty = std::fs::read_dir(dest).map_err(io(dest))?.next().is_none();
-        if !is_layout && !is_empty {
+        if !dest.join("oci-layout").is_file() {
             return Err(ExportError::Invalid(format!(
                 "{} exists and is not an OCI layout (no oci-layout file); choose another -o",
                 dest.display()
@@ -154,7 +197,8 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
     std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
     for (digest, size, src) in &plan.cached {
         let to = root.join(blob_name(digest));
-        if std::fs::metadata(&to).is_ok_and(|m| m.len() == *size) {
+        // A blob already in an existing layout is kept only if it is right.
+        if std::fs::metadata(&to).is_ok_and(|m| m.len() == *size) && holds(&to, digest) {
             continue;
         }
         link_or_copy(src, &to)?;
@@ -176,13 +220,12 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
             serde_json::from_slice(&std::fs::read(&index_path).map_err(io(&index_path))?).map_err(
                 |e| ExportError::Invalid(format!("{}: not valid JSON: {e}", index_path.display())),
             )?;
-        let new_names: Vec<&str> = plan.entries.iter().filter_map(ref_name).collect();
         manifests.extend(
             old["manifests"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|e| ref_name(e).is_none_or(|n| !new_names.contains(&n)))
+                .filter(|e| !plan.entries.iter().any(|n| same_image(e, n)))
                 .cloned(),
         );
     }
@@ -192,6 +235,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
         &index_path,
         &serde_json::to_vec(&index).expect("JSON serializes"),
     )?;
+    let _ = std::fs::File::open(&blobs).and_then(|d| d.sync_all());
     if let Some(tmp) = guard {
         let built = tmp.keep();
         std::fs::rename(&built, dest).map_err(|e| {
@@ -213,6 +257,10 @@ fn link_or_copy(src: &Path, to: &Path) -> Result<(), ExportError> {
     let _ = std::fs::remove_file(&tmp);
     if std::fs::hard_link(src, &tmp).is_err() {
         std::fs::copy(src, &tmp).map_err(|e| ExportError::io(&tmp, e))?;
+        // A copy must be on disk before index.json can name it.
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| ExportError::io(&tmp, e))?;
     }
     std::fs::rename(&tmp, to).map_err(|e| ExportError::io(to, e))
 }

@@ -15,22 +15,32 @@ pub struct Matcher {
 impl Matcher {
     pub fn new(wanted: &Platform) -> Matcher {
         let wanted = wanted.normalized();
-        let arch = wanted.architecture.clone();
-        let variants: Vec<Option<String>> = match (arch.as_str(), wanted.variant.as_deref()) {
-            ("arm", Some(v)) => older(v, 5, |n| Some(format!("v{n}"))),
-            ("amd64", None) => vec![None],
-            ("amd64", Some(v)) => older(v, 1, |n| (n > 1).then(|| format!("v{n}"))),
-            ("arm64", Some(v)) => {
-                let mut list = vec![Some(v.to_string())];
-                list.push(None); // every arm64 runs v8 images
-                list
-            }
-            (_, v) => vec![v.map(str::to_string)],
+        let arch = wanted.architecture.as_str();
+        let on = |a: &str, vs: Vec<Option<String>>| {
+            vs.into_iter()
+                .map(|v| (a.to_string(), v))
+                .collect::<Vec<_>>()
         };
-        Matcher {
-            order: variants.into_iter().map(|v| (arch.clone(), v)).collect(),
-            wanted,
-        }
+        let order = match (arch, wanted.variant.as_deref()) {
+            ("arm", Some(v)) => on("arm", older(v, 5, |n| Some(format!("v{n}")))),
+            // amd64 runs older microarchitecture levels, then 386.
+            ("amd64", v) => {
+                let mut o = on(
+                    "amd64",
+                    older(v.unwrap_or("v1"), 1, |n| (n > 1).then(|| format!("v{n}"))),
+                );
+                o.push(("386".into(), None));
+                o
+            }
+            // arm64 runs older arm64 levels, then 32-bit arm v8 down to v5.
+            ("arm64", v) => {
+                let mut o = on("arm64", arm64_levels(v));
+                o.extend(on("arm", older("v8", 5, |n| Some(format!("v{n}")))));
+                o
+            }
+            (a, v) => on(a, vec![v.map(str::to_string)]),
+        };
+        Matcher { order, wanted }
     }
 
     pub fn wanted(&self) -> &Platform {
@@ -44,9 +54,9 @@ impl Matcher {
             return None;
         }
         if let Some(want) = &self.wanted.os_version {
-            // Windows: the build must match (10.0.17763 matches 10.0.17763.1234).
-            let have = c.os_version.as_deref().unwrap_or("");
-            if have != want && !have.starts_with(&format!("{want}.")) {
+            // Windows: major.minor.build must match; the revision may differ.
+            let build = |v: &str| v.split('.').take(3).collect::<Vec<_>>().join(".");
+            if build(c.os_version.as_deref().unwrap_or("")) != build(want) {
                 return None;
             }
         }
@@ -65,6 +75,30 @@ impl Matcher {
             .filter_map(|(p, t)| self.rank(p).map(|r| (r, t)))
             .min_by_key(|(r, _)| *r)
             .map(|(_, t)| t)
+    }
+}
+
+/// arm64 levels from `v` down: `v9.2` -> v9.2, v9.1, v9, v8.7 … v8.1, v8
+/// (= no variant); v9.N implies v8.(N+5) as in containerd.
+fn arm64_levels(v: Option<&str>) -> Vec<Option<String>> {
+    let Some(v) = v else { return vec![None] };
+    let parsed = v.strip_prefix('v').and_then(|n| {
+        let (major, minor) = n.split_once('.').unwrap_or((n, "0"));
+        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?))
+    });
+    let level = |major: u32, minor: u32| match (major, minor) {
+        (8, 0) => None,
+        (m, 0) => Some(format!("v{m}")),
+        (m, n) => Some(format!("v{m}.{n}")),
+    };
+    match parsed {
+        Some((9, minor)) => {
+            let mut out: Vec<Option<String>> = (0..=minor).rev().map(|n| level(9, n)).collect();
+            out.extend((0..=(minor + 5).min(9)).rev().map(|n| level(8, n)));
+            out
+        }
+        Some((8, minor)) => (0..=minor).rev().map(|n| level(8, n)).collect(),
+        _ => vec![Some(v.to_string()), None],
     }
 }
 

@@ -80,7 +80,31 @@ fn matching_with_ordered_fallback() {
             &["linux/amd64/v3", "linux/amd64/v4"],
             None,
         ),
-        ("linux/amd64", &["linux/386"], None),
+        ("linux/amd64", &["linux/386"], Some(0)),
+        ("linux/amd64", &["linux/386", "linux/amd64"], Some(1)),
+        ("linux/amd64/v2", &["linux/386", "linux/amd64/v3"], Some(0)),
+        ("linux/386", &["linux/amd64"], None),
+        ("linux/arm64", &["linux/arm/v7", "linux/arm/v6"], Some(0)),
+        ("linux/arm64", &["linux/arm/v5", "linux/arm64"], Some(1)),
+        (
+            "linux/arm64/v8.2",
+            &["linux/arm64/v8.1", "linux/arm64/v8.3"],
+            Some(0),
+        ),
+        (
+            "linux/arm64/v8.2",
+            &["linux/arm64", "linux/arm64/v8.1"],
+            Some(1),
+        ),
+        (
+            "linux/arm64/v9",
+            &["linux/arm64/v8.6", "linux/arm64/v8.5"],
+            Some(1),
+        ),
+        ("linux/arm64", &["linux/arm64/v8.1"], None),
+        ("linux/arm/v7", &["linux/arm64"], None),
+        ("linux/amd64", &["linux/AMD64"], Some(0)),
+        ("linux/arm/v7", &["linux/ARM/V7"], Some(0)),
         ("linux/x86_64", &["linux/arm64", "linux/x86_64"], Some(1)),
         ("linux/386", &["linux/i386"], Some(0)),
         ("linux/ppc64le", &["linux/ppc64le", "linux/s390x"], Some(0)),
@@ -114,6 +138,10 @@ fn windows_matches_on_os_version() {
     assert_eq!(m.best(cands), Some(0));
     let m = Matcher::new(&Platform::parse("windows(10.0.1)/amd64").unwrap());
     assert_eq!(m.best(cands), None);
+    let m = Matcher::new(&Platform::parse("windows(10.0.17763.9999)/amd64").unwrap());
+    assert_eq!(m.best(cands), Some(0), "the revision may differ");
+    assert_eq!(ltsc2022.to_string(), "windows(10.0.20348.2227)/amd64");
+    assert_eq!(ltsc2022.slug(), "windows_10.0.20348.2227_amd64");
 }
 
 #[test]

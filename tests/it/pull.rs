@@ -216,3 +216,110 @@ async fn default_output_name_and_pull_by_digest() {
     );
     tools::check_archive(&tar, work.path(), Some("docker.io/mine/app:pinned"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_layouts_are_written_whole_and_added_to() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let a = image::build("layout-a", Format::Oci, image::host_arch(), 2);
+    let b = image::build("layout-b", Format::Docker, image::host_arch(), 1);
+    image::push(&reg, "ns/a", "1", &a).await;
+    image::push(&reg, "ns/b", "2", &b).await;
+    let work = tempdir();
+    let layout = work.path().join("layout");
+    let entries = || -> Vec<Value> {
+        let index = json(std::fs::read(layout.join("index.json")).ok());
+        index["manifests"].as_array().unwrap().clone()
+    };
+    let pull = |args: Vec<String>| {
+        let w = work.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = imgpull(&w, &args, None).await;
+            assert!(out.status.success(), "{}", text(&out));
+        }
+    };
+    let a_name = format!("{}/ns/a:1", reg.host());
+    let b_name = format!("{}/ns/b:2", reg.host());
+    std::fs::create_dir(&layout).unwrap(); // an empty directory is fine
+    pull(vec![
+        "pull".into(),
+        a_name.clone(),
+        "--format".into(),
+        "oci".into(),
+        "-o".into(),
+        "layout".into(),
+    ])
+    .await;
+    pull(vec![
+        "pull".into(),
+        b_name.clone(),
+        "-o".into(),
+        "oci:layout".into(),
+    ])
+    .await;
+    pull(vec![
+        "pull".into(),
+        a_name.clone(),
+        "-o".into(),
+        "oci:layout".into(),
+    ])
+    .await;
+    let by_digest = format!("{}/ns/b@{}", reg.host(), b.manifest_digest);
+    pull(vec![
+        "pull".into(),
+        by_digest.clone(),
+        "-o".into(),
+        "oci:layout".into(),
+    ])
+    .await;
+    pull(vec![
+        "pull".into(),
+        by_digest,
+        "-o".into(),
+        "oci:layout".into(),
+    ])
+    .await;
+    let names: Vec<Value> = entries()
+        .iter()
+        .map(|e| e["annotations"]["io.containerd.image.name"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            Value::from(b_name.clone()),
+            Value::from(a_name.clone()),
+            Value::Null
+        ],
+        "replaced, not duplicated"
+    );
+    for (name, tag, img) in [(&a_name, "1", &a), (&b_name, "2", &b)] {
+        let entry = entries()
+            .into_iter()
+            .find(|e| e["annotations"]["io.containerd.image.name"] == name.as_str())
+            .unwrap();
+        let manifest = json(
+            std::fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(&entry["digest"].as_str().unwrap()[7..]),
+            )
+            .ok(),
+        );
+        assert_eq!(manifest["config"]["digest"], img.config_digest);
+        assert_eq!(
+            entry["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        // skopeo reads each image of the shared layout by its tag.
+        tools::skopeo_copy(&format!("oci:{}:{tag}", layout.display()), work.path(), &[]);
+    }
+
+    // A path that exists and is not a layout is refused, untouched.
+    std::fs::write(work.path().join("file"), "keep").unwrap();
+    let out = imgpull(work.path(), &["pull", &a_name, "-o", "oci:file"], None).await;
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("file")).unwrap(),
+        "keep"
+    );
+}
