@@ -1,4 +1,4 @@
 //! Exporters (`Exporter`).
 
-pub mod docker_archive;
-pub mod oci;
+// One module per file in this directory, declared by build.rs.
+include!(concat!(env!("OUT_DIR"), "/plugins_exporters.rs"));
