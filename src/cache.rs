@@ -1,13 +1,16 @@
 //! The content-addressed blob store: the [`CacheBackend`] trait.
 //!
-//! A backend holds blobs by digest. Whatever the backend, one rule holds:
-//! nothing is ever readable under a digest name that it does not match.
-//! Bytes arrive through a [`BlobWriter`], which hashes and counts them and
-//! only makes them visible, atomically, once digest and size both match.
+//! A backend holds blobs (layers, configs and manifests) by digest. Whatever
+//! the backend, one rule holds: nothing is ever readable under a digest
+//! name that it does not match. Bytes arrive through a [`BlobWriter`],
+//! which hashes and counts them and only makes them visible, atomically,
+//! once digest and size both match. An interrupted download is kept as a
+//! partial and resumed from where it stopped by the next writer.
 
 use crate::digest::Digest;
 use async_trait::async_trait;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -42,16 +45,47 @@ impl CacheError {
     }
 }
 
+/// What `begin` found.
+pub enum Begin {
+    /// The blob was committed (by another process) while we waited.
+    Present,
+    /// Write it; the writer may already hold a prefix from an earlier run.
+    Writer(Box<dyn BlobWriter>),
+}
+
+/// A committed blob.
+#[derive(Clone, Debug)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+    pub last_use: Option<SystemTime>,
+}
+
+/// An unfinished download.
+#[derive(Clone, Debug)]
+pub struct PartialInfo {
+    /// The digest it is for, when its name says.
+    pub digest: Option<Digest>,
+    /// Bytes held so far.
+    pub held: u64,
+    /// The blob's full size and where it came from, when recorded.
+    pub size: Option<u64>,
+    pub source: Option<String>,
+    pub modified: Option<SystemTime>,
+    pub path: PathBuf,
+}
+
 /// A blob store keyed by digest.
 ///
 /// Contract:
 /// - `stat` returns the size of a complete, committed blob, or `None`.
-/// - `begin` returns a writer for one blob; dropping it without `commit`
-///   leaves nothing under the digest name.
+/// - `begin` waits while another process writes the same digest, and
+///   answers `Present` if that one committed it. Otherwise its writer holds
+///   the digest's lock until it is committed or dropped; dropping it without
+///   `commit` keeps the bytes received as a partial for the next writer
+///   (resume), never under the digest name.
 /// - `blob_path` names a local file holding exactly the blob's bytes, valid
 ///   for the rest of the pull (exporters link or copy from it).
-/// - Several writers for the same digest may run at once (several pulls on
-///   one cache); the first commit wins and the others are discarded.
 #[async_trait]
 pub trait CacheBackend: Send + Sync {
     /// Name and location, for messages (`local (/path/to/cache)`).
@@ -59,7 +93,8 @@ pub trait CacheBackend: Send + Sync {
 
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError>;
 
-    async fn begin(&self, digest: &Digest, size: u64) -> Result<Box<dyn BlobWriter>, CacheError>;
+    /// `source` names where the bytes come from (kept with the partial).
+    async fn begin(&self, digest: &Digest, size: u64, source: &str) -> Result<Begin, CacheError>;
 
     fn blob_path(&self, digest: &Digest) -> Result<PathBuf, CacheError>;
 
@@ -70,16 +105,57 @@ pub trait CacheBackend: Send + Sync {
             .await
             .map_err(|e| CacheError::io(path, e))
     }
+
+    /// Store small bytes (a manifest) under their digest.
+    async fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        if let Begin::Writer(mut w) = self.begin(digest, bytes.len() as u64, "manifest").await? {
+            w.restart().await?;
+            w.write(bytes).await?;
+            w.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Record that a blob was used now (least-recently-used pruning).
+    async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
+        let _ = digest;
+        Ok(())
+    }
+
+    /// Housekeeping at the start of a pull (expire old partials).
+    async fn maintain(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    /// Every committed blob.
+    async fn list(&self) -> Result<Vec<BlobInfo>, CacheError>;
+
+    /// Every unfinished download.
+    async fn partials(&self) -> Result<Vec<PartialInfo>, CacheError>;
+
+    /// Remove a blob; `false` when it was not there.
+    async fn remove(&self, digest: &Digest) -> Result<bool, CacheError>;
+
+    async fn remove_partial(&self, partial: &PartialInfo) -> Result<(), CacheError>;
 }
 
 /// One blob on its way into the cache.
 #[async_trait]
 pub trait BlobWriter: Send {
+    /// Bytes already held (and hashed) from an earlier, interrupted run:
+    /// the download continues from here.
+    fn offset(&self) -> u64;
+
+    /// Drop what is held and start again from byte 0 (the server would not
+    /// resume).
+    async fn restart(&mut self) -> Result<(), CacheError>;
+
     /// Append bytes. Fails early with `SizeMismatch` when more bytes arrive
     /// than the descriptor announced.
     async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError>;
 
     /// Check size and digest, make the blob durable and visible under its
-    /// digest. On `Err` nothing was committed and the partial is gone.
+    /// digest. On `Err` nothing was committed and the partial is deleted
+    /// (its bytes were wrong).
     async fn commit(self: Box<Self>) -> Result<(), CacheError>;
 }

@@ -1,9 +1,10 @@
 //! Fetch blobs into the cache: in parallel (bounded), each streamed to a
 //! partial file while hashed, verified, then committed. A blob already in
-//! the cache is not requested.
+//! the cache is not requested; a partial left by an interrupted run is
+//! continued with `Range` (accepted only on a matching `206`).
 
-use crate::cache::{CacheBackend, CacheError};
-use crate::client::RegistryClient;
+use crate::cache::{Begin, CacheBackend, CacheError};
+use crate::client::{resumed_at, RegistryClient};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::manifest::Descriptor;
@@ -16,8 +17,11 @@ use std::collections::HashSet;
 pub struct BlobOutcome {
     pub digest: Digest,
     pub size: u64,
-    /// Already in the cache before this pull.
+    /// Already in the cache (or committed there by another process while
+    /// we waited): nothing was downloaded.
     pub cached: bool,
+    /// Bytes requested from the registry (less than `size` on a resume).
+    pub fetched: u64,
 }
 
 /// Make sure every blob in `blobs` is in `cache`, downloading at most
@@ -64,25 +68,57 @@ async fn fetch_one(
         registry: client.registry().to_string(),
         source,
     };
+    let hit = |fetched| BlobOutcome {
+        digest: d.digest.clone(),
+        size: d.size,
+        cached: fetched == 0,
+        fetched,
+    };
+    // A cached blob of the wrong size is a miss (and is replaced).
     if cache.stat(&d.digest).await.map_err(cache_err)? == Some(d.size) {
+        cache.touch(&d.digest).await.map_err(cache_err)?;
         reporter.blob_start(&d.digest, d.size, true);
         reporter.blob_done(&d.digest);
-        return Ok(BlobOutcome {
-            digest: d.digest.clone(),
-            size: d.size,
-            cached: true,
-        });
+        return Ok(hit(0));
     }
+    let source = format!("{}/{repository}", client.registry());
+    let mut writer = match cache
+        .begin(&d.digest, d.size, &source)
+        .await
+        .map_err(cache_err)?
+    {
+        Begin::Present => {
+            reporter.blob_start(&d.digest, d.size, true);
+            reporter.blob_done(&d.digest);
+            return Ok(hit(0));
+        }
+        Begin::Writer(w) => w,
+    };
     reporter.blob_start(&d.digest, d.size, false);
-    // Refuse before any byte is fetched if we cannot verify the digest.
-    let mut writer = cache.begin(&d.digest, d.size).await.map_err(cache_err)?;
-    let resp = client.blob(repository, &d.digest).await?;
-    let url = resp.url().to_string();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| client.body_error(&url, &e))?;
-        writer.write(&chunk).await.map_err(cache_err)?;
-        reporter.blob_progress(&d.digest, chunk.len() as u64);
+    let offset = writer.offset();
+    let mut fetched = 0;
+    if offset < d.size {
+        let resp = client.blob_from(repository, &d.digest, offset).await?;
+        if offset > 0 && resumed_at(&resp, offset, d.size).is_none() {
+            // The server sent the whole blob (or a range we did not ask for).
+            writer.restart().await.map_err(cache_err)?;
+        }
+        if writer.offset() > 0 {
+            reporter.info(&format!(
+                "{}: resuming at byte {}",
+                d.digest.short(),
+                writer.offset()
+            ));
+            reporter.blob_progress(&d.digest, writer.offset());
+        }
+        let url = resp.url().to_string();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| client.body_error(&url, &e))?;
+            writer.write(&chunk).await.map_err(cache_err)?;
+            fetched += chunk.len() as u64;
+            reporter.blob_progress(&d.digest, chunk.len() as u64);
+        }
     }
     writer.commit().await.map_err(cache_err)?;
     reporter.blob_done(&d.digest);
@@ -90,5 +126,6 @@ async fn fetch_one(
         digest: d.digest.clone(),
         size: d.size,
         cached: false,
+        fetched,
     })
 }

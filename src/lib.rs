@@ -45,6 +45,7 @@ pub mod quota;
 pub mod reference;
 pub mod resolve;
 pub mod secret;
+pub mod units;
 
 #[path = "../plugins/mod.rs"]
 pub mod plugins;

@@ -203,7 +203,6 @@ fn report(
     output: PathBuf,
     cache: String,
 ) -> PullReport {
-    let downloaded = |o: &&BlobOutcome| !o.cached;
     PullReport {
         reference: reference.clone(),
         digest: resolution.top.digest.clone(),
@@ -215,12 +214,8 @@ fn report(
         layers: layers.len(),
         cache_hits: layers.iter().filter(|o| o.cached).count(),
         bytes_reused: layers.iter().filter(|o| o.cached).map(|o| o.size).sum(),
-        bytes_downloaded: layers
-            .iter()
-            .chain(configs)
-            .filter(downloaded)
-            .map(|o| o.size)
-            .sum(),
+        bytes_downloaded: layers.iter().chain(configs).map(|o| o.fetched).sum(),
+
         output,
         cache,
     }

@@ -1,34 +1,54 @@
 //! `local`: the content-addressed cache on the local filesystem.
 //!
 //! ```text
-//! <dir>/                      default ./docker_images_cache
-//! ├── blobs/sha256/<hex>      committed blobs: exactly the bytes of that digest
-//! └── ingest/<hex>.<random>   partial downloads, renamed into blobs/ once verified
+//! <dir>/                        default ./docker_images_cache
+//! ├── blobs/sha256/<hex>        committed blobs (layers, configs, manifests):
+//! │                             exactly the bytes of that digest; the file's
+//! │                             mtime is its last use
+//! ├── ingest/<hex>.partial      a download in progress or interrupted: a prefix
+//! ├── ingest/<hex>.json         {digest, size, source} of that partial
+//! └── locks/<hex>.lock          held (flock) while one process writes <hex>
 //! ```
 //!
-//! Commit is write to `ingest/`, fsync, verify digest and size, rename. A
-//! crash at any point leaves at most a stray file in `ingest/`, never a
-//! wrong one under `blobs/`; two processes committing the same digest are
-//! safe because both renames put identical bytes in place.
+//! A writer takes the digest's lock, rehashes any partial left by an
+//! earlier run and continues after it; commit is flush, fsync, verify
+//! digest and size, rename into `blobs/`. A crash, Ctrl-C or SIGKILL at any
+//! point leaves at most a partial in `ingest/`, never a wrong file under
+//! `blobs/`. Processes sharing the cache wait for each other's lock, so each
+//! blob is downloaded once and nobody reads a half-written one. Partials
+//! older than `partial_max_age` (default 7 days) are removed when a pull
+//! starts.
+//!
+//! ```toml
+//! [caches.local]
+//! dir = "./docker_images_cache"
+//! partial_max_age = "7d"
+//! ```
 
-use crate::cache::{BlobWriter, CacheBackend, CacheError};
+use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, PartialInfo};
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::{Digest, Verifier};
 use async_trait::async_trait;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Where the cache lives when config says nothing (the seed's default).
 pub const DEFAULT_DIR: &str = "./docker_images_cache";
+const DEFAULT_PARTIAL_AGE: Duration = Duration::from_secs(7 * 86_400);
 
 pub struct LocalCache {
     dir: PathBuf,
+    partial_max_age: Duration,
 }
 
 impl LocalCache {
     pub fn new(dir: impl Into<PathBuf>) -> LocalCache {
-        LocalCache { dir: dir.into() }
+        LocalCache {
+            dir: dir.into(),
+            partial_max_age: DEFAULT_PARTIAL_AGE,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -48,33 +68,39 @@ impl LocalCache {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
-    let dir = match cfg.get("dir") {
-        None => PathBuf::from(DEFAULT_DIR),
-        Some(toml::Value::String(s)) => PathBuf::from(s),
-        Some(_) => {
-            return Err(PluginError::invalid(
-                Kind::Cache,
-                "local",
-                "`dir` must be a string",
-            ))
+    let invalid = |m: String| PluginError::invalid(Kind::Cache, "local", m);
+    let mut cache = LocalCache::new(DEFAULT_DIR);
+    for (k, v) in cfg {
+        let s = v.as_str().ok_or_else(|| invalid(format!("`{k}` must be a string")))?;
+        match k.as_str() {
+            "dir" => cache.dir = PathBuf::from(s),
+            "partial_max_age" => cache.partial_max_age = crate::units::parse_duration(s).map_err(invalid)?,
+            _ => return Err(invalid(format!("unknown key `{k}` (known: dir, partial_max_age)"))),
         }
-    };
-    if let Some(k) = cfg.keys().find(|k| *k != "dir") {
-        return Err(PluginError::invalid(
-            Kind::Cache,
-            "local",
-            format!("unknown key `{k}`"),
-        ));
     }
-    Ok(Arc::new(LocalCache::new(dir)))
+    Ok(Arc::new(cache))
 }
 
 inventory::submit! {
     Plugin {
         name: "local",
-        summary: "content-addressed blobs on the local filesystem (default)",
+        summary: "content-addressed blobs on the local filesystem, resumable (default)",
         build: Build::Cache(build),
     }
+}
+
+/// Run blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CacheError> + Send + 'static) -> Result<T, CacheError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CacheError::io("<cache task>", std::io::Error::other(e)))?
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartialMeta {
+    digest: String,
+    size: u64,
+    source: String,
 }
 
 #[async_trait]
@@ -93,26 +119,48 @@ impl CacheBackend for LocalCache {
         }
     }
 
-    async fn begin(&self, digest: &Digest, size: u64) -> Result<Box<dyn BlobWriter>, CacheError> {
-        let verifier =
-            Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
-        let ingest = self.dir.join("ingest");
-        Self::ensure_dir(&ingest)?;
-        let final_path = self.blob_file(digest);
-        Self::ensure_dir(final_path.parent().expect("blob path has a parent"))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("{}.", digest.hex()))
-            .tempfile_in(&ingest)
-            .map_err(|e| CacheError::io(&ingest, e))?;
-        let file = tmp.reopen().map_err(|e| CacheError::io(tmp.path(), e))?;
-        Ok(Box::new(LocalWriter {
-            out: std::io::BufWriter::with_capacity(1 << 20, file),
-            tmp,
-            verifier,
-            digest: digest.clone(),
-            size,
-            final_path,
-        }))
+    async fn begin(&self, digest: &Digest, size: u64, source: &str) -> Result<Begin, CacheError> {
+        let verifier = Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
+        let (dir, digest, source) = (self.dir.clone(), digest.clone(), source.to_string());
+        let final_path = self.blob_file(&digest);
+        blocking(move || {
+            let (ingest, locks) = (dir.join("ingest"), dir.join("locks"));
+            for d in [&ingest, &locks, final_path.parent().expect("blob path has a parent")] {
+                LocalCache::ensure_dir(d)?;
+            }
+            let lock_path = locks.join(format!("{}.lock", digest.hex()));
+            let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)
+                .map_err(|e| CacheError::io(&lock_path, e))?;
+            lock.lock().map_err(|e| CacheError::io(&lock_path, e))?;
+            if std::fs::metadata(&final_path).is_ok_and(|m| m.len() == size) {
+                return Ok(Begin::Present);
+            }
+            let partial = ingest.join(format!("{}.partial", digest.hex()));
+            let meta = ingest.join(format!("{}.json", digest.hex()));
+            let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&partial)
+                .map_err(|e| CacheError::io(&partial, e))?;
+            let mut w = LocalWriter { file: None, partial, meta, final_path, verifier, digest: digest.clone(), size, _lock: lock };
+            let held = file.metadata().map_err(|e| CacheError::io(&w.partial, e))?.len();
+            if held > size {
+                file.set_len(0).map_err(|e| CacheError::io(&w.partial, e))?;
+            } else if held > 0 {
+                // Rehash what an earlier run received, so the digest covers the whole blob.
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = file.read(&mut buf).map_err(|e| CacheError::io(&w.partial, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    w.verifier.update(&buf[..n]);
+                }
+            }
+            file.seek(SeekFrom::End(0)).map_err(|e| CacheError::io(&w.partial, e))?;
+            let m = PartialMeta { digest: digest.to_string(), size, source };
+            std::fs::write(&w.meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&w.meta, e))?;
+            w.file = Some(std::io::BufWriter::with_capacity(1 << 20, file));
+            Ok(Begin::Writer(Box::new(w)))
+        })
+        .await
     }
 
     fn blob_path(&self, digest: &Digest) -> Result<PathBuf, CacheError> {
@@ -123,73 +171,177 @@ impl CacheBackend for LocalCache {
             Err(CacheError::Missing(digest.clone()))
         }
     }
+
+    async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
+        let path = self.blob_file(digest);
+        blocking(move || {
+            // Best effort: a read-only cache still serves blobs.
+            if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                let _ = f.set_modified(SystemTime::now());
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn maintain(&self) -> Result<(), CacheError> {
+        let cutoff = SystemTime::now().checked_sub(self.partial_max_age);
+        for p in self.partials().await? {
+            if let (Some(cutoff), Some(m)) = (cutoff, p.modified) {
+                if m < cutoff {
+                    self.remove_partial(&p).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<BlobInfo>, CacheError> {
+        let dir = self.dir.join("blobs").join("sha256");
+        blocking(move || {
+            let mut out = Vec::new();
+            let rd = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(CacheError::io(&dir, e)),
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else { continue };
+                let Ok(m) = e.metadata() else { continue };
+                out.push(BlobInfo { digest, size: m.len(), last_use: m.modified().ok() });
+            }
+            out.sort_by(|a, b| a.digest.cmp(&b.digest));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn partials(&self) -> Result<Vec<PartialInfo>, CacheError> {
+        let dir = self.dir.join("ingest");
+        blocking(move || {
+            let mut out = Vec::new();
+            let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(out) };
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.extension().is_none_or(|x| x != "partial") {
+                    continue;
+                }
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let meta: Option<PartialMeta> = std::fs::read(path.with_extension("json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                let m = e.metadata().ok();
+                out.push(PartialInfo {
+                    digest: format!("sha256:{stem}").parse().ok(),
+                    held: m.as_ref().map_or(0, |m| m.len()),
+                    size: meta.as_ref().map(|m| m.size),
+                    source: meta.map(|m| m.source),
+                    modified: m.and_then(|m| m.modified().ok()),
+                    path,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<bool, CacheError> {
+        let path = self.blob_file(digest);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(CacheError::io(path, e)),
+        }
+    }
+
+    async fn remove_partial(&self, partial: &PartialInfo) -> Result<(), CacheError> {
+        for p in [partial.path.clone(), partial.path.with_extension("json")] {
+            match tokio::fs::remove_file(&p).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CacheError::io(p, e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 struct LocalWriter {
-    out: std::io::BufWriter<std::fs::File>,
-    /// Owns the temp file: dropped without commit, it is deleted.
-    tmp: tempfile::NamedTempFile,
+    /// `None` only while being set up or torn down.
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    partial: PathBuf,
+    meta: PathBuf,
+    final_path: PathBuf,
     verifier: Verifier,
     digest: Digest,
     size: u64,
-    final_path: PathBuf,
+    /// Held until commit or drop: other processes wait for this digest.
+    _lock: std::fs::File,
+}
+
+impl LocalWriter {
+    fn out(&mut self) -> &mut std::io::BufWriter<std::fs::File> {
+        self.file.as_mut().expect("writer has a file until commit")
+    }
+
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.partial);
+        let _ = std::fs::remove_file(&self.meta);
+    }
 }
 
 #[async_trait]
 impl BlobWriter for LocalWriter {
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
-        if self.verifier.len() + chunk.len() as u64 > self.size {
-            return Err(CacheError::SizeMismatch {
-                digest: self.digest.clone(),
-                expected: self.size,
-                found: self.verifier.len() + chunk.len() as u64,
-            });
-        }
-        self.verifier.update(chunk);
-        self.out
-            .write_all(chunk)
-            .map_err(|e| CacheError::io(self.tmp.path(), e))
+    fn offset(&self) -> u64 {
+        self.verifier.len()
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), CacheError> {
-        let LocalWriter {
-            out,
-            tmp,
-            verifier,
-            digest,
-            size,
-            final_path,
-        } = *self;
-        let tmp_path = tmp.path().to_path_buf();
-        if verifier.len() != size {
-            return Err(CacheError::SizeMismatch {
-                digest,
-                expected: size,
-                found: verifier.len(),
-            });
+    async fn restart(&mut self) -> Result<(), CacheError> {
+        let path = self.partial.clone();
+        let out = self.out();
+        out.flush().map_err(|e| CacheError::io(&path, e))?;
+        out.get_mut().set_len(0).map_err(|e| CacheError::io(&path, e))?;
+        out.get_mut().seek(SeekFrom::Start(0)).map_err(|e| CacheError::io(&path, e))?;
+        self.verifier = Verifier::sha256();
+        Ok(())
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
+        if self.verifier.len() + chunk.len() as u64 > self.size {
+            let found = self.verifier.len() + chunk.len() as u64;
+            self.discard();
+            return Err(CacheError::SizeMismatch { digest: self.digest.clone(), expected: self.size, found });
         }
-        let found = verifier.finish();
-        if found != digest {
-            return Err(CacheError::DigestMismatch {
-                expected: digest,
-                found,
-            });
-        }
-        let file = out
-            .into_inner()
-            .map_err(|e| CacheError::io(&tmp_path, e.into_error()))?;
-        tokio::task::spawn_blocking(move || -> Result<(), CacheError> {
-            file.sync_all().map_err(|e| CacheError::io(&tmp_path, e))?;
-            crate::fsutil::set_readable(&tmp_path).map_err(|e| CacheError::io(&tmp_path, e))?;
-            tmp.persist(&final_path)
-                .map_err(|e| CacheError::io(&final_path, e.error))?;
-            if let Some(parent) = final_path.parent() {
+        self.verifier.update(chunk);
+        let path = self.partial.clone();
+        self.out().write_all(chunk).map_err(|e| CacheError::io(path, e))
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), CacheError> {
+        let file = self.file.take().expect("writer has a file until commit");
+        let verifier = std::mem::replace(&mut self.verifier, Verifier::sha256());
+        blocking(move || {
+            let w = *self;
+            let file = file.into_inner().map_err(|e| CacheError::io(&w.partial, e.into_error()))?;
+            if verifier.len() != w.size {
+                // Short: keep the prefix for a later resume.
+                return Err(CacheError::SizeMismatch { digest: w.digest.clone(), expected: w.size, found: verifier.len() });
+            }
+            let found = verifier.finish();
+            if found != w.digest {
+                w.discard();
+                return Err(CacheError::DigestMismatch { expected: w.digest.clone(), found });
+            }
+            file.sync_all().map_err(|e| CacheError::io(&w.partial, e))?;
+            drop(file);
+            crate::fsutil::set_readable(&w.partial).map_err(|e| CacheError::io(&w.partial, e))?;
+            std::fs::rename(&w.partial, &w.final_path).map_err(|e| CacheError::io(&w.final_path, e))?;
+            let _ = std::fs::remove_file(&w.meta);
+            if let Some(parent) = w.final_path.parent() {
                 // Make the rename durable too; not every filesystem allows it.
                 let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
             }
             Ok(())
         })
         .await
-        .map_err(|e| CacheError::io("<commit task>", std::io::Error::other(e)))?
     }
 }

@@ -208,9 +208,28 @@ impl RegistryClient {
 
     /// GET a blob; the caller streams and verifies the body.
     pub async fn blob(&self, repository: &str, digest: &Digest) -> Result<Response, RegistryError> {
+        self.blob_from(repository, digest, 0).await
+    }
+
+    /// GET a blob from byte `offset` on (`Range: bytes=N-` when N > 0). The
+    /// server may ignore the range: check [`resumed_at`] on the answer.
+    pub async fn blob_from(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<Response, RegistryError> {
         let url = format!("{}/v2/{repository}/blobs/{digest}", self.base);
         let what = format!("blob {digest} in {}/{repository}", self.registry);
-        self.send(repository, &what, || self.http.get(&url)).await
+        self.send(repository, &what, || {
+            let req = self.http.get(&url);
+            if offset > 0 {
+                req.header(reqwest::header::RANGE, format!("bytes={offset}-"))
+            } else {
+                req
+            }
+        })
+        .await
     }
 
     /// GET a small blob (a config) whole, verified against `desc`.
@@ -389,6 +408,26 @@ impl RegistryClient {
         }
         Ok(out)
     }
+}
+
+/// Where a blob answer starts: `Some(offset)` for a `206` whose
+/// `Content-Range` begins at `offset` (and, when it says, ends at the
+/// blob's last byte); `None` for anything else (start over).
+pub fn resumed_at(resp: &Response, offset: u64, size: u64) -> Option<u64> {
+    if resp.status() != StatusCode::PARTIAL_CONTENT {
+        return None;
+    }
+    let range = resp
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    let spec = range.strip_prefix("bytes ")?;
+    let (span, total) = spec.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    let total_ok = total.trim() == "*" || total.trim().parse::<u64>().ok() == Some(size);
+    (start == offset && end + 1 == size && total_ok).then_some(offset)
 }
 
 /// Same scheme, host and port.
