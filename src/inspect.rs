@@ -96,7 +96,12 @@ impl Engine {
         let client = self
             .connect(reference, quirks.as_ref(), opts.cli_credentials.as_deref())
             .await?;
-        let (top, parsed) = fetch_top(&client, reference).await?;
+        // Inspect shows the registry as it is now: no cache.
+        let source = crate::manifests::ManifestSource {
+            client: &client,
+            cache: None,
+        };
+        let (top, parsed) = fetch_top(&source, reference).await?;
         let (fetched, manifest, platform) = match (parsed, &opts.platforms) {
             (Manifest::Index(index), None) => {
                 return Ok(Inspection::Index {
@@ -114,7 +119,7 @@ impl Engine {
                     Selection::All => Selection::All,
                 };
                 let entry = choose_all(reference, &index, &first)?[0].clone();
-                let child = fetch_child(&client, reference, &entry).await?;
+                let child = fetch_child(&source, reference, &entry).await?;
                 (child.fetched, child.manifest, child.platform)
             }
             (Manifest::Image(m), _) => (top, m, None),

@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cache_ops;
 pub mod catalog;
 pub mod cli;
 pub mod client;
@@ -36,6 +37,7 @@ pub mod fetch;
 mod fsutil;
 pub mod inspect;
 pub mod manifest;
+pub mod manifests;
 pub mod naming;
 pub mod platform;
 pub mod progress;

@@ -127,7 +127,19 @@ impl Engine {
         if quirks.reports_rate_limit() {
             crate::quota::check(&client, reference, &selection, self.reporter.as_ref()).await;
         }
-        let resolution = resolve(&client, reference, &selection).await?;
+        // The temporary store for --no-cache lives beside the output so
+        // exporters can hardlink from it.
+        let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &output)?;
+        let cache_err = |source| Error::Cache {
+            registry: reference.registry.clone(),
+            source,
+        };
+        cache.maintain().await.map_err(cache_err)?;
+        let source = crate::manifests::ManifestSource {
+            client: &client,
+            cache: (!opts.no_cache).then_some(cache.as_ref()),
+        };
+        let resolution = resolve(&source, reference, &selection).await?;
         for r in &resolution.images {
             let platform = r.platform.as_ref().map(|p| format!(" ({p})"));
             self.reporter.info(&format!(
@@ -137,9 +149,6 @@ impl Engine {
             ));
         }
 
-        // The temporary store for --no-cache lives beside the output so
-        // exporters can hardlink from it.
-        let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &output)?;
         let fetch = |blobs: Vec<Descriptor>| {
             let client = &client;
             let cache = cache.clone();

@@ -1,10 +1,11 @@
 //! From a reference to image manifests: fetch, follow a manifest list or
 //! OCI index to the wanted platforms, verify every step.
 
-use crate::client::{FetchedManifest, RegistryClient};
+use crate::client::FetchedManifest;
 use crate::digest::Digest;
 use crate::error::{Error, NoMatch};
 use crate::manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError};
+use crate::manifests::ManifestSource;
 use crate::platform::{Matcher, Platform, Selection};
 use crate::reference::Reference;
 
@@ -28,22 +29,22 @@ pub struct Resolution {
 
 /// Fetch and parse the manifest `reference` names (index or image).
 pub async fn fetch_top(
-    client: &RegistryClient,
+    source: &ManifestSource<'_>,
     reference: &Reference,
 ) -> Result<(FetchedManifest, Manifest), Error> {
-    let top = client
-        .manifest(&reference.repository, &reference.manifest_ref())
+    let top = source
+        .get(&reference.repository, &reference.manifest_ref())
         .await?;
     let parsed = parse(reference, &top)?;
     Ok((top, parsed))
 }
 
 pub async fn resolve(
-    client: &RegistryClient,
+    source: &ManifestSource<'_>,
     reference: &Reference,
     selection: &Selection,
 ) -> Result<Resolution, Error> {
-    let (top, parsed) = fetch_top(client, reference).await?;
+    let (top, parsed) = fetch_top(source, reference).await?;
     let index = match parsed {
         Manifest::Image(manifest) => {
             let image = Resolved {
@@ -60,7 +61,7 @@ pub async fn resolve(
     };
     let mut images = Vec::new();
     for entry in choose_all(reference, &index, selection)? {
-        images.push(fetch_child(client, reference, entry).await?);
+        images.push(fetch_child(source, reference, entry).await?);
     }
     Ok(Resolution { top, images })
 }
@@ -114,12 +115,12 @@ fn no_match(reference: &Reference, wanted: &Platform, images: &[&Descriptor]) ->
 }
 
 pub(crate) async fn fetch_child(
-    client: &RegistryClient,
+    source: &ManifestSource<'_>,
     reference: &Reference,
     entry: &Descriptor,
 ) -> Result<Resolved, Error> {
-    let child = client
-        .manifest(&reference.repository, &entry.digest.to_string())
+    let child = source
+        .get(&reference.repository, &entry.digest.to_string())
         .await?;
     if child.bytes.len() as u64 != entry.size {
         return Err(Error::Manifest {

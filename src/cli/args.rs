@@ -37,8 +37,48 @@ pub enum Command {
     Pull(PullArgs),
     /// Show what a reference names (platforms, layers, config) without downloading layers.
     Inspect(InspectArgs),
+    /// Look after the layer cache: ls, stats, verify, prune.
+    Cache(CacheArgs),
     /// List the built-in plugins by kind.
     Plugins,
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    /// Cache directory (default ./docker_images_cache, or the config's).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// Blobs with size and last use.
+    Ls,
+    /// Totals: blobs, bytes, partial downloads, oldest and newest use.
+    Stats,
+    /// Rehash every blob and report those that do not match their digest.
+    Verify {
+        /// Remove the bad blobs (the next pull downloads them again).
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove blobs, least recently used first, and stale partial downloads.
+    Prune {
+        /// Blobs not used for this long (e.g. 30d, 12h).
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Keep at most this much (e.g. 10GB, 500MiB).
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Everything.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Registry access shared by every command that talks to one.

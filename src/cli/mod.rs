@@ -2,6 +2,7 @@
 //! errors. The only module that prints.
 
 mod args;
+mod cache;
 mod report;
 
 use crate::catalog::{Catalog, Kind};
@@ -41,7 +42,7 @@ pub fn main() -> i32 {
         }
     };
     match rt.block_on(run(cli)) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             if let Some(h) = e.hint() {
@@ -52,14 +53,15 @@ pub fn main() -> i32 {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
+async fn run(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Plugins => {
             print_plugins(&Catalog::builtin()?);
-            Ok(())
+            Ok(0)
         }
-        Command::Pull(args) => pull(&cli.global, args).await,
-        Command::Inspect(args) => inspect(&cli.global, args).await,
+        Command::Pull(args) => pull(&cli.global, args).await.map(|()| 0),
+        Command::Inspect(args) => inspect(&cli.global, args).await.map(|()| 0),
+        Command::Cache(args) => cache::run(&cli.global, args).await,
     }
 }
 
@@ -77,7 +79,7 @@ fn print_plugins(catalog: &Catalog) {
     }
 }
 
-fn engine(global: &Global, overrides: Overrides) -> Result<Engine, Error> {
+pub(crate) fn engine(global: &Global, overrides: Overrides) -> Result<Engine, Error> {
     let config = Config::load(global.config.as_deref(), &overrides)?;
     if !global.quiet {
         for w in &config.warnings {

@@ -66,3 +66,311 @@ async fn no_cache_uses_a_temporary_store() {
     assert!(!work.path().join("docker_images_cache").exists());
     tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
 }
+
+use crate::support::image::{build_from, layers, TestImage};
+use crate::support::registry::Registry;
+
+/// Images A and B of six layers each, sharing four.
+fn a_and_b() -> (TestImage, TestImage) {
+    let shared = layers("shared", 4);
+    let mut a = shared.clone();
+    a.extend(layers("only-a", 2));
+    let mut b = shared;
+    b.extend(layers("only-b", 2));
+    let arch = image::host_arch();
+    (
+        build_from("A", Format::Oci, arch, a),
+        build_from("B", Format::Docker, arch, b),
+    )
+}
+
+fn manifest_gets(reg: &Registry) -> usize {
+    reg.log()
+        .lines()
+        .filter(|l| l.contains("\"GET /v2/") && l.contains("/manifests/"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_layers_come_from_the_cache_and_a_repull_fetches_nothing() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let (a, b) = a_and_b();
+    image::push(&reg, "ns/a", "1", &a).await;
+    image::push(&reg, "ns/b", "1", &b).await;
+    let work = tempdir();
+    let pull = |name: String, out: &'static str| {
+        let w = work.path().to_path_buf();
+        async move {
+            let o = imgpull(
+                &w,
+                &["pull", &name, "-o", out, "--cache-dir", "cache"],
+                None,
+            )
+            .await;
+            assert!(o.status.success(), "{}", text(&o));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        }
+    };
+    let (a_name, b_name) = (
+        format!("{}/ns/a:1", reg.host()),
+        format!("{}/ns/b:1", reg.host()),
+    );
+    let out = pull(a_name.clone(), "a.tar").await;
+    assert!(out.contains("Cache hits: 0/6 layers (0.0%)"), "{out}");
+    let out = pull(b_name.clone(), "b.tar").await;
+    assert!(out.contains("Cache hits: 4/6 layers (66.7%)"), "{out}");
+    tools::check_archive(&work.path().join("b.tar"), work.path(), Some(&b_name));
+
+    let (blobs, manifests) = (reg.blob_gets().len(), manifest_gets(&reg));
+    std::fs::remove_file(work.path().join("a.tar")).unwrap();
+    let out = pull(a_name.clone(), "a.tar").await;
+    assert!(out.contains("Cache hits: 6/6 layers (100.0%)"), "{out}");
+    assert_eq!(reg.blob_gets().len(), blobs, "no blob GET:\n{}", reg.log());
+    assert_eq!(
+        manifest_gets(&reg),
+        manifests,
+        "no manifest GET (a HEAD resolves the tag):\n{}",
+        reg.log()
+    );
+    tools::check_archive(&work.path().join("a.tar"), work.path(), Some(&a_name));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pulls_share_one_cache_safely() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let (a, b) = a_and_b();
+    image::push(&reg, "ns/a", "1", &a).await;
+    image::push(&reg, "ns/b", "1", &b).await;
+    let work = tempdir();
+    let mut tasks = Vec::new();
+    for (i, repo) in ["a", "b", "a", "b"].iter().enumerate() {
+        let name = format!("{}/ns/{repo}:1", reg.host());
+        let w = work.path().to_path_buf();
+        tasks.push(tokio::spawn(async move {
+            let out = format!("out{i}.tar");
+            let o = imgpull(
+                &w,
+                &["pull", &name, "-o", &out, "--cache-dir", "cache", "-q"],
+                None,
+            )
+            .await;
+            assert!(o.status.success(), "{}", text(&o));
+            (out, name)
+        }));
+    }
+    for t in tasks {
+        let (out, name) = t.await.unwrap();
+        tools::skopeo_copy_to_oci(&work.path().join(&out), work.path());
+        if out == "out0.tar" {
+            tools::check_archive(&work.path().join(&out), work.path(), Some(&name));
+        }
+    }
+    let mut per_digest = std::collections::HashMap::new();
+    for line in reg.blob_gets() {
+        let d = line
+            .split("/blobs/")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        *per_digest.entry(d).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_digest.len(),
+        2 + 8,
+        "two configs and eight distinct layers"
+    );
+    assert!(
+        per_digest.values().all(|n| *n == 1),
+        "each blob downloaded once: {per_digest:?}"
+    );
+    let v = imgpull(
+        work.path(),
+        &["cache", "verify", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains(", 0 bad"),
+        "{}",
+        text(&v)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_a_flipped_byte_and_repair_removes_it() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", reg.host());
+    let args = [
+        "pull",
+        name.as_str(),
+        "-o",
+        "out.tar",
+        "--cache-dir",
+        "cache",
+    ];
+    assert!(imgpull(work.path(), &args, None).await.status.success());
+    let victim = &img.layers[1].digest;
+    let path = work.path().join("cache/blobs/sha256").join(&victim[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+
+    let v = imgpull(
+        work.path(),
+        &["cache", "verify", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert_eq!(v.status.code(), Some(7), "{}", text(&v));
+    let stdout = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        stdout.contains(&format!("BAD {victim}")) && stdout.contains("1 bad"),
+        "{stdout}"
+    );
+    let v = imgpull(
+        work.path(),
+        &["cache", "verify", "--repair", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(v.status.success(), "{}", text(&v));
+    assert!(!path.exists());
+    let before = reg.blob_gets().len();
+    let out = imgpull(work.path(), &args, None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Cache hits: 2/3"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        reg.blob_gets().len(),
+        before + 1,
+        "only the removed blob is fetched again"
+    );
+    let v = imgpull(
+        work.path(),
+        &["cache", "verify", "--cache-dir", "cache", "--json"],
+        None,
+    )
+    .await;
+    let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(report["bad"].as_array().map(Vec::len), Some(0));
+
+    // stats, ls and prune see the same blobs.
+    let s = imgpull(
+        work.path(),
+        &["cache", "stats", "--json", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    let stats: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(
+        stats["blobs"],
+        1 + 3 + 1,
+        "config, layers and the manifest: {stats}"
+    );
+    let p = imgpull(
+        work.path(),
+        &["cache", "prune", "--max-size", "1", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(p.status.success(), "{}", text(&p));
+    let ls = imgpull(work.path(), &["cache", "ls", "--cache-dir", "cache"], None).await;
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).trim().is_empty(),
+        "{}",
+        text(&ls)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_pull_resumes_with_a_range_request() {
+    use crate::support::proxy::{self, Fault};
+    const BIG: usize = 300 * 1024 * 1024;
+    let reg = Registry::start(Variant::Anonymous).await;
+    let mut all = vec![image::big_layer("resume", BIG)];
+    all.extend(layers("resume-small", 3));
+    let img = build_from("resume", Format::Oci, image::host_arch(), all);
+    image::push(&reg, "ns/big", "1", &img).await;
+    let big = img.layers[0].digest.clone();
+    let partial_of = |w: &std::path::Path| {
+        w.join("cache/ingest")
+            .join(format!("{}.partial", &big[7..]))
+    };
+
+    for signal in ["INT", "KILL"] {
+        let proxy = proxy::start(reg.base_url(), Fault::SlowBlobs(40 * 1024 * 1024)).await;
+        let work = tempdir();
+        let name = format!("{}/ns/big:1", proxy.host());
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_imgpull"))
+            .args(["pull", &name, "-o", "out.tar", "--cache-dir", "cache", "-q"])
+            .current_dir(work.path())
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until a good part (but not all) of the big layer is on disk.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let held = std::fs::metadata(partial_of(work.path()))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if held > 64 * 1024 * 1024 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the download never got going"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let pid = child.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(!status.success(), "{signal}: the pull was interrupted");
+        assert!(!work.path().join("out.tar").exists());
+        let held = std::fs::metadata(partial_of(work.path())).unwrap().len();
+        assert!(
+            held < BIG as u64,
+            "{signal}: a partial, not the whole layer"
+        );
+
+        *proxy.fault.lock().unwrap() = Fault::None;
+        proxy.ranges.lock().unwrap().clear();
+        let out = imgpull(
+            work.path(),
+            &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+            None,
+        )
+        .await;
+        assert!(out.status.success(), "{signal}: {}", text(&out));
+        let ranges = proxy.ranges.lock().unwrap().clone();
+        let resumed = ranges
+            .iter()
+            .find(|(p, _, _)| p.ends_with(&big))
+            .expect("the big layer was asked for");
+        let start: u64 = resumed
+            .1
+            .as_deref()
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{signal}: no Range: {resumed:?}"));
+        assert!(start >= 32 * 1024 * 1024, "{signal}: resumed at {start}");
+        assert_eq!(resumed.2, 206, "{signal}");
+        tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+        assert!(!partial_of(work.path()).exists());
+    }
+}

@@ -44,6 +44,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Send the body at about this many bytes per second.
+    pub throttle: Option<u64>,
 }
 
 impl Response {
@@ -52,6 +54,7 @@ impl Response {
             status,
             headers: vec![],
             body: body.into(),
+            throttle: None,
         }
     }
     pub fn header(mut self, k: &str, v: &str) -> Response {
@@ -118,7 +121,22 @@ where
                 out.push_str("Connection: close\r\n\r\n");
                 let _ = sock.write_all(out.as_bytes()).await;
                 if !head_only {
-                    let _ = sock.write_all(&resp.body).await;
+                    match resp.throttle {
+                        None => {
+                            let _ = sock.write_all(&resp.body).await;
+                        }
+                        Some(rate) => {
+                            let chunk = 64 * 1024;
+                            let pause =
+                                std::time::Duration::from_secs_f64(chunk as f64 / rate as f64);
+                            for part in resp.body.chunks(chunk) {
+                                if sock.write_all(part).await.is_err() {
+                                    return;
+                                }
+                                tokio::time::sleep(pause).await;
+                            }
+                        }
+                    }
                 }
                 let _ = sock.shutdown().await;
             });

@@ -48,6 +48,8 @@ pub struct Layer {
     pub blob: Vec<u8>,
     pub digest: String,
     pub diff_id: String,
+    /// Overrides the format's (gzip) layer type, e.g. for an uncompressed tar.
+    pub media_type: Option<String>,
 }
 
 #[derive(Clone)]
@@ -116,7 +118,33 @@ fn layer(seed: &str, i: usize, big: usize) -> Layer {
         digest: sha256(&blob),
         diff_id: sha256(&raw),
         blob,
+        media_type: None,
     }
+}
+
+/// An uncompressed layer holding one incompressible file of `size` bytes.
+pub fn big_layer(seed: &str, size: usize) -> Layer {
+    let data = noise(seed, size);
+    let mut tar = tar::Builder::new(Vec::with_capacity(size + 4096));
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(size as u64);
+    tar.append_data(&mut h, "big.bin", data.as_slice()).unwrap();
+    let blob = tar.into_inner().unwrap();
+    let digest = sha256(&blob);
+    Layer {
+        diff_id: digest.clone(),
+        digest,
+        blob,
+        media_type: Some("application/vnd.oci.image.layer.v1.tar".into()),
+    }
+}
+
+/// `n` small gzip layers (as `build` makes) for composing images.
+pub fn layers(seed: &str, n: usize) -> Vec<Layer> {
+    (0..n)
+        .map(|i| layer(seed, i, 16 * 1024 + i * 100))
+        .collect()
 }
 
 /// An image of `n` layers; `seed` makes its content unique.
@@ -151,7 +179,9 @@ pub fn build_from(seed: &str, format: Format, arch: &str, layers: Vec<Layer>) ->
         "mediaType": format.manifest_type(),
         "config": {"mediaType": format.config_type(), "size": config.len(), "digest": config_digest},
         "layers": layers.iter().map(|l| serde_json::json!({
-            "mediaType": format.layer_type(), "size": l.blob.len(), "digest": l.digest,
+            "mediaType": l.media_type.as_deref().unwrap_or(format.layer_type()),
+            "size": l.blob.len(),
+            "digest": l.digest,
         })).collect::<Vec<_>>(),
     });
     let manifest = serde_json::to_vec_pretty(&manifest).unwrap();

@@ -14,6 +14,8 @@ pub enum Fault {
     /// Answer blob GETs with `307` to the same path under this base URL (a
     /// CDN on another host).
     RedirectBlobs(String),
+    /// Send blob bodies at about this many bytes per second.
+    SlowBlobs(u64),
     /// Add Docker Hub's quota headers (`ratelimit-limit: 100;w=21600`,
     /// `ratelimit-remaining: N;w=21600`) to manifest responses.
     RateLimit(u64),
@@ -32,6 +34,8 @@ pub struct Proxy {
     pub fault: Arc<Mutex<Fault>>,
     /// (method, path, had Authorization) of every request seen.
     pub seen: Arc<Mutex<Vec<(String, String, bool)>>>,
+    /// (path, Range header, status answered) of every blob GET.
+    pub ranges: Arc<Mutex<Vec<(String, Option<String>, u16)>>>,
 }
 
 impl Proxy {
@@ -44,7 +48,8 @@ impl Proxy {
 pub async fn start(upstream: String, fault: Fault) -> Proxy {
     let fault = Arc::new(Mutex::new(fault));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (f, log) = (fault.clone(), seen.clone());
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let (f, log, range_log) = (fault.clone(), seen.clone(), ranges.clone());
     let http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -59,13 +64,27 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
         let http = http.clone();
         let upstream = upstream.clone();
         let fault = f.lock().unwrap().clone();
-        async move { forward(&http, &upstream, req, fault).await }
+        let range_log = range_log.clone();
+        async move {
+            let blob = (req.method == "GET" && req.path().contains("/blobs/")).then(|| {
+                (
+                    req.path().to_string(),
+                    req.header("range").map(str::to_string),
+                )
+            });
+            let resp = forward(&http, &upstream, req, fault).await;
+            if let Some((path, range)) = blob {
+                range_log.lock().unwrap().push((path, range, resp.status));
+            }
+            resp
+        }
     })
     .await;
     Proxy {
         server,
         fault,
         seen,
+        ranges,
     }
 }
 
@@ -130,9 +149,14 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
             body[mid] ^= 0xff;
         }
     }
+    let throttle = match &fault {
+        Fault::SlowBlobs(rate) if req.path().contains("/blobs/") => Some(*rate),
+        _ => None,
+    };
     Response {
         status,
         headers,
         body,
+        throttle,
     }
 }

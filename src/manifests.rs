@@ -1,0 +1,63 @@
+//! Manifests through the cache (the warm path): a manifest named by digest
+//! is served from the cache when held; one named by tag is resolved with a
+//! HEAD (which Docker Hub does not count against the quota) and served from
+//! the cache when that digest is held. Anything fetched is kept.
+
+use crate::cache::CacheBackend;
+use crate::client::{FetchedManifest, RegistryClient, RegistryError};
+use crate::digest::Digest;
+
+pub struct ManifestSource<'a> {
+    pub client: &'a RegistryClient,
+    /// `None`: always ask the registry (inspect, --no-cache).
+    pub cache: Option<&'a dyn CacheBackend>,
+}
+
+impl ManifestSource<'_> {
+    pub fn registry(&self) -> &RegistryClient {
+        self.client
+    }
+
+    pub async fn get(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        if let Some(cache) = self.cache {
+            let digest = match reference.parse::<Digest>() {
+                Ok(d) => Some(d),
+                Err(_) => self.head_digest(repository, reference).await,
+            };
+            if let Some(digest) = digest {
+                if let Ok(bytes) = cache.read(&digest).await {
+                    // Re-check: a manifest is small and this is the only copy read.
+                    if Digest::of(&bytes) == digest {
+                        let _ = cache.touch(&digest).await;
+                        return Ok(FetchedManifest {
+                            bytes,
+                            media_type: String::new(),
+                            digest,
+                        });
+                    }
+                }
+            }
+        }
+        let fetched = self.client.manifest(repository, reference).await?;
+        if let Some(cache) = self.cache {
+            // Best effort: a read-only cache still lets the pull go on.
+            let _ = cache.put(&fetched.digest, &fetched.bytes).await;
+        }
+        Ok(fetched)
+    }
+
+    /// The digest a tag points at now, when the registry says on a HEAD.
+    async fn head_digest(&self, repository: &str, tag: &str) -> Option<Digest> {
+        let headers = self.client.head_manifest(repository, tag).await.ok()?;
+        headers
+            .get("docker-content-digest")?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+}
