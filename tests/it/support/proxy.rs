@@ -29,13 +29,16 @@ pub enum Fault {
     },
 }
 
+/// A blob GET seen: path, `Range` header, status answered.
+pub type BlobGet = (String, Option<String>, u16);
+
 pub struct Proxy {
     pub server: Server,
     pub fault: Arc<Mutex<Fault>>,
     /// (method, path, had Authorization) of every request seen.
     pub seen: Arc<Mutex<Vec<(String, String, bool)>>>,
     /// (path, Range header, status answered) of every blob GET.
-    pub ranges: Arc<Mutex<Vec<(String, Option<String>, u16)>>>,
+    pub ranges: Arc<Mutex<Vec<BlobGet>>>,
 }
 
 impl Proxy {
