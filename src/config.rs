@@ -257,6 +257,17 @@ mod tests {
         assert_eq!(cfg.max_concurrent_downloads, 3);
         assert!(cfg.registries.contains_key("harbor.example.com"));
         assert!(cfg.caches.contains_key("local"));
+        // Every plugin table in it is accepted by its plugin.
+        let catalog = crate::catalog::Catalog::builtin().unwrap();
+        for (name, table) in &cfg.caches {
+            catalog.cache(name, table).unwrap();
+        }
+        for reg in cfg.registries.values() {
+            for entry in &reg.credentials {
+                let provider = entry["provider"].as_str().unwrap();
+                catalog.credentials(provider, entry).unwrap();
+            }
+        }
     }
 
     #[test]
