@@ -67,6 +67,13 @@ pub trait Exporter: Send + Sync {
     /// The extension of default output names (`tar`), `None` for a directory.
     fn extension(&self) -> Option<&'static str>;
 
+    /// Whether a layer may be written uncompressed (named by its diff_id)
+    /// instead of the registry's compressed blob, as `docker save` does.
+    /// Lets a pull use layers imported from a `docker save` tar.
+    fn accepts_uncompressed_layers(&self) -> bool {
+        false
+    }
+
     async fn export(
         &self,
         images: &[ExportImage],

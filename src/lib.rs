@@ -35,6 +35,7 @@ pub mod error;
 pub mod export;
 pub mod fetch;
 mod fsutil;
+pub mod import;
 pub mod inspect;
 pub mod manifest;
 pub mod manifests;
@@ -46,6 +47,7 @@ pub mod quirks;
 pub mod quota;
 pub mod reference;
 pub mod resolve;
+pub mod reuse;
 pub mod secret;
 pub mod units;
 

@@ -139,7 +139,7 @@ impl Engine {
             client: &client,
             cache: (!opts.no_cache).then_some(cache.as_ref()),
         };
-        let resolution = resolve(&source, reference, &selection).await?;
+        let mut resolution = resolve(&source, reference, &selection).await?;
         for r in &resolution.images {
             let platform = r.platform.as_ref().map(|p| format!(" ({p})"));
             self.reporter.info(&format!(
@@ -173,6 +173,11 @@ impl Engine {
                     "{reference} is a single image whose config names no platform; \
                      it was not checked against the requested platform"
                 ));
+            }
+        }
+        if exporter.accepts_uncompressed_layers() && !opts.no_cache {
+            for r in resolution.images.iter_mut() {
+                crate::reuse::use_uncompressed(r, cache.as_ref(), self.reporter.as_ref()).await?;
             }
         }
         let layers: Vec<Descriptor> = resolution

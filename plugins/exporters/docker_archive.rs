@@ -65,6 +65,10 @@ impl Exporter for DockerArchive {
         Some("tar")
     }
 
+    fn accepts_uncompressed_layers(&self) -> bool {
+        true
+    }
+
     async fn export(
         &self,
         images: &[ExportImage],

@@ -67,6 +67,11 @@ pub enum CacheCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Store the blobs of a `docker save` tar (classic or OCI-style) for later pulls.
+    Import {
+        /// The tar file.
+        file: PathBuf,
+    },
     /// Remove blobs, least recently used first, and stale partial downloads.
     Prune {
         /// Blobs not used for this long (e.g. 30d, 12h).

@@ -91,6 +91,28 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
                 return Ok(exit::INTEGRITY);
             }
         }
+        CacheCommand::Import { file } => {
+            let r = crate::import::import_tar(&file, cache).await?;
+            if args.json {
+                json(&r);
+            } else {
+                println!(
+                    "Imported {} image(s) {}: {} blobs added ({:.1} MB), {} already cached",
+                    r.images,
+                    r.tags.join(", "),
+                    r.added,
+                    r.bytes as f64 / 1_048_576.0,
+                    r.already
+                );
+                if r.uncompressed_layers > 0 {
+                    println!(
+                        "{} layer(s) were stored uncompressed: pulls to docker-archive reuse them; \
+                         the oci format needs the registry's compressed blobs and still downloads those",
+                        r.uncompressed_layers
+                    );
+                }
+            }
+        }
         CacheCommand::Prune {
             older_than,
             max_size,

@@ -374,3 +374,85 @@ async fn an_interrupted_pull_resumes_with_a_range_request() {
         assert!(!partial_of(work.path()).exists());
     }
 }
+
+/// A classic `docker save` tar (uncompressed `<id>/layer.tar`) of `img`.
+fn classic_save(img: &TestImage, tag: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut add = |name: String, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        tar.append_data(&mut h, name, data).unwrap();
+    };
+    let config_name = format!("{}.json", &img.config_digest[7..]);
+    add(config_name.clone(), &img.config);
+    let mut layer_names = Vec::new();
+    for (i, l) in img.layers.iter().enumerate() {
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(l.blob.as_slice())
+            .read_to_end(&mut raw)
+            .unwrap();
+        let id = format!("{:064x}", i + 1);
+        add(format!("{id}/VERSION"), b"1.0");
+        add(
+            format!("{id}/json"),
+            format!("{{\"id\":\"{id}\"}}").as_bytes(),
+        );
+        add(format!("{id}/layer.tar"), &raw);
+        layer_names.push(format!("{id}/layer.tar"));
+    }
+    let manifest =
+        serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": layer_names}]);
+    add("manifest.json".into(), manifest.to_string().as_bytes());
+    tar.into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_imported_docker_save_tar_spares_the_download() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 3).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", reg.host());
+    std::fs::write(work.path().join("saved.tar"), classic_save(&img, &name)).unwrap();
+    let out = imgpull(
+        work.path(),
+        &["cache", "import", "saved.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("4 blobs added") && stdout.contains("3 layer(s) were stored uncompressed"),
+        "{stdout}"
+    );
+
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Cache hits: 3/3"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        reg.blob_gets().is_empty(),
+        "no layer (or config) downloaded:\n{}",
+        reg.log()
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+
+    // The OCI layout carries the registry's compressed blobs: those are fetched.
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "oci:layout", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(reg.blob_gets().len(), 3, "{}", reg.log());
+}
