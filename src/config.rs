@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Top-level keys that `IMGPULL_<KEY>` may override.
-const ENV_KEYS: [&str; 5] = [
+const ENV_KEYS: [&str; 6] = [
     "max_concurrent_downloads",
+    "retries",
     "cache",
     "export",
     "ca_file",
@@ -26,6 +27,9 @@ const ENV_KEYS: [&str; 5] = [
 pub struct Config {
     /// Layers downloaded at once (the seed's default: 3).
     pub max_concurrent_downloads: usize,
+    /// Tries per request on connect errors, resets, timeouts and
+    /// 408/429/5xx (exponential backoff with jitter; 1 = no retry).
+    pub retries: u32,
     /// Cache backend plugin name.
     pub cache: String,
     /// Exporter plugin name.
@@ -71,6 +75,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             max_concurrent_downloads: 3,
+            retries: 5,
             cache: "local".into(),
             export: "docker-archive".into(),
             ca_file: None,

@@ -79,6 +79,10 @@ impl Engine {
             insecure: reg_cfg.insecure,
             ca_pem,
             credentials: found,
+            retry: crate::client::RetryPolicy {
+                attempts: self.config.retries.max(1),
+                ..Default::default()
+            },
         };
         Ok(RegistryClient::connect(opts).await?)
     }

@@ -3,8 +3,9 @@
 //! the cache is not requested; a partial left by an interrupted run is
 //! continued with `Range` (accepted only on a matching `206`).
 
+use crate::cache::BlobWriter;
 use crate::cache::{Begin, CacheBackend, CacheError};
-use crate::client::{resumed_at, RegistryClient};
+use crate::client::{resumed_at, RegistryClient, RegistryError};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::manifest::Descriptor;
@@ -95,32 +96,60 @@ async fn fetch_one(
         Begin::Writer(w) => w,
     };
     reporter.blob_start(&d.digest, d.size, false);
-    let offset = writer.offset();
-    let mut fetched = 0;
-    if offset < d.size {
-        let resp = client.blob_from(repository, &d.digest, offset).await?;
-        if offset > 0 && resumed_at(&resp, offset, d.size).is_none() {
-            // The server sent the whole blob (or a range we did not ask for).
-            writer.restart().await.map_err(cache_err)?;
+    let policy = client.retry_policy().clone();
+    let (mut fetched, mut attempt, mut started_over) = (0, 0, false);
+    loop {
+        attempt += 1;
+        let (n, result) = download(client, repository, d, writer.as_mut(), reporter).await;
+        fetched += n;
+        match result {
+            Ok(()) => {}
+            // A reset or stall mid-blob: continue from what was received.
+            Err(Error::Registry(RegistryError::Network { .. })) if attempt < policy.attempts => {
+                reporter.info(&format!(
+                    "{}: connection lost at byte {}, resuming",
+                    d.digest.short(),
+                    writer.offset()
+                ));
+                tokio::time::sleep(policy.backoff(attempt)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
         }
-        if writer.offset() > 0 {
-            reporter.info(&format!(
-                "{}: resuming at byte {}",
-                d.digest.short(),
-                writer.offset()
-            ));
-            reporter.blob_progress(&d.digest, writer.offset());
-        }
-        let url = resp.url().to_string();
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| client.body_error(&url, &e))?;
-            writer.write(&chunk).await.map_err(cache_err)?;
-            fetched += chunk.len() as u64;
-            reporter.blob_progress(&d.digest, chunk.len() as u64);
+        match writer.commit().await {
+            Ok(()) => break,
+            // Wrong bytes: they were discarded; one more try from scratch.
+            Err(CacheError::DigestMismatch { .. }) if !started_over => {
+                started_over = true;
+                reporter.info(&format!(
+                    "{}: digest mismatch, downloading again",
+                    d.digest.short()
+                ));
+                writer = match cache
+                    .begin(&d.digest, d.size, &source)
+                    .await
+                    .map_err(cache_err)?
+                {
+                    Begin::Present => break,
+                    Begin::Writer(w) => w,
+                };
+            }
+            // Short (the server ended early without an error): resume.
+            Err(CacheError::SizeMismatch {
+                found, expected, ..
+            }) if found < expected && attempt < policy.attempts => {
+                writer = match cache
+                    .begin(&d.digest, d.size, &source)
+                    .await
+                    .map_err(cache_err)?
+                {
+                    Begin::Present => break,
+                    Begin::Writer(w) => w,
+                };
+            }
+            Err(e) => return Err(cache_err(e)),
         }
     }
-    writer.commit().await.map_err(cache_err)?;
     reporter.blob_done(&d.digest);
     Ok(BlobOutcome {
         digest: d.digest.clone(),
@@ -128,4 +157,56 @@ async fn fetch_one(
         cached: false,
         fetched,
     })
+}
+
+/// Fetch the rest of a blob into `writer` (from its offset). Returns the
+/// bytes received, and how it ended.
+async fn download(
+    client: &RegistryClient,
+    repository: &str,
+    d: &Descriptor,
+    writer: &mut dyn BlobWriter,
+    reporter: &dyn Reporter,
+) -> (u64, Result<(), Error>) {
+    let cache_err = |source: CacheError| Error::Cache {
+        registry: client.registry().to_string(),
+        source,
+    };
+    let offset = writer.offset();
+    if offset >= d.size {
+        return (0, Ok(()));
+    }
+    let resp = match client.blob_from(repository, &d.digest, offset).await {
+        Ok(r) => r,
+        Err(e) => return (0, Err(e.into())),
+    };
+    if offset > 0 && resumed_at(&resp, offset, d.size).is_none() {
+        // The server sent the whole blob (or a range we did not ask for).
+        if let Err(e) = writer.restart().await {
+            return (0, Err(cache_err(e)));
+        }
+    }
+    if writer.offset() > 0 {
+        reporter.info(&format!(
+            "{}: resuming at byte {}",
+            d.digest.short(),
+            writer.offset()
+        ));
+        reporter.blob_progress(&d.digest, writer.offset());
+    }
+    let url = resp.url().to_string();
+    let mut body = resp.bytes_stream();
+    let mut got = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => return (got, Err(client.body_error(&url, &e).into())),
+        };
+        if let Err(e) = writer.write(&chunk).await {
+            return (got, Err(cache_err(e)));
+        }
+        got += chunk.len() as u64;
+        reporter.blob_progress(&d.digest, chunk.len() as u64);
+    }
+    (got, Ok(()))
 }

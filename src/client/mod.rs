@@ -11,9 +11,11 @@
 //!   drops `Authorization` whenever host, port or scheme change.
 
 mod error;
+mod retry;
 mod token;
 
 pub use error::{summarize_body, RegistryError};
+pub use retry::RetryPolicy;
 
 use crate::auth::{parse_challenge, Challenge, Token};
 use crate::credentials::{Credential, Found};
@@ -45,6 +47,7 @@ pub struct ClientOptions {
     /// Extra trusted CA certificates, PEM.
     pub ca_pem: Vec<Vec<u8>>,
     pub credentials: Option<Found>,
+    pub retry: RetryPolicy,
 }
 
 /// A manifest as fetched, verified against the digest that named it and
@@ -63,6 +66,7 @@ pub struct RegistryClient {
     base: String,
     insecure: bool,
     credentials: Option<Found>,
+    retry: RetryPolicy,
     state: tokio::sync::Mutex<AuthState>,
 }
 
@@ -114,6 +118,7 @@ impl RegistryClient {
                         base: format!("{scheme}://{}", opts.api_host),
                         insecure: opts.insecure,
                         credentials: opts.credentials,
+                        retry: opts.retry,
                         state: tokio::sync::Mutex::new(AuthState {
                             challenge,
                             tokens: HashMap::new(),
@@ -135,6 +140,10 @@ impl RegistryClient {
     /// `https://host:port`, as chosen by `connect`.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
     }
 
     pub fn credential_source(&self) -> Option<&str> {
@@ -268,7 +277,10 @@ impl RegistryClient {
     ) -> Result<Response, RegistryError> {
         let scope = pull_scope(repository);
         let mut refreshed = false;
+        let mut attempt = 0;
         loop {
+            attempt += 1;
+            let last = attempt >= self.retry.attempts;
             let auth = self.authorization(repository, &scope, refreshed).await?;
             let mut req = build();
             if let Some(a) = auth {
@@ -278,10 +290,18 @@ impl RegistryClient {
                 .build()
                 .map(|r| r.url().to_string())
                 .unwrap_or_default();
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| classify(&self.registry, &url, &e))?;
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let err = classify(&self.registry, &url, &e);
+                    // TLS failures do not heal by themselves.
+                    if last || matches!(err, RegistryError::Tls { .. }) {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    continue;
+                }
+            };
             // Only the registry itself may send us to a token realm: a 401
             // from a redirect target (blob storage) must not learn our
             // credentials by naming a realm of its own.
@@ -297,6 +317,26 @@ impl RegistryClient {
             }
             if resp.status().is_success() {
                 return Ok(resp);
+            }
+            let status = resp.status().as_u16();
+            if retry::retryable_status(status) && !last {
+                let after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry::parse_retry_after(v, std::time::SystemTime::now()));
+                match after {
+                    // Longer than we wait: fail now, saying when it resets.
+                    Some(d) if d > self.retry.retry_after_cap => {}
+                    Some(d) => {
+                        tokio::time::sleep(d.max(self.retry.backoff(attempt))).await;
+                        continue;
+                    }
+                    None => {
+                        tokio::time::sleep(self.retry.backoff(attempt)).await;
+                        continue;
+                    }
+                }
             }
             return Err(self.status_error(resp, repository, what).await);
         }

@@ -8,5 +8,6 @@ mod cache;
 mod cli;
 mod credentials;
 mod errors;
+mod faults;
 mod platforms;
 mod pull;

@@ -46,6 +46,8 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Send the body at about this many bytes per second.
     pub throttle: Option<u64>,
+    /// Send only this many bytes of the body, then close (a reset).
+    pub cut_at: Option<usize>,
 }
 
 impl Response {
@@ -55,6 +57,7 @@ impl Response {
             headers: vec![],
             body: body.into(),
             throttle: None,
+            cut_at: None,
         }
     }
     pub fn header(mut self, k: &str, v: &str) -> Response {
@@ -120,6 +123,11 @@ where
                 }
                 out.push_str("Connection: close\r\n\r\n");
                 let _ = sock.write_all(out.as_bytes()).await;
+                if let (false, Some(n)) = (head_only, resp.cut_at) {
+                    let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
+                    let _ = sock.flush().await;
+                    return;
+                }
                 if !head_only {
                     match resp.throttle {
                         None => {

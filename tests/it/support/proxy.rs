@@ -14,6 +14,25 @@ pub enum Fault {
     /// Answer blob GETs with `307` to the same path under this base URL (a
     /// CDN on another host).
     RedirectBlobs(String),
+    /// Answer blob and manifest GETs with `status` (and `Retry-After`)
+    /// while the counter is above zero.
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+        times: Arc<AtomicUsize>,
+    },
+    /// Close the connection after `after` bytes of blob `digest`'s body,
+    /// while the counter is above zero.
+    Reset {
+        digest: String,
+        after: usize,
+        times: Arc<AtomicUsize>,
+    },
+    /// Flip a byte of blob `digest` while the counter is above zero.
+    CorruptTimes {
+        digest: String,
+        times: Arc<AtomicUsize>,
+    },
     /// Send blob bodies at about this many bytes per second.
     SlowBlobs(u64),
     /// Add Docker Hub's quota headers (`ratelimit-limit: 100;w=21600`,
@@ -97,6 +116,29 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
             return Response::new(307, "").header("Location", &format!("{base}{}", req.target));
         }
     }
+    let take = |times: &Arc<AtomicUsize>| {
+        times
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    };
+    if let Fault::Status {
+        status,
+        retry_after,
+        times,
+    } = &fault
+    {
+        let target = req.path().contains("/blobs/") || req.path().contains("/manifests/");
+        if target && req.method == "GET" && take(times) {
+            let mut r = Response::new(
+                *status,
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}"#,
+            );
+            if let Some(a) = retry_after {
+                r = r.header("Retry-After", a);
+            }
+            return r;
+        }
+    }
     if let Fault::Unauthorized { challenge, times } = &fault {
         let is_blob = req.path().contains("/blobs/");
         if is_blob
@@ -146,6 +188,23 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         }
     }
     let mut body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+    let mut cut_at = None;
+    if let Fault::Reset {
+        digest,
+        after,
+        times,
+    } = &fault
+    {
+        if req.path().ends_with(&format!("/blobs/{digest}")) && body.len() > *after && take(times) {
+            cut_at = Some(*after);
+        }
+    }
+    if let Fault::CorruptTimes { digest, times } = &fault {
+        if req.path().ends_with(&format!("/blobs/{digest}")) && !body.is_empty() && take(times) {
+            let mid = body.len() / 2;
+            body[mid] ^= 0xff;
+        }
+    }
     if let Fault::CorruptBlob(d) = &fault {
         if req.path().ends_with(&format!("/blobs/{d}")) && !body.is_empty() {
             let mid = body.len() / 2;
@@ -161,5 +220,6 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         headers,
         body,
         throttle,
+        cut_at,
     }
 }

@@ -1,0 +1,162 @@
+//! The fault suite: a proxy in front of the real registry injects errors;
+//! every pull ends in a valid image or the documented error, and the cache
+//! verifies clean afterwards.
+
+use crate::support::image::{self, Format, TestImage};
+use crate::support::proxy::{self, Fault, Proxy};
+use crate::support::registry::{Registry, Variant};
+use crate::support::{imgpull, imgpull_env, tempdir, text, tools};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn setup(fault: Fault) -> (Registry, TestImage, Proxy, tempfile::TempDir, String) {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    let name = format!("{}/ns/app:1", proxy.host());
+    (reg, img, proxy, tempdir(), name)
+}
+
+fn times(n: usize) -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(n))
+}
+
+/// Pull into `cache`, expect success, check the tar and the cache.
+async fn pull_ok(work: &std::path::Path, name: &str) {
+    let out = imgpull(
+        work,
+        &["pull", name, "-o", "out.tar", "--cache-dir", "cache", "-v"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    tools::skopeo_copy_to_oci(&work.join("out.tar"), work);
+    verify_clean(work).await;
+}
+
+async fn verify_clean(work: &std::path::Path) {
+    let v = imgpull(work, &["cache", "verify", "--cache-dir", "cache"], None).await;
+    assert!(
+        v.status.success() && String::from_utf8_lossy(&v.stdout).contains(", 0 bad"),
+        "{}",
+        text(&v)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_are_retried() {
+    for status in [500, 502, 503] {
+        let fault = Fault::Status {
+            status,
+            retry_after: None,
+            times: times(3),
+        };
+        let (_reg, _img, _proxy, work, name) = setup(fault).await;
+        pull_ok(work.path(), &name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retry_after_is_honoured() {
+    let fault = Fault::Status {
+        status: 429,
+        retry_after: Some("1".into()),
+        times: times(2),
+    };
+    let (_reg, _img, _proxy, work, name) = setup(fault).await;
+    let started = Instant::now();
+    pull_ok(work.path(), &name).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "waited {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_keeps_failing_gives_a_clear_error() {
+    let fault = Fault::Status {
+        status: 503,
+        retry_after: None,
+        times: times(1000),
+    };
+    let (_reg, _img, _proxy, work, name) = setup(fault).await;
+    let env = [("IMGPULL_RETRIES", "2")];
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+        None,
+        &env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("503"),
+        "{}",
+        text(&out)
+    );
+    assert!(!work.path().join("out.tar").exists());
+
+    // A Retry-After longer than we wait fails at once, saying when.
+    let fault = Fault::Status {
+        status: 429,
+        retry_after: Some("3600".into()),
+        times: times(1000),
+    };
+    let (_reg, _img, _proxy, work, name) = setup(fault).await;
+    let started = Instant::now();
+    let out = imgpull(work.path(), &["pull", &name, "-o", "out.tar"], None).await;
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retry after 3600"),
+        "{}",
+        text(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_mid_blob_resumes_with_range() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let victim = img.layers[0].digest.clone();
+    let fault = Fault::Reset {
+        digest: victim.clone(),
+        after: 20_000,
+        times: times(1),
+    };
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    let work = tempdir();
+    pull_ok(work.path(), &format!("{}/ns/app:1", proxy.host())).await;
+    let ranges = proxy.ranges.lock().unwrap().clone();
+    let asks: Vec<_> = ranges
+        .iter()
+        .filter(|(p, _, _)| p.ends_with(&victim))
+        .collect();
+    assert_eq!(asks.len(), 2, "{asks:?}");
+    assert_eq!(asks[1].1.as_deref(), Some("bytes=20000-"), "{asks:?}");
+    assert_eq!(asks[1].2, 206);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_blob_is_fetched_again_once() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let victim = img.layers[2].digest.clone();
+    let proxy = proxy::start(
+        reg.base_url(),
+        Fault::CorruptTimes {
+            digest: victim.clone(),
+            times: times(1),
+        },
+    )
+    .await;
+    let work = tempdir();
+    pull_ok(work.path(), &format!("{}/ns/app:1", proxy.host())).await;
+    let asks = proxy
+        .ranges
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _, _)| p.ends_with(&victim))
+        .count();
+    assert_eq!(asks, 2, "the bad copy, then a good one");
+}
