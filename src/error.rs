@@ -31,6 +31,8 @@ pub mod exit {
     pub const INTEGRITY: i32 = 7;
     /// The image has no manifest for the requested platform.
     pub const PLATFORM: i32 = 8;
+    /// Interrupted (Ctrl-C / SIGINT), as shells report it.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -41,7 +41,27 @@ pub fn main() -> i32 {
             return exit::OTHER;
         }
     };
-    match rt.block_on(run(cli)) {
+    let quiet = cli.global.quiet;
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = run(cli) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    let Some(outcome) = outcome else {
+        // The pull was dropped: downloads stopped, partial blobs flushed to
+        // the cache for the next run, unfinished output removed.
+        if !quiet {
+            eprintln!(
+                "interrupted: partial downloads were kept in the cache and the next pull resumes them; \
+                 no unfinished output was left"
+            );
+        }
+        // Do not wait for blocking work (a lock another process holds).
+        rt.shutdown_timeout(std::time::Duration::from_millis(500));
+        return exit::INTERRUPTED;
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");

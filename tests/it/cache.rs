@@ -340,6 +340,9 @@ async fn an_interrupted_pull_resumes_with_a_range_request() {
             .unwrap();
         let status = child.wait().await.unwrap();
         assert!(!status.success(), "{signal}: the pull was interrupted");
+        if signal == "INT" {
+            assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+        }
         assert!(!work.path().join("out.tar").exists());
         let held = std::fs::metadata(partial_of(work.path())).unwrap().len();
         assert!(
