@@ -87,6 +87,18 @@ pub enum PluginError {
     },
 }
 
+/// For plugins that take no options: refuse any key (besides `provider`).
+pub fn no_options(kind: Kind, name: &str, cfg: &PluginConfig) -> Result<(), PluginError> {
+    match cfg.keys().find(|k| *k != "provider") {
+        Some(k) => Err(PluginError::invalid(
+            kind,
+            name,
+            format!("unknown key `{k}` (it takes none)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl PluginError {
     pub fn invalid(kind: Kind, name: &str, message: impl Into<String>) -> PluginError {
         PluginError::Invalid {

@@ -116,39 +116,31 @@ async fn fetch_one(
             }
             Err(e) => return Err(e),
         }
-        match writer.commit().await {
+        let e = match writer.commit().await {
             Ok(()) => break,
+            Err(e) => e,
+        };
+        let again = match &e {
             // Wrong bytes: they were discarded; one more try from scratch.
-            Err(CacheError::DigestMismatch { .. }) if !started_over => {
-                started_over = true;
-                reporter.info(&format!(
-                    "{}: digest mismatch, downloading again",
-                    d.digest.short()
-                ));
-                writer = match cache
-                    .begin(&d.digest, d.size, &source)
-                    .await
-                    .map_err(cache_err)?
-                {
-                    Begin::Present => break,
-                    Begin::Writer(w) => w,
-                };
-            }
+            CacheError::DigestMismatch { .. } => !std::mem::replace(&mut started_over, true),
             // Short (the server ended early without an error): resume.
-            Err(CacheError::SizeMismatch {
+            CacheError::SizeMismatch {
                 found, expected, ..
-            }) if found < expected && attempt < policy.attempts => {
-                writer = match cache
-                    .begin(&d.digest, d.size, &source)
-                    .await
-                    .map_err(cache_err)?
-                {
-                    Begin::Present => break,
-                    Begin::Writer(w) => w,
-                };
-            }
-            Err(e) => return Err(cache_err(e)),
+            } => found < expected && attempt < policy.attempts,
+            _ => false,
+        };
+        if !again {
+            return Err(cache_err(e));
         }
+        reporter.info(&format!("{}: {e}; trying again", d.digest.short()));
+        writer = match cache
+            .begin(&d.digest, d.size, &source)
+            .await
+            .map_err(cache_err)?
+        {
+            Begin::Present => break,
+            Begin::Writer(w) => w,
+        };
     }
     reporter.blob_done(&d.digest);
     Ok(BlobOutcome {

@@ -28,13 +28,7 @@ use std::sync::Arc;
 pub struct DockerArchive;
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
-    if let Some(k) = cfg.keys().next() {
-        return Err(PluginError::invalid(
-            Kind::Exporter,
-            "docker-archive",
-            format!("unknown key `{k}`"),
-        ));
-    }
+    crate::catalog::no_options(Kind::Exporter, "docker-archive", cfg)?;
     Ok(Arc::new(DockerArchive))
 }
 

@@ -28,13 +28,7 @@ use std::sync::Arc;
 pub struct OciLayout;
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
-    if let Some(k) = cfg.keys().next() {
-        return Err(PluginError::invalid(
-            Kind::Exporter,
-            "oci",
-            format!("unknown key `{k}`"),
-        ));
-    }
+    crate::catalog::no_options(Kind::Exporter, "oci", cfg)?;
     Ok(Arc::new(OciLayout))
 }
 

@@ -3,7 +3,7 @@
 
 use crate::support::image::{self, Format};
 use crate::support::registry::Variant;
-use crate::support::{imgpull, list_files, tempdir, text, tools};
+use crate::support::{imgpull, list_files, pull_cached, tempdir, text, tools};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_pull_is_served_from_the_cache() {
@@ -101,12 +101,7 @@ async fn shared_layers_come_from_the_cache_and_a_repull_fetches_nothing() {
     let pull = |name: String, out: &'static str| {
         let w = work.path().to_path_buf();
         async move {
-            let o = imgpull(
-                &w,
-                &["pull", &name, "-o", out, "--cache-dir", "cache"],
-                None,
-            )
-            .await;
+            let o = pull_cached(&w, &name, out).await;
             assert!(o.status.success(), "{}", text(&o));
             String::from_utf8_lossy(&o.stdout).into_owned()
         }
@@ -352,12 +347,7 @@ async fn an_interrupted_pull_resumes_with_a_range_request() {
 
         *proxy.fault.lock().unwrap() = Fault::None;
         proxy.ranges.lock().unwrap().clear();
-        let out = imgpull(
-            work.path(),
-            &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
-            None,
-        )
-        .await;
+        let out = pull_cached(work.path(), &name, "out.tar").await;
         assert!(out.status.success(), "{signal}: {}", text(&out));
         let ranges = proxy.ranges.lock().unwrap().clone();
         let resumed = ranges
@@ -430,12 +420,7 @@ async fn an_imported_docker_save_tar_spares_the_download() {
         "{stdout}"
     );
 
-    let out = imgpull(
-        work.path(),
-        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
-        None,
-    )
-    .await;
+    let out = pull_cached(work.path(), &name, "out.tar").await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Cache hits: 3/3"),
@@ -450,12 +435,7 @@ async fn an_imported_docker_save_tar_spares_the_download() {
     tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
 
     // The OCI layout carries the registry's compressed blobs: those are fetched.
-    let out = imgpull(
-        work.path(),
-        &["pull", &name, "-o", "oci:layout", "--cache-dir", "cache"],
-        None,
-    )
-    .await;
+    let out = pull_cached(work.path(), &name, "oci:layout").await;
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(reg.blob_gets().len(), 3, "{}", reg.log());
 }

@@ -5,7 +5,7 @@
 use crate::support::image::{self, Format};
 use crate::support::proxy::{self, Fault};
 use crate::support::registry::Variant;
-use crate::support::{free_port, imgpull, list_files, tempdir, text};
+use crate::support::{free_port, imgpull, list_files, pull_cached, tempdir, text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_tag_is_not_found() {
@@ -130,12 +130,7 @@ async fn manifest_not_matching_docker_content_digest_is_refused() {
     let proxy = proxy::start(reg.base_url(), Fault::WrongDigestHeader(lie.clone())).await;
     let work = tempdir();
     let name = format!("{}/ns/app:1", proxy.host());
-    let out = imgpull(
-        work.path(),
-        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
-        None,
-    )
-    .await;
+    let out = pull_cached(work.path(), &name, "out.tar").await;
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

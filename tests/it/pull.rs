@@ -3,7 +3,7 @@
 
 use crate::support::image::{self, Format};
 use crate::support::registry::{Registry, Variant};
-use crate::support::{imgpull, tempdir, text, tools};
+use crate::support::{imgpull, pull_cached, tempdir, text, tools};
 use serde_json::Value;
 use std::path::Path;
 
@@ -29,12 +29,7 @@ async fn pull_and_check(format: Format) {
     let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", format, 3).await;
     let work = tempdir();
     let name = format!("{}/ns/app:1", reg.host());
-    let out = imgpull(
-        work.path(),
-        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
-        None,
-    )
-    .await;
+    let out = pull_cached(work.path(), &name, "out.tar").await;
     assert!(out.status.success(), "{}", text(&out));
     let tar = work.path().join("out.tar");
 

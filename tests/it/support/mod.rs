@@ -106,3 +106,13 @@ pub fn list_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// `imgpull pull NAME -o OUT --cache-dir cache` in `cwd`.
+pub async fn pull_cached(cwd: &Path, name: &str, out: &str) -> Output {
+    imgpull(
+        cwd,
+        &["pull", name, "-o", out, "--cache-dir", "cache"],
+        None,
+    )
+    .await
+}
