@@ -54,7 +54,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Registry adapter plugin; chosen by host when unset.
@@ -69,6 +69,34 @@ pub struct RegistryConfig {
     /// Credential providers asked in order: `{ provider = "static", … }`.
     #[serde(default)]
     pub credentials: Vec<toml::Table>,
+}
+
+/// Credentials entries print with every value but `provider` and
+/// `username` redacted: they may hold inline passwords and tokens.
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let creds: Vec<BTreeMap<&str, String>> = self
+            .credentials
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .map(|(k, v)| {
+                        let shown = match k.as_str() {
+                            "provider" | "username" => v.to_string(),
+                            _ => "<redacted>".to_string(),
+                        };
+                        (k.as_str(), shown)
+                    })
+                    .collect()
+            })
+            .collect();
+        f.debug_struct("RegistryConfig")
+            .field("kind", &self.kind)
+            .field("insecure", &self.insecure)
+            .field("ca_file", &self.ca_file)
+            .field("credentials", &creds)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -303,6 +331,19 @@ mod tests {
             "relative to the file"
         );
         assert_eq!(cfg.registry("h:1").ca_file, Some(PathBuf::from("/abs.pem")));
+    }
+
+    #[test]
+    fn debug_redacts_inline_secrets() {
+        let cfg: Config = toml::from_str(
+            "max_concurrent_downloads = 3\nretries = 5\ncache = \"local\"\nexport = \"docker-archive\"\n[registries.\"h\"]\ncredentials = [{ provider = \"static\", username = \"u\", password = \"hunter2\" }]\n",
+        )
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>") && shown.contains("static"),
+            "{shown}"
+        );
     }
 
     #[cfg(unix)]

@@ -173,7 +173,15 @@ impl DockerConfig {
             }
         };
         let file: File = serde_json::from_slice(&text)
-            .map_err(|e| invalid(format!("{}: not a valid config file: {e}", path.display())))?;
+            // serde's message may quote a value (a password): only say where.
+            .map_err(|e| {
+                invalid(format!(
+                    "{}: not a valid config file (line {}, column {})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                ))
+            })?;
         let server = if keys_for(registry)[0] == HUB_KEY {
             HUB_KEY.to_string()
         } else {

@@ -28,8 +28,13 @@ pub struct Ecr {
     registry_id: Option<String>,
     profile: Option<String>,
     endpoint: Option<String>,
-    /// Tokens by registry, with their expiry (seconds since the epoch).
-    tokens: Mutex<HashMap<String, (Credential, u64)>>,
+}
+
+/// Tokens by registry, with their expiry (seconds since the epoch), shared
+/// by every provider in the process (one is built per connection).
+fn tokens() -> &'static Mutex<HashMap<String, (Credential, u64)>> {
+    static TOKENS: std::sync::OnceLock<Mutex<HashMap<String, (Credential, u64)>>> = std::sync::OnceLock::new();
+    TOKENS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 fn build(cfg: &PluginConfig) -> Result<Box<dyn CredentialProvider>, PluginError> {
@@ -38,7 +43,6 @@ fn build(cfg: &PluginConfig) -> Result<Box<dyn CredentialProvider>, PluginError>
         registry_id: None,
         profile: None,
         endpoint: None,
-        tokens: Mutex::new(HashMap::new()),
     };
     for (k, v) in cfg {
         let s = || {
@@ -126,7 +130,7 @@ impl CredentialProvider for Ecr {
         };
         let account = self.registry_id.clone().or_else(|| from_host.map(|h| h.0));
         let now = time::now_secs();
-        if let Some((c, until)) = self.tokens.lock().expect("token cache lock").get(registry) {
+        if let Some((c, until)) = tokens().lock().expect("token cache lock").get(registry) {
             if *until > now {
                 return Ok(Some(c.clone()));
             }
@@ -185,7 +189,7 @@ impl CredentialProvider for Ecr {
             .unwrap_or(now + 3600)
             .saturating_sub(300);
         if until > now {
-            self.tokens
+            tokens()
                 .lock()
                 .expect("token cache lock")
                 .insert(registry.to_string(), (credential.clone(), until));

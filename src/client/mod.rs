@@ -111,7 +111,12 @@ impl RegistryClient {
                     });
                 }
                 Ok(resp) => {
-                    let challenge = challenge_of(resp.headers());
+                    // A challenge counts only from the registry itself, not
+                    // from wherever a redirect led.
+                    let base = format!("{scheme}://{}", opts.api_host);
+                    let challenge = same_origin(resp.url(), &base)
+                        .then(|| challenge_of(resp.headers()))
+                        .flatten();
                     return Ok(RegistryClient {
                         http,
                         registry: opts.registry,
@@ -376,6 +381,25 @@ impl RegistryClient {
         Ok(Some(header))
     }
 
+    /// As [`status_error`], without reading or quoting the body.
+    pub(crate) fn status_error_quiet(
+        &self,
+        resp: Response,
+        repository: &str,
+        what: &str,
+    ) -> RegistryError {
+        let status = resp.status().as_u16();
+        let detail = summarize_body(status, b"");
+        self.error_for(
+            status,
+            resp.url().to_string(),
+            None,
+            repository,
+            what,
+            detail,
+        )
+    }
+
     pub(crate) async fn status_error(
         &self,
         resp: Response,
@@ -394,6 +418,18 @@ impl RegistryClient {
             .await
             .unwrap_or_default();
         let detail = summarize_body(status, &body);
+        self.error_for(status, url, retry_after, repository, what, detail)
+    }
+
+    fn error_for(
+        &self,
+        status: u16,
+        url: String,
+        retry_after: Option<String>,
+        repository: &str,
+        what: &str,
+        detail: String,
+    ) -> RegistryError {
         let registry = self.registry.clone();
         let repository = repository.to_string();
         match status {
@@ -467,7 +503,7 @@ pub fn resumed_at(resp: &Response, offset: u64, size: u64) -> Option<u64> {
     let (start, end) = span.split_once('-')?;
     let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
     let total_ok = total.trim() == "*" || total.trim().parse::<u64>().ok() == Some(size);
-    (start == offset && end + 1 == size && total_ok).then_some(offset)
+    (start == offset && end.checked_add(1) == Some(size) && total_ok).then_some(offset)
 }
 
 /// Same scheme, host and port.
@@ -515,7 +551,7 @@ fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
         .user_agent(concat!("imgpull/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(120))
-        .redirect(reqwest::redirect::Policy::limited(10));
+        .redirect(redirect_policy());
     for pem in &opts.ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Tls {
             registry: opts.registry.clone(),
@@ -533,6 +569,24 @@ fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
         registry: opts.registry.clone(),
         url: String::new(),
         detail: error_chain(&e),
+    })
+}
+
+/// Follow up to 10 redirects, never from HTTPS down to plain HTTP (reqwest
+/// drops `Authorization` when the host or port changes, not the scheme).
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt
+            .previous()
+            .last()
+            .is_some_and(|p| p.scheme() == "https" && attempt.url().scheme() == "http");
+        if attempt.previous().len() >= 10 {
+            attempt.error("too many redirects")
+        } else if downgrade {
+            attempt.error("refusing a redirect from HTTPS to plain HTTP")
+        } else {
+            attempt.follow()
+        }
     })
 }
 

@@ -60,7 +60,11 @@ impl RegistryClient {
                     .map(|(k, v)| format!("{k}={}", urlencode(v)))
                     .collect::<Vec<_>>()
                     .join("&");
-                self.http
+                // No redirects for a body holding a refresh token.
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| bad(format!("HTTP client: {e}")))?
                     .post(url.clone())
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .body(body)
@@ -88,7 +92,9 @@ impl RegistryClient {
             .await
             .map_err(|e| classify(&self.registry, realm, &e))?;
         if !resp.status().is_success() {
-            return Err(self.status_error(resp, repository, &what).await);
+            // Not echoing the body: a token server's error may quote what
+            // it was sent.
+            return Err(self.status_error_quiet(resp, repository, &what));
         }
         let body = self.read_capped(resp, realm, 1 << 20).await?;
         let parsed: TokenResponse = serde_json::from_slice(&body)

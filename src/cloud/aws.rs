@@ -4,9 +4,11 @@
 //! (+`AWS_SESSION_TOKEN`); the shared credentials file
 //! (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`, profile
 //! `AWS_PROFILE` or `default`); container credentials
-//! (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` / `_FULL_URI`, as ECS and
-//! EKS pod identity set them); the EC2 instance role through IMDSv2 (off
-//! when `AWS_EC2_METADATA_DISABLED=true`).
+//! (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` / `_FULL_URI` with
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]`, as ECS and EKS Pod Identity
+//! set them); the EC2 instance role through IMDSv2 (off when
+//! `AWS_EC2_METADATA_DISABLED=true`). Not (yet): web identity (IRSA),
+//! `~/.aws/config` roles, SSO and `credential_process`.
 
 use super::{hex, http, time};
 use crate::secret::Secret;
@@ -119,8 +121,24 @@ async fn container() -> Result<Option<AwsCredentials>, String> {
         (None, Some(full)) => full,
         (None, None) => return Ok(None),
     };
-    let mut req = http()?.get(&url);
-    if let Some(t) = env("AWS_CONTAINER_AUTHORIZATION_TOKEN") {
+    // The link-local agent is never reached through a proxy.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = client.get(&url);
+    let token = match env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
+        Some(f) => Some(
+            std::fs::read_to_string(&f)
+                .map_err(|e| format!("{f}: {e}"))?
+                .trim()
+                .to_string(),
+        ),
+        None => env("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+    };
+    if let Some(t) = token {
         req = req.header("Authorization", t);
     }
     let resp = req

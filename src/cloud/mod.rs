@@ -7,12 +7,14 @@ pub mod aws;
 pub mod google;
 pub mod time;
 
-/// An HTTP client for cloud APIs (no proxy surprises, short timeouts).
+/// An HTTP client for cloud APIs: short timeouts, no redirects.
 pub fn http() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .user_agent(concat!("imgpull/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(60))
+        // Credentials are POSTed: never re-sent to wherever a redirect points.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())
 }

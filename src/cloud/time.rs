@@ -51,6 +51,15 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let time = time.split(['+', '.']).next()?;
     let mut tp = time.split(':').map(|p| p.parse::<i64>().ok());
     let (h, mi, sec) = (tp.next()??, tp.next()??, tp.next()??);
+    let in_range = (1970..=9999).contains(&y)
+        && (1..=12).contains(&m)
+        && (1..=31).contains(&d)
+        && (0..24).contains(&h)
+        && (0..60).contains(&mi)
+        && (0..=60).contains(&sec);
+    if !in_range {
+        return None;
+    }
     // Days from civil (inverse of `civil`).
     let y2 = if m <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
@@ -78,5 +87,7 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z"), Some(1_709_164_800));
         assert_eq!(parse_rfc3339("garbage"), None);
         assert_eq!(parse_rfc3339("1969-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("9223372036854775807-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-01-01T99999999999:00:00Z"), None);
     }
 }
