@@ -91,51 +91,65 @@ impl RegistryClient {
         } else {
             &["https"]
         };
-        let mut first_err = None;
-        for scheme in schemes {
-            let url = format!("{scheme}://{}/v2/", opts.api_host);
-            let mut ping = http.get(&url);
-            if schemes.len() > 1 && *scheme == "https" {
-                // A plain-HTTP server may never answer a TLS hello; don't
-                // wait the full read timeout before falling back.
-                ping = ping.timeout(FALLBACK_PROBE_TIMEOUT);
+        // A registry that is down (refused, reset, timed out) is tried again
+        // with backoff, as every request is.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut first_err = None;
+            for scheme in schemes {
+                let url = format!("{scheme}://{}/v2/", opts.api_host);
+                let mut ping = http.get(&url);
+                if schemes.len() > 1 && *scheme == "https" {
+                    // A plain-HTTP server may never answer a TLS hello; don't
+                    // wait the full read timeout before falling back.
+                    ping = ping.timeout(FALLBACK_PROBE_TIMEOUT);
+                }
+                match ping.send().await {
+                    Ok(resp) if *scheme == "http" && !looks_like_registry(&resp) => {
+                        first_err.get_or_insert(RegistryError::BadResponse {
+                            registry: opts.registry.clone(),
+                            detail: format!(
+                                "{url} answered HTTP {} and is not a registry API",
+                                resp.status()
+                            ),
+                        });
+                    }
+                    Ok(resp) => {
+                        // A challenge counts only from the registry itself, not
+                        // from wherever a redirect led.
+                        let base = format!("{scheme}://{}", opts.api_host);
+                        let challenge = same_origin(resp.url(), &base)
+                            .then(|| challenge_of(resp.headers()))
+                            .flatten();
+                        return Ok(RegistryClient {
+                            http,
+                            registry: opts.registry,
+                            base: format!("{scheme}://{}", opts.api_host),
+                            insecure: opts.insecure,
+                            credentials: opts.credentials,
+                            retry: opts.retry,
+                            state: tokio::sync::Mutex::new(AuthState {
+                                challenge,
+                                tokens: HashMap::new(),
+                            }),
+                        });
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(classify(&opts.registry, &url, &e));
+                    }
+                }
             }
-            match ping.send().await {
-                Ok(resp) if *scheme == "http" && !looks_like_registry(&resp) => {
-                    first_err.get_or_insert(RegistryError::BadResponse {
-                        registry: opts.registry.clone(),
-                        detail: format!(
-                            "{url} answered HTTP {} and is not a registry API",
-                            resp.status()
-                        ),
-                    });
-                }
-                Ok(resp) => {
-                    // A challenge counts only from the registry itself, not
-                    // from wherever a redirect led.
-                    let base = format!("{scheme}://{}", opts.api_host);
-                    let challenge = same_origin(resp.url(), &base)
-                        .then(|| challenge_of(resp.headers()))
-                        .flatten();
-                    return Ok(RegistryClient {
-                        http,
-                        registry: opts.registry,
-                        base: format!("{scheme}://{}", opts.api_host),
-                        insecure: opts.insecure,
-                        credentials: opts.credentials,
-                        retry: opts.retry,
-                        state: tokio::sync::Mutex::new(AuthState {
-                            challenge,
-                            tokens: HashMap::new(),
-                        }),
-                    });
-                }
-                Err(e) => {
-                    first_err.get_or_insert(classify(&opts.registry, &url, &e));
-                }
+            let err = first_err.expect("at least one scheme was tried");
+            let transient = matches!(
+                err,
+                RegistryError::Connect { .. } | RegistryError::Network { .. }
+            );
+            if !transient || attempt >= opts.retry.attempts.max(1) {
+                return Err(err);
             }
+            tokio::time::sleep(opts.retry.backoff(attempt)).await;
         }
-        Err(first_err.expect("at least one scheme was tried"))
     }
 
     pub fn registry(&self) -> &str {

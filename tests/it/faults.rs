@@ -160,3 +160,54 @@ async fn a_corrupt_blob_is_fetched_again_once() {
         .count();
     assert_eq!(asks, 2, "the bad copy, then a good one");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_is_down_and_comes_up_is_waited_for() {
+    let (mut reg, _img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 2).await;
+    reg.stop();
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", reg.host());
+    let w = work.path().to_path_buf();
+    let n = name.clone();
+    let pull = tokio::spawn(async move {
+        let env = [("IMGPULL_RETRIES", "8")];
+        imgpull_env(
+            &w,
+            &["pull", &n, "-o", "out.tar", "--cache-dir", "cache"],
+            None,
+            &env,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    reg.restart().await;
+    let out = pull.await.unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    tools::skopeo_copy_to_oci(&work.path().join("out.tar"), work.path());
+    verify_clean(work.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_ignores_range_makes_the_blob_start_over() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let victim = img.layers[0].digest.clone();
+    let fault = Fault::Reset {
+        digest: victim.clone(),
+        after: 20_000,
+        times: times(1),
+    };
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    *proxy.ignore_range.lock().unwrap() = true;
+    let work = tempdir();
+    pull_ok(work.path(), &format!("{}/ns/app:1", proxy.host())).await;
+    let asks: Vec<_> = proxy
+        .ranges
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _, _)| p.ends_with(&victim))
+        .cloned()
+        .collect();
+    assert_eq!(asks.len(), 2, "{asks:?}");
+    assert_eq!(asks[1].2, 200, "the whole blob again: {asks:?}");
+}

@@ -58,6 +58,8 @@ pub struct Proxy {
     pub seen: Arc<Mutex<Vec<(String, String, bool)>>>,
     /// (path, Range header, status answered) of every blob GET.
     pub ranges: Arc<Mutex<Vec<BlobGet>>>,
+    /// Drop `Range` headers (a server that does not resume).
+    pub ignore_range: Arc<Mutex<bool>>,
 }
 
 impl Proxy {
@@ -71,7 +73,9 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
     let fault = Arc::new(Mutex::new(fault));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let ranges = Arc::new(Mutex::new(Vec::new()));
+    let ignore_range = Arc::new(Mutex::new(false));
     let (f, log, range_log) = (fault.clone(), seen.clone(), ranges.clone());
+    let ignore = ignore_range.clone();
     let http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -87,6 +91,11 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
         let upstream = upstream.clone();
         let fault = f.lock().unwrap().clone();
         let range_log = range_log.clone();
+        let mut req = req;
+        if *ignore.lock().unwrap() {
+            req.headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case("range"));
+        }
         async move {
             let blob = (req.method == "GET" && req.path().contains("/blobs/")).then(|| {
                 (
@@ -107,6 +116,7 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
         fault,
         seen,
         ranges,
+        ignore_range,
     }
 }
 
