@@ -54,7 +54,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Registry adapter plugin; chosen by host when unset.
@@ -66,9 +66,41 @@ pub struct RegistryConfig {
     /// Extra CA bundle (PEM) for this registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Mirrors (`https://host[:port]`, `http://…` for a plain-HTTP one),
+    /// asked in order before the origin.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// Never contact the origin (protect a Docker Hub quota).
+    #[serde(default)]
+    pub mirror_only: bool,
+    /// Ask mirrors for tags too (`false`: only for content by digest).
+    #[serde(default = "yes")]
+    pub mirror_tags: bool,
+    /// Add `?ns=REGISTRY` to mirror requests (containerd style).
+    #[serde(default)]
+    pub mirror_ns: bool,
     /// Credential providers asked in order: `{ provider = "static", … }`.
     #[serde(default)]
     pub credentials: Vec<toml::Table>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RegistryConfig {
+    fn default() -> RegistryConfig {
+        RegistryConfig {
+            kind: None,
+            insecure: false,
+            ca_file: None,
+            mirrors: Vec::new(),
+            mirror_only: false,
+            mirror_tags: true,
+            mirror_ns: false,
+            credentials: Vec::new(),
+        }
+    }
 }
 
 /// Credentials entries print with every value but `provider` and
@@ -94,6 +126,8 @@ impl std::fmt::Debug for RegistryConfig {
             .field("kind", &self.kind)
             .field("insecure", &self.insecure)
             .field("ca_file", &self.ca_file)
+            .field("mirrors", &self.mirrors)
+            .field("mirror_only", &self.mirror_only)
             .field("credentials", &creds)
             .finish()
     }

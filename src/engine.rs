@@ -3,9 +3,10 @@
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Catalog, PluginConfig};
-use crate::client::{ClientOptions, RegistryClient};
+use crate::client::{ClientOptions, RegistryClient, RegistryError};
 use crate::config::Config;
 use crate::credentials::{resolve_chain, CredentialProvider};
+use crate::endpoints::Endpoints;
 use crate::error::Error;
 use crate::progress::Reporter;
 use crate::quirks::RegistryQuirks;
@@ -42,30 +43,78 @@ impl Engine {
         )?)
     }
 
+    /// The endpoints of `reference`'s registry: its mirrors (each skipped
+    /// if it cannot be reached), then the origin unless `mirror_only`.
     pub(crate) async fn connect(
         &self,
         reference: &Reference,
         quirks: &dyn RegistryQuirks,
         cli: Option<&dyn CredentialProvider>,
-    ) -> Result<RegistryClient, Error> {
+    ) -> Result<Endpoints, Error> {
         let reg_cfg = self.config.registry(&reference.registry);
-        // Command-line credentials first; the config's chain only without them.
-        let found = match cli {
-            Some(p) => p.credentials(&reference.registry).await?.map(|credential| {
-                crate::credentials::Found {
-                    credential,
-                    source: p.source(),
-                }
-            }),
-            None => None,
-        };
-        let found = match found {
-            Some(f) => Some(f),
-            None => {
-                let chain = self.credential_chain(reference, &reg_cfg, quirks)?;
-                resolve_chain(&chain, &reference.registry).await?.0
+        let mut endpoints = Endpoints::new(&reference.registry, reg_cfg.mirror_tags);
+        for mirror in &reg_cfg.mirrors {
+            let url = reqwest::Url::parse(mirror)
+                .map_err(|e| Error::Usage(format!("mirror {mirror:?} is not a URL: {e}")))?;
+            let host = match (url.host_str(), url.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_string(),
+                (None, _) => return Err(Error::Usage(format!("mirror {mirror:?} has no host"))),
+            };
+            let mirror_cfg = self.config.registry(&host);
+            let generic = self
+                .catalog
+                .quirks(&host, Some("generic"), &PluginConfig::new())?;
+            let chain = self.credential_chain(reference, &mirror_cfg, generic.as_ref())?;
+            let found = resolve_chain(&chain, &host).await?.0;
+            let mut opts = self.client_options(&host, &host, &mirror_cfg, found)?;
+            // An http:// mirror is plain HTTP by the user's choice.
+            opts.insecure |= url.scheme() == "http";
+            opts.ns = reg_cfg.mirror_ns.then(|| reference.registry.clone());
+            match RegistryClient::connect(opts).await {
+                Ok(c) => endpoints.push(c, mirror.clone(), true),
+                Err(e) => self.reporter.warn(&format!("mirror {mirror} skipped: {e}")),
             }
-        };
+        }
+        if !reg_cfg.mirror_only || reg_cfg.mirrors.is_empty() {
+            // Command-line credentials first; the config's chain only without them.
+            let found = match cli {
+                Some(p) => p.credentials(&reference.registry).await?.map(|credential| {
+                    crate::credentials::Found {
+                        credential,
+                        source: p.source(),
+                    }
+                }),
+                None => None,
+            };
+            let found = match found {
+                Some(f) => Some(f),
+                None => {
+                    let chain = self.credential_chain(reference, &reg_cfg, quirks)?;
+                    resolve_chain(&chain, &reference.registry).await?.0
+                }
+            };
+            let api_host = quirks.api_host(&reference.registry);
+            let opts = self.client_options(&reference.registry, &api_host, &reg_cfg, found)?;
+            let origin = RegistryClient::connect(opts).await?;
+            endpoints.push(origin, format!("{} (origin)", reference.registry), false);
+        }
+        if endpoints.is_empty() {
+            return Err(Error::Registry(RegistryError::BadResponse {
+                registry: reference.registry.clone(),
+                detail: "every mirror failed and mirror_only is set".into(),
+            }));
+        }
+        Ok(endpoints)
+    }
+
+    fn client_options(
+        &self,
+        registry: &str,
+        api_host: &str,
+        reg_cfg: &crate::config::RegistryConfig,
+        credentials: Option<crate::credentials::Found>,
+    ) -> Result<ClientOptions, Error> {
         let mut ca_pem = Vec::new();
         for f in [&self.config.ca_file, &reg_cfg.ca_file]
             .into_iter()
@@ -73,18 +122,18 @@ impl Engine {
         {
             ca_pem.push(std::fs::read(f).map_err(|e| Error::io(f, e))?);
         }
-        let opts = ClientOptions {
-            registry: reference.registry.clone(),
-            api_host: quirks.api_host(&reference.registry),
+        Ok(ClientOptions {
+            registry: registry.to_string(),
+            api_host: api_host.to_string(),
             insecure: reg_cfg.insecure,
             ca_pem,
-            credentials: found,
+            credentials,
             retry: crate::client::RetryPolicy {
                 attempts: self.config.retries.max(1),
                 ..Default::default()
             },
-        };
-        Ok(RegistryClient::connect(opts).await?)
+            ns: None,
+        })
     }
 
     /// The registry's configured providers, or the default chain: the

@@ -5,8 +5,9 @@
 
 use crate::cache::BlobWriter;
 use crate::cache::{Begin, CacheBackend, CacheError};
-use crate::client::{resumed_at, RegistryClient, RegistryError};
+use crate::client::{resumed_at, RegistryError};
 use crate::digest::Digest;
+use crate::endpoints::Endpoints;
 use crate::error::Error;
 use crate::manifest::Descriptor;
 use crate::progress::Reporter;
@@ -29,7 +30,7 @@ pub struct BlobOutcome {
 /// `concurrency` at once. Duplicates are fetched once. Outcomes come back
 /// in the order given.
 pub async fn fetch_all(
-    client: &RegistryClient,
+    client: &Endpoints,
     repository: &str,
     cache: &dyn CacheBackend,
     blobs: &[Descriptor],
@@ -59,7 +60,7 @@ pub async fn fetch_all(
 }
 
 async fn fetch_one(
-    client: &RegistryClient,
+    client: &Endpoints,
     repository: &str,
     cache: &dyn CacheBackend,
     d: &Descriptor,
@@ -96,7 +97,7 @@ async fn fetch_one(
         Begin::Writer(w) => w,
     };
     reporter.blob_start(&d.digest, d.size, false);
-    let policy = client.retry_policy().clone();
+    let policy = client.retry_policy();
     let (mut fetched, mut attempt, mut started_over) = (0, 0, false);
     loop {
         attempt += 1;
@@ -154,7 +155,7 @@ async fn fetch_one(
 /// Fetch the rest of a blob into `writer` (from its offset). Returns the
 /// bytes received, and how it ended.
 async fn download(
-    client: &RegistryClient,
+    client: &Endpoints,
     repository: &str,
     d: &Descriptor,
     writer: &mut dyn BlobWriter,
@@ -168,16 +169,28 @@ async fn download(
     if offset >= d.size {
         return (0, Ok(()));
     }
-    let resp = match client.blob_from(repository, &d.digest, offset).await {
+    let (resp, endpoint) = match client.blob_from(repository, &d.digest, offset).await {
         Ok(r) => r,
         Err(e) => return (0, Err(e.into())),
     };
-    if offset > 0 && resumed_at(&resp, offset, d.size).is_none() {
-        // The server sent the whole blob (or a range we did not ask for).
+    let (resp, endpoint) = if offset > 0 && resumed_at(&resp, offset, d.size).is_none() {
         if let Err(e) = writer.restart().await {
             return (0, Err(cache_err(e)));
         }
-    }
+        if resp.status() == reqwest::StatusCode::OK {
+            // The whole blob: take it from byte 0.
+            (resp, endpoint)
+        } else {
+            // A range we did not ask for: ask again for everything.
+            drop(resp);
+            match client.blob_from(repository, &d.digest, 0).await {
+                Ok(r) => r,
+                Err(e) => return (0, Err(e.into())),
+            }
+        }
+    } else {
+        (resp, endpoint)
+    };
     if writer.offset() > 0 {
         reporter.info(&format!(
             "{}: resuming at byte {}",
@@ -192,7 +205,12 @@ async fn download(
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => return (got, Err(client.body_error(&url, &e).into())),
+            Err(e) => {
+                // A mirror that drops us is not asked again: the next
+                // endpoint continues from here with Range.
+                client.give_up_on(endpoint);
+                return (got, Err(client.body_error(endpoint, &url, &e).into()));
+            }
         };
         if let Err(e) = writer.write(&chunk).await {
             return (got, Err(cache_err(e)));

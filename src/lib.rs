@@ -23,6 +23,7 @@
 pub mod auth;
 pub mod cache;
 pub mod cache_ops;
+pub mod cancel;
 pub mod catalog;
 pub mod cli;
 pub mod client;
@@ -30,6 +31,7 @@ pub mod cloud;
 pub mod config;
 pub mod credentials;
 pub mod digest;
+pub mod endpoints;
 pub mod engine;
 pub mod error;
 pub mod export;

@@ -4,17 +4,18 @@
 //! the cache when that digest is held. Anything fetched is kept.
 
 use crate::cache::CacheBackend;
-use crate::client::{FetchedManifest, RegistryClient, RegistryError};
+use crate::client::{FetchedManifest, RegistryError};
 use crate::digest::Digest;
+use crate::endpoints::Endpoints;
 
 pub struct ManifestSource<'a> {
-    pub client: &'a RegistryClient,
+    pub client: &'a Endpoints,
     /// `None`: always ask the registry (inspect, --no-cache).
     pub cache: Option<&'a dyn CacheBackend>,
 }
 
 impl ManifestSource<'_> {
-    pub fn registry(&self) -> &RegistryClient {
+    pub fn registry(&self) -> &Endpoints {
         self.client
     }
 

@@ -59,6 +59,8 @@ pub struct PullReport {
     pub bytes_downloaded: u64,
     pub output: PathBuf,
     pub cache: String,
+    /// Requests each endpoint answered (mirrors, origin), in order.
+    pub served: Vec<(String, usize)>,
 }
 
 impl PullReport {
@@ -198,14 +200,16 @@ impl Engine {
             manifests: resolution.images.iter().map(export_manifest).collect(),
         };
         exporter.export(&[image], cache.as_ref(), &output).await?;
-        Ok(report(
+        let mut report = report(
             reference,
             &resolution,
             &outcomes,
             &config_outcomes,
             output,
             cache.describe(),
-        ))
+        );
+        report.served = client.served();
+        Ok(report)
     }
 }
 
@@ -232,6 +236,7 @@ fn report(
 
         output,
         cache,
+        served: Vec::new(),
     }
 }
 

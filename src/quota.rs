@@ -2,7 +2,7 @@
 //! from a manifest HEAD, which does not count, and warn before a pull would
 //! run out.
 
-use crate::client::RegistryClient;
+use crate::endpoints::Endpoints;
 use crate::manifest::media;
 use crate::platform::Selection;
 use crate::progress::Reporter;
@@ -38,7 +38,7 @@ fn gets_needed(headers: &HeaderMap, selection: &Selection) -> u64 {
 /// HEAD the manifest and report the quota; a failed HEAD is not an error
 /// (the GET that follows will say what is wrong).
 pub async fn check(
-    client: &RegistryClient,
+    client: &Endpoints,
     reference: &Reference,
     selection: &Selection,
     reporter: &dyn Reporter,

@@ -254,6 +254,15 @@ impl CacheBackend for LocalCache {
     }
 
     async fn remove_partial(&self, partial: &PartialInfo) -> Result<(), CacheError> {
+        // A partial another process is writing (its lock held) stays.
+        if let Some(d) = &partial.digest {
+            let lock = self.dir.join("locks").join(format!("{}.lock", d.hex()));
+            if let Ok(f) = std::fs::File::open(&lock) {
+                if f.try_lock().is_err() {
+                    return Ok(());
+                }
+            }
+        }
         for p in [partial.path.clone(), partial.path.with_extension("json")] {
             match tokio::fs::remove_file(&p).await {
                 Ok(()) => {}

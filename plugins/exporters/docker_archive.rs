@@ -179,6 +179,9 @@ fn write_tar(entries: &[Entry], dest: &Path) -> Result<(), ExportError> {
         tar.append_data(&mut h, d, std::io::empty()).map_err(io)?;
     }
     for e in entries {
+        if crate::cancel::requested() {
+            return Err(ExportError::Invalid("interrupted".into()));
+        }
         match e {
             Entry::Blob { digest, size, path } => {
                 let f = std::fs::File::open(path).map_err(|e| ExportError::io(path, e))?;

@@ -190,6 +190,9 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
     let blobs = root.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
     for (digest, size, src) in &plan.cached {
+        if crate::cancel::requested() {
+            return Err(ExportError::Invalid("interrupted".into()));
+        }
         let to = root.join(blob_name(digest));
         // A blob already in an existing layout is kept only if it is right.
         if std::fs::metadata(&to).is_ok_and(|m| m.len() == *size) && holds(&to, digest) {

@@ -48,19 +48,30 @@ pub fn main() -> i32 {
             _ = tokio::signal::ctrl_c() => None,
         }
     });
+    // Blocking work may wait on a lock another process holds: never let it
+    // keep this process alive once the answer is known.
+    let shutdown =
+        |rt: tokio::runtime::Runtime| rt.shutdown_timeout(std::time::Duration::from_secs(5));
     let Some(outcome) = outcome else {
         // The pull was dropped: downloads stopped, partial blobs flushed to
-        // the cache for the next run, unfinished output removed.
+        // the cache for the next run; the export sees the request and
+        // removes what it started.
+        crate::cancel::request();
+        rt.spawn(async {
+            // A second Ctrl-C exits at once.
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(exit::INTERRUPTED);
+        });
+        shutdown(rt);
         if !quiet {
             eprintln!(
-                "interrupted: partial downloads were kept in the cache and the next pull resumes them; \
-                 no unfinished output was left"
+                "interrupted: partial downloads were kept in the cache (not with --no-cache) and the \
+                 next pull resumes them; the unfinished output was removed"
             );
         }
-        // Do not wait for blocking work (a lock another process holds).
-        rt.shutdown_timeout(std::time::Duration::from_millis(500));
         return exit::INTERRUPTED;
     };
+    shutdown(rt);
     match outcome {
         Ok(code) => code,
         Err(e) => {

@@ -59,6 +59,14 @@ pub fn summary(r: &PullReport) {
         r.cache
     );
     println!("{}", r.cache_line());
+    if r.served.len() > 1 || r.served.iter().any(|(l, _)| !l.ends_with("(origin)")) {
+        let list: Vec<String> = r
+            .served
+            .iter()
+            .map(|(l, n)| format!("{l} ({n} requests)"))
+            .collect();
+        println!("Served by: {}", list.join(", "));
+    }
     println!("Saved to: {}", r.output.display());
     if r.output.extension().is_some_and(|e| e == "tar") {
         println!("Load it with: docker load -i {}", r.output.display());

@@ -48,6 +48,8 @@ pub struct ClientOptions {
     pub ca_pem: Vec<Vec<u8>>,
     pub credentials: Option<Found>,
     pub retry: RetryPolicy,
+    /// For a mirror: add `?ns=ORIGIN` to requests (containerd style).
+    pub ns: Option<String>,
 }
 
 /// A manifest as fetched, verified against the digest that named it and
@@ -67,6 +69,7 @@ pub struct RegistryClient {
     insecure: bool,
     credentials: Option<Found>,
     retry: RetryPolicy,
+    ns: Option<String>,
     state: tokio::sync::Mutex<AuthState>,
 }
 
@@ -129,6 +132,7 @@ impl RegistryClient {
                             insecure: opts.insecure,
                             credentials: opts.credentials,
                             retry: opts.retry,
+                            ns: opts.ns.clone(),
                             state: tokio::sync::Mutex::new(AuthState {
                                 challenge,
                                 tokens: HashMap::new(),
@@ -161,6 +165,14 @@ impl RegistryClient {
         &self.base
     }
 
+    /// `BASE/v2/PATH`, with `?ns=ORIGIN` for mirrors that want it.
+    fn api_url(&self, path: &str) -> String {
+        match &self.ns {
+            Some(ns) => format!("{}/v2/{path}?ns={ns}", self.base),
+            None => format!("{}/v2/{path}", self.base),
+        }
+    }
+
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
     }
@@ -176,7 +188,7 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<reqwest::header::HeaderMap, RegistryError> {
-        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        let url = self.api_url(&format!("{repository}/manifests/{reference}"));
         let what = format!("manifest {}/{repository}:{reference}", self.registry);
         let resp = self
             .send(repository, &what, || {
@@ -192,7 +204,7 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        let url = self.api_url(&format!("{repository}/manifests/{reference}"));
         let sep = if reference.contains(':') { '@' } else { ':' };
         let what = format!("manifest {}/{repository}{sep}{reference}", self.registry);
         let resp = self
@@ -247,7 +259,7 @@ impl RegistryClient {
         digest: &Digest,
         offset: u64,
     ) -> Result<Response, RegistryError> {
-        let url = format!("{}/v2/{repository}/blobs/{digest}", self.base);
+        let url = self.api_url(&format!("{repository}/blobs/{digest}"));
         let what = format!("blob {digest} in {}/{repository}", self.registry);
         self.send(repository, &what, || {
             let req = self.http.get(&url);

@@ -87,10 +87,25 @@ impl RegistryClient {
             }
         };
         let what = format!("token for {scope}");
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| classify(&self.registry, realm, &e))?;
+        // Token requests are idempotent: retried like every other request.
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let last = attempt >= self.retry.attempts.max(1);
+            let Some(this) = req.try_clone() else {
+                break req
+                    .send()
+                    .await
+                    .map_err(|e| classify(&self.registry, realm, &e))?;
+            };
+            match this.send().await {
+                Ok(r) if last || !super::retry::retryable_status(r.status().as_u16()) => break r,
+                Ok(_) => {}
+                Err(e) if last => return Err(classify(&self.registry, realm, &e)),
+                Err(_) => {}
+            }
+            tokio::time::sleep(self.retry.backoff(attempt)).await;
+        };
         if !resp.status().is_success() {
             // Not echoing the body: a token server's error may quote what
             // it was sent.

@@ -211,3 +211,84 @@ async fn a_server_that_ignores_range_makes_the_blob_start_over() {
     assert_eq!(asks.len(), 2, "{asks:?}");
     assert_eq!(asks[1].2, 200, "the whole blob again: {asks:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mirrors_are_tried_in_order_and_a_broken_one_is_left_mid_blob() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let origin = proxy::start(reg.base_url(), Fault::None).await;
+    let broken = proxy::start(reg.base_url(), Fault::ResetEveryBlob).await;
+    let good = proxy::start(reg.base_url(), Fault::None).await;
+    let work = tempdir();
+    let toml = format!(
+        "[registries.\"{}\"]\nmirrors = [\"http://{}\", \"http://{}\"]\n",
+        origin.host(),
+        broken.host(),
+        good.host()
+    );
+    std::fs::write(work.path().join("imgpull.toml"), toml).unwrap();
+    let name = format!("{}/ns/app:1", origin.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("Served by: http://{}", broken.host())),
+        "{stdout}"
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+    verify_clean(work.path()).await;
+
+    assert!(
+        origin.ranges.lock().unwrap().is_empty(),
+        "the origin was not asked for blobs"
+    );
+    let resumed: Vec<_> = good
+        .ranges
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, range, status)| {
+            range.as_deref().is_some_and(|r| r != "bytes=0-") && *status == 206
+        })
+        .cloned()
+        .collect();
+    assert!(
+        !resumed.is_empty(),
+        "the second mirror was asked for the rest: {:?}",
+        good.ranges.lock().unwrap()
+    );
+    let all_blobs = 1 + img.layers.len();
+    assert!(good.ranges.lock().unwrap().len() >= all_blobs - 1);
+
+    // mirror_only: a dead mirror and the origin untouched.
+    let dead = format!("http://127.0.0.1:{}", crate::support::free_port());
+    let toml = format!(
+        "[registries.\"{}\"]\nmirrors = [\"{dead}\"]\nmirror_only = true\n",
+        origin.host()
+    );
+    std::fs::write(work.path().join("imgpull.toml"), toml).unwrap();
+    let before = origin.seen.lock().unwrap().len();
+    let env = [("IMGPULL_RETRIES", "1")];
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &name, "-o", "only.tar", "--no-cache"],
+        None,
+        &env,
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("mirror_only"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        origin.seen.lock().unwrap().len(),
+        before,
+        "the origin was never contacted"
+    );
+}

@@ -28,6 +28,8 @@ pub enum Fault {
         after: usize,
         times: Arc<AtomicUsize>,
     },
+    /// Close the connection halfway through every blob body.
+    ResetEveryBlob,
     /// Flip a byte of blob `digest` while the counter is above zero.
     CorruptTimes {
         digest: String,
@@ -207,6 +209,11 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
     {
         if req.path().ends_with(&format!("/blobs/{digest}")) && body.len() > *after && take(times) {
             cut_at = Some(*after);
+        }
+    }
+    if let Fault::ResetEveryBlob = &fault {
+        if req.path().contains("/blobs/") && body.len() > 1 {
+            cut_at = Some(body.len() / 2);
         }
     }
     if let Fault::CorruptTimes { digest, times } = &fault {
