@@ -3,7 +3,6 @@
 //! Every manifest and blob that crosses the network is checked against the
 //! digest that named it; [`Verifier`] is the one place bytes are hashed.
 
-use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::str::FromStr;
 
@@ -126,15 +125,19 @@ impl<'de> serde::Deserialize<'de> for Digest {
 }
 
 /// Hashes bytes as they stream past and counts them.
+///
+/// SHA-256 comes from `ring` (already linked by rustls): on these machines
+/// (no SHA-NI) it hashes ~1.8x faster than the pure-Rust `sha2`
+/// (see MEASUREMENTS.md), and a pull is bound by hashing.
 pub struct Verifier {
-    hasher: Sha256,
+    hasher: ring::digest::Context,
     len: u64,
 }
 
 impl Verifier {
     pub fn sha256() -> Verifier {
         Verifier {
-            hasher: Sha256::new(),
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
             len: 0,
         }
     }
@@ -162,9 +165,9 @@ impl Verifier {
     }
 
     pub fn finish(self) -> Digest {
-        let out = self.hasher.finalize();
+        let out = self.hasher.finish();
         let mut hex = String::with_capacity(64);
-        for b in out {
+        for b in out.as_ref() {
             hex.push_str(&format!("{b:02x}"));
         }
         Digest {

@@ -41,6 +41,11 @@ pub enum Command {
     Cache(CacheArgs),
     /// List the built-in plugins by kind.
     Plugins,
+    /// Print a shell completion script: imgpull completions bash > /etc/bash_completion.d/imgpull
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]

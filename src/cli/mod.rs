@@ -93,6 +93,11 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Pull(args) => pull(&cli.global, args).await.map(|()| 0),
         Command::Inspect(args) => inspect(&cli.global, args).await.map(|()| 0),
         Command::Cache(args) => cache::run(&cli.global, args).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "imgpull", &mut std::io::stdout());
+            Ok(0)
+        }
     }
 }
 

@@ -44,6 +44,16 @@ async fn version_and_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .starts_with(&format!("imgpull {}", env!("CARGO_PKG_VERSION"))));
 
+    for shell in ["bash", "zsh", "fish"] {
+        let out = imgpull(work.path(), &["completions", shell], None).await;
+        assert!(out.status.success(), "{}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("imgpull") && script.contains("platform"),
+            "{shell}"
+        );
+    }
+
     let out = imgpull(work.path(), &["pull", "Library/Nginx"], None).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be lowercase"));
