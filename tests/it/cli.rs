@@ -32,6 +32,7 @@ async fn plugin_catalog_is_pinned() {
         "caches/local",
         "exporters/docker-archive",
         "exporters/oci",
+        "exporters/oci-archive",
     ];
     assert_eq!(found, want, "{stdout}");
 }

@@ -318,3 +318,51 @@ async fn oci_layouts_are_written_whole_and_added_to() {
         "keep"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oci_archive_is_read_by_skopeo_and_podman() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 2).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", reg.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "oci-archive:out.tar"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tar = work.path().join("out.tar");
+    let index = json(tar_file(&tar, "index.json"));
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "1"
+    );
+    let copied = tools::skopeo_copy(
+        &format!("oci-archive:{}:1", tar.display()),
+        work.path(),
+        &[],
+    );
+    assert_eq!(copied["manifests"].as_array().map(Vec::len), Some(1));
+    let loaded = tools::podman_load(&tar, work.path());
+    assert!(loaded.contains("Loaded image"), "{loaded}");
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "--format", "oci-archive", "-o", "two.tar"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = json(tar_file(
+        &work.path().join("two.tar"),
+        &format!("blobs/sha256/{}", &img.config_digest[7..]),
+    ));
+    assert_eq!(manifest["architecture"], image::host_arch());
+    let leftovers: Vec<_> = crate::support::list_files(work.path())
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains("partial")
+                || p.to_string_lossy().contains(".imgpull-oci-archive")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
