@@ -20,6 +20,8 @@ use std::path::PathBuf;
 /// What to pull and where to put it.
 pub struct PullOptions {
     pub reference: Reference,
+    /// More images for the same output (`imgpull pull A B C -o bundle.tar`).
+    pub also: Vec<Reference>,
     /// `--platform`; the config's, else the host's, when `None`.
     pub platforms: Option<Selection>,
     /// `--tag`: the name to write instead of the pulled one.
@@ -36,6 +38,7 @@ impl PullOptions {
     pub fn new(reference: Reference) -> PullOptions {
         PullOptions {
             reference,
+            also: Vec::new(),
             platforms: None,
             tag: None,
             output: None,
@@ -64,6 +67,17 @@ pub struct PullReport {
 }
 
 impl PullReport {
+    /// Totals over several images (the first names the pull).
+    fn merge(mut self, other: PullReport) -> PullReport {
+        self.images.extend(other.images);
+        self.layers += other.layers;
+        self.cache_hits += other.cache_hits;
+        self.bytes_reused += other.bytes_reused;
+        self.bytes_downloaded += other.bytes_downloaded;
+        self.served.extend(other.served);
+        self
+    }
+
     /// The seed's line: `Cache hits: X/Y layers (P%), Data saved: N MB`.
     pub fn cache_line(&self) -> String {
         let pct = if self.layers == 0 {
@@ -82,10 +96,59 @@ impl PullReport {
 
 impl Engine {
     pub async fn pull(&self, opts: PullOptions) -> Result<PullReport, Error> {
-        let quirks = self.quirks(&opts.reference)?;
-        self.pull_with(&opts, quirks.as_ref())
-            .await
-            .map_err(|e| add_hint(e, quirks.as_ref(), &opts.reference))
+        if opts.tag.is_some() && !opts.also.is_empty() {
+            return Err(Error::Usage(
+                "--tag names one image; it cannot be used when pulling several".into(),
+            ));
+        }
+        let export_cfg = self.config.exporters.get(&self.config.export);
+        let exporter = self.catalog.exporter(
+            &self.config.export,
+            export_cfg.unwrap_or(&PluginConfig::new()),
+        )?;
+        let output = match (&opts.output, opts.also.is_empty()) {
+            (Some(p), _) => p.clone(),
+            (None, true) => PathBuf::from(crate::naming::default_output_name(
+                &opts.reference,
+                opts.platforms.as_ref(),
+                exporter.extension(),
+            )),
+            (None, false) => {
+                return Err(Error::Usage(
+                    "several images go into one output: give it with -o".into(),
+                ))
+            }
+        };
+        // The temporary store for --no-cache lives beside the output so
+        // exporters can hardlink from it.
+        let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &output)?;
+        cache.maintain().await.map_err(|source| Error::Cache {
+            registry: opts.reference.registry.clone(),
+            source,
+        })?;
+        let mut images = Vec::new();
+        let mut report: Option<PullReport> = None;
+        for reference in std::iter::once(&opts.reference).chain(&opts.also) {
+            let quirks = self.quirks(reference)?;
+            let (image, r) = self
+                .prepare(
+                    reference,
+                    &opts,
+                    quirks.as_ref(),
+                    cache.as_ref(),
+                    exporter.as_ref(),
+                    &output,
+                )
+                .await
+                .map_err(|e| add_hint(e, quirks.as_ref(), reference))?;
+            images.push(image);
+            report = Some(match report {
+                None => r,
+                Some(acc) => acc.merge(r),
+            });
+        }
+        exporter.export(&images, cache.as_ref(), &output).await?;
+        Ok(report.expect("at least one image"))
     }
 
     /// The platforms to pull, and whether the user chose them (then a
@@ -103,43 +166,27 @@ impl Engine {
         }
     }
 
-    async fn pull_with(
+    /// Resolve and fetch one image into the cache; what to export and a
+    /// report of it.
+    async fn prepare(
         &self,
+        reference: &Reference,
         opts: &PullOptions,
         quirks: &dyn RegistryQuirks,
-    ) -> Result<PullReport, Error> {
-        let reference = &opts.reference;
-        let export_cfg = self.config.exporters.get(&self.config.export);
-        let exporter = self.catalog.exporter(
-            &self.config.export,
-            export_cfg.unwrap_or(&PluginConfig::new()),
-        )?;
+        cache: &dyn CacheBackend,
+        exporter: &dyn crate::export::Exporter,
+        output: &std::path::Path,
+    ) -> Result<(ExportImage, PullReport), Error> {
         let (selection, explicit) = self.selection(opts)?;
-        let output = match &opts.output {
-            Some(p) => p.clone(),
-            None => PathBuf::from(crate::naming::default_output_name(
-                reference,
-                opts.platforms.as_ref(),
-                exporter.extension(),
-            )),
-        };
         let client = self
             .connect(reference, quirks, opts.cli_credentials.as_deref())
             .await?;
         if quirks.reports_rate_limit() {
             crate::quota::check(&client, reference, &selection, self.reporter.as_ref()).await;
         }
-        // The temporary store for --no-cache lives beside the output so
-        // exporters can hardlink from it.
-        let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &output)?;
-        let cache_err = |source| Error::Cache {
-            registry: reference.registry.clone(),
-            source,
-        };
-        cache.maintain().await.map_err(cache_err)?;
         let source = crate::manifests::ManifestSource {
             client: &client,
-            cache: (!opts.no_cache).then_some(cache.as_ref()),
+            cache: (!opts.no_cache).then_some(cache),
         };
         let mut resolution = resolve(&source, reference, &selection).await?;
         for r in &resolution.images {
@@ -153,11 +200,10 @@ impl Engine {
 
         let fetch = |blobs: Vec<Descriptor>| {
             let client = &client;
-            let cache = cache.clone();
             async move {
                 let n = self.config.max_concurrent_downloads;
                 let r = self.reporter.as_ref();
-                fetch_all(client, &reference.repository, cache.as_ref(), &blobs, n, r).await
+                fetch_all(client, &reference.repository, cache, &blobs, n, r).await
             }
         };
         // Configs first: a single-image tag is checked against the wanted
@@ -170,7 +216,7 @@ impl Engine {
         let config_outcomes = fetch(configs).await?;
         if explicit && resolution.images[0].platform.is_none() {
             let image = &resolution.images[0];
-            if !check_single_image(reference, image, cache.as_ref(), &selection).await? {
+            if !check_single_image(reference, image, cache, &selection).await? {
                 self.reporter.warn(&format!(
                     "{reference} is a single image whose config names no platform; \
                      it was not checked against the requested platform"
@@ -179,7 +225,7 @@ impl Engine {
         }
         if exporter.accepts_uncompressed_layers() && !opts.no_cache {
             for r in resolution.images.iter_mut() {
-                crate::reuse::use_uncompressed(r, cache.as_ref(), self.reporter.as_ref()).await?;
+                crate::reuse::use_uncompressed(r, cache, self.reporter.as_ref()).await?;
             }
         }
         let layers: Vec<Descriptor> = resolution
@@ -199,17 +245,16 @@ impl Engine {
             tag,
             manifests: resolution.images.iter().map(export_manifest).collect(),
         };
-        exporter.export(&[image], cache.as_ref(), &output).await?;
         let mut report = report(
             reference,
             &resolution,
             &outcomes,
             &config_outcomes,
-            output,
+            output.to_path_buf(),
             cache.describe(),
         );
         report.served = client.served();
-        Ok(report)
+        Ok((image, report))
     }
 }
 

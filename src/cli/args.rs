@@ -116,6 +116,8 @@ pub struct RegistryArgs {
 pub struct PullArgs {
     /// Image reference: [host[:port]/]path[:tag][@sha256:...]
     pub image: String,
+    /// More images for the same output (-o): layers they share are stored once.
+    pub more: Vec<String>,
     /// Output path, optionally with a format prefix: docker-archive:FILE, oci:DIR
     /// (default: built from the image name, e.g. library_nginx_latest.tar).
     #[arg(short, long, value_name = "[FORMAT:]PATH")]

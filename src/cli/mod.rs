@@ -180,6 +180,11 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
         None => None,
     };
     let mut opts = PullOptions::new(args.image.parse()?);
+    opts.also = args
+        .more
+        .iter()
+        .map(|m| m.parse())
+        .collect::<Result<_, _>>()?;
     opts.platforms = Selection::parse(&args.registry.platform)?;
     opts.tag = tag;
     opts.output = output;

@@ -366,3 +366,57 @@ async fn oci_archive_is_read_by_skopeo_and_podman() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_images_go_into_one_archive() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let shared = image::layers("bundle-shared", 2);
+    let mut a_layers = shared.clone();
+    a_layers.extend(image::layers("bundle-a", 1));
+    let a = image::build_from("bundle-a", Format::Oci, image::host_arch(), a_layers);
+    let b = image::build_from("bundle-b", Format::Docker, image::host_arch(), shared);
+    image::push(&reg, "ns/a", "1", &a).await;
+    image::push(&reg, "ns/b", "2", &b).await;
+    let work = tempdir();
+    let (an, bn) = (
+        format!("{}/ns/a:1", reg.host()),
+        format!("{}/ns/b:2", reg.host()),
+    );
+    let out = imgpull(work.path(), &["pull", &an, &bn, "-o", "bundle.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let tar = work.path().join("bundle.tar");
+    let manifest = json(tar_file(&tar, "manifest.json"));
+    assert_eq!(manifest[0]["RepoTags"], serde_json::json!([an]));
+    assert_eq!(manifest[1]["RepoTags"], serde_json::json!([bn]));
+    let mut ar = tar::Archive::new(std::fs::File::open(&tar).unwrap());
+    let shared_hex = &a.layers[0].digest[7..];
+    let copies = ar
+        .entries()
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with(shared_hex)
+        })
+        .count();
+    assert_eq!(copies, 1, "a shared layer is stored once");
+    let loaded = tools::podman_load(&tar, work.path());
+    assert!(loaded.contains(&an) && loaded.contains(&bn), "{loaded}");
+    for n in ["@0", "@1"] {
+        tools::skopeo_copy(
+            &format!("docker-archive:{}:{n}", tar.display()),
+            work.path(),
+            &[],
+        );
+    }
+    let out = imgpull(work.path(), &["pull", &an, &bn], None).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "several images need -o: {}",
+        text(&out)
+    );
+}
