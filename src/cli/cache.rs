@@ -132,10 +132,13 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
                         .transpose(),
                 )?,
                 all,
-                partial_max_age: Duration::from_secs(7 * 86_400),
+                partial_max_age: partial_max_age(&engine)?,
             };
             if opts.older_than.is_none() && opts.max_size.is_none() && !opts.all {
-                eprintln!("note: only partial downloads older than 7 days are removed; use --older-than, --max-size or --all for blobs");
+                eprintln!(
+                    "note: only partial downloads older than {}h are removed; use --older-than, --max-size or --all for blobs",
+                    opts.partial_max_age.as_secs() / 3600
+                );
             }
             let p = cache_ops::prune(cache, &opts).await.map_err(err)?;
             if args.json {
@@ -151,4 +154,20 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
         }
     }
     Ok(0)
+}
+
+/// `[caches.local] partial_max_age`, else 7 days.
+fn partial_max_age(engine: &crate::engine::Engine) -> Result<Duration, Error> {
+    let cfg = engine.config();
+    match cfg
+        .caches
+        .get(&cfg.cache)
+        .and_then(|t| t.get("partial_max_age"))
+    {
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| Error::Usage("partial_max_age must be a string like \"7d\"".into()))
+            .and_then(|s| crate::units::parse_duration(s).map_err(Error::Usage)),
+        None => Ok(Duration::from_secs(7 * 86_400)),
+    }
 }
