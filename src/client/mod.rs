@@ -27,9 +27,11 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Manifests larger than this are refused (the spec suggests registries
-/// accept 4 MiB; we allow double).
-const MANIFEST_MAX: usize = 8 << 20;
+/// Manifests larger than this are refused (the distribution spec's and
+/// containerd's limit).
+const MANIFEST_MAX: usize = 4 << 20;
+/// A config read whole (inspect) may not exceed this.
+const CONFIG_MAX: usize = 16 << 20;
 /// How long the HTTPS probe of a registry that may be plain HTTP may take.
 const FALLBACK_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Error bodies are read up to this size for their message.
@@ -280,7 +282,7 @@ impl RegistryClient {
     ) -> Result<Vec<u8>, RegistryError> {
         let resp = self.blob(repository, &desc.digest).await?;
         let url = resp.url().to_string();
-        let bytes = self.read_capped(resp, &url, MANIFEST_MAX).await?;
+        let bytes = self.read_capped(resp, &url, CONFIG_MAX).await?;
         let found = Digest::of(&bytes);
         if found != desc.digest || bytes.len() as u64 != desc.size {
             return Err(RegistryError::DigestMismatch {
