@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::progress::Reporter;
 use crate::quirks::RegistryQuirks;
 use crate::reference::Reference;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub struct Engine {
@@ -174,10 +174,7 @@ impl Engine {
         output: &Path,
     ) -> Result<(Arc<dyn CacheBackend>, Option<tempfile::TempDir>), Error> {
         if no_cache {
-            let parent = match output.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
+            let parent = crate::export::parent_dir(output);
             let tmp = tempfile::Builder::new()
                 .prefix(".imgpull-nocache-")
                 .tempdir_in(&parent)

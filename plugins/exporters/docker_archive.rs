@@ -16,12 +16,11 @@
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::Digest;
-use crate::export::{blob_name, name_annotations, ExportError, ExportImage, Exporter};
+use crate::export::{blob_name, name_annotations, ExportError, ExportImage, Exporter, TarOut};
 use crate::manifest::media;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -158,56 +157,53 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Vec<Entry>, 
 }
 
 fn write_tar(entries: &[Entry], dest: &Path) -> Result<(), ExportError> {
-    let dir = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}.partial-"))
-        .tempfile_in(&dir)
-        .map_err(|e| ExportError::io(&dir, e))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let io = |e: std::io::Error| ExportError::io(&tmp_path, e);
-    let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(io)?);
-    let mut tar = tar::Builder::new(out);
+    let mut out = TarOut::create(dest)?;
+    match append_all(&mut out.tar, entries) {
+        Ok(()) => out.finish(dest),
+        Err(Failure::Io(e)) => Err(out.err(e)),
+        Err(Failure::Export(e)) => Err(e),
+    }
+}
+
+enum Failure {
+    Io(std::io::Error),
+    Export(ExportError),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Io(e)
+    }
+}
+
+fn append_all<W: std::io::Write>(tar: &mut tar::Builder<W>, entries: &[Entry]) -> Result<(), Failure> {
     for d in ["blobs/", "blobs/sha256/"] {
         let mut h = header(tar::EntryType::Directory, 0, 0o755);
-        tar.append_data(&mut h, d, std::io::empty()).map_err(io)?;
+        tar.append_data(&mut h, d, std::io::empty())?;
     }
     for e in entries {
         if crate::cancel::requested() {
-            return Err(ExportError::Invalid("interrupted".into()));
+            return Err(Failure::Export(ExportError::Invalid("interrupted".into())));
         }
         match e {
             Entry::Blob { digest, size, path } => {
-                let f = std::fs::File::open(path).map_err(|e| ExportError::io(path, e))?;
-                let len = f.metadata().map_err(|e| ExportError::io(path, e))?.len();
+                let f = std::fs::File::open(path).map_err(|e| Failure::Export(ExportError::io(path, e)))?;
+                let len = f.metadata().map_err(|e| Failure::Export(ExportError::io(path, e)))?.len();
                 if len != *size {
-                    return Err(ExportError::Invalid(format!(
-                        "cached blob {digest} at {} is {len} bytes, expected {size}; run with --no-cache or remove it",
+                    return Err(Failure::Export(ExportError::Invalid(format!(
+                        "cached blob {digest} at {} is {len} bytes, expected {size}; run `imgpull cache verify --repair`",
                         path.display()
-                    )));
+                    ))));
                 }
                 let mut h = header(tar::EntryType::Regular, *size, 0o644);
-                tar.append_data(&mut h, blob_name(digest), f).map_err(io)?;
+                tar.append_data(&mut h, blob_name(digest), f)?;
             }
             Entry::Bytes { name, data } => {
                 let mut h = header(tar::EntryType::Regular, data.len() as u64, 0o644);
-                tar.append_data(&mut h, name, data.as_slice()).map_err(io)?;
+                tar.append_data(&mut h, name, data.as_slice())?;
             }
         }
     }
-    let mut out = tar.into_inner().map_err(io)?;
-    out.flush().map_err(io)?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    crate::fsutil::set_readable(&tmp_path).map_err(io)?;
-    tmp.persist(dest)
-        .map_err(|e| ExportError::io(dest, e.error))?;
     Ok(())
 }
 

@@ -173,10 +173,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
         }
         (dest.to_path_buf(), None)
     } else {
-        let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let parent = crate::export::parent_dir(dest);
         let name = dest
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -5,11 +5,10 @@
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::export::{ExportError, ExportImage, Exporter};
+use crate::export::{parent_dir, ExportError, ExportImage, Exporter, TarOut};
 use crate::plugins::exporters::oci::OciLayout;
 use async_trait::async_trait;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub struct OciArchive;
@@ -39,10 +38,7 @@ impl Exporter for OciArchive {
         cache: &dyn CacheBackend,
         dest: &Path,
     ) -> Result<(), ExportError> {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = parent_dir(dest);
         let work = tempfile::Builder::new()
             .prefix(".imgpull-oci-archive-")
             .tempdir_in(&dir)
@@ -57,23 +53,23 @@ impl Exporter for OciArchive {
 }
 
 fn tar_layout(layout: &Path, dest: &Path) -> Result<(), ExportError> {
-    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempfile_in(dir)
-        .map_err(|e| ExportError::io(dir, e))?;
-    let io = |e: std::io::Error| ExportError::io(tmp.path(), e);
-    let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(io)?);
-    let mut tar = tar::Builder::new(out);
+    let mut out = TarOut::create(dest)?;
+    match append_layout(&mut out.tar, layout) {
+        Ok(()) => out.finish(dest),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(ExportError::Invalid("interrupted".into())),
+        Err(e) => Err(out.err(e)),
+    }
+}
+
+fn append_layout<W: std::io::Write>(tar: &mut tar::Builder<W>, layout: &Path) -> std::io::Result<()> {
     tar.mode(tar::HeaderMode::Deterministic);
     for f in ["oci-layout", "index.json"] {
-        tar.append_path_with_name(layout.join(f), f).map_err(io)?;
+        tar.append_path_with_name(layout.join(f), f)?;
     }
-    tar.append_dir("blobs", layout.join("blobs")).map_err(io)?;
-    tar.append_dir("blobs/sha256", layout.join("blobs/sha256")).map_err(io)?;
-    let mut blobs: Vec<_> = std::fs::read_dir(layout.join("blobs/sha256"))
-        .map_err(io)?
+    let blobs_dir = layout.join("blobs/sha256");
+    tar.append_dir("blobs", layout.join("blobs"))?;
+    tar.append_dir("blobs/sha256", &blobs_dir)?;
+    let mut blobs: Vec<String> = std::fs::read_dir(&blobs_dir)?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| !n.starts_with('.'))
@@ -81,16 +77,9 @@ fn tar_layout(layout: &Path, dest: &Path) -> Result<(), ExportError> {
     blobs.sort();
     for b in blobs {
         if crate::cancel::requested() {
-            return Err(ExportError::Invalid("interrupted".into()));
+            return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
         }
-        tar.append_path_with_name(layout.join("blobs/sha256").join(&b), format!("blobs/sha256/{b}"))
-            .map_err(io)?;
+        tar.append_path_with_name(blobs_dir.join(&b), format!("blobs/sha256/{b}"))?;
     }
-    let mut out = tar.into_inner().map_err(io)?;
-    out.flush().map_err(io)?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    crate::fsutil::set_readable(tmp.path()).map_err(io)?;
-    tmp.persist(dest).map_err(|e| ExportError::io(dest, e.error))?;
     Ok(())
 }

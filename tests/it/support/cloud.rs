@@ -63,13 +63,7 @@ pub async fn start_moto() -> Moto {
 /// token key for `SA_EMAIL`, and answers `GCR_ACCESS_TOKEN`.
 pub async fn start_google_token_endpoint() -> Server {
     serve(|req: Request| async move {
-        let form: Vec<(String, String)> =
-            reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&req.body)))
-                .unwrap()
-                .query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-        let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| req.form(k);
         if req.method != "POST" || get("grant_type").as_deref() != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
             return Response::new(400, r#"{"error":"unsupported_grant_type"}"#);
         }

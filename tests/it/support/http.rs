@@ -23,6 +23,18 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as `application/x-www-form-urlencoded` pairs.
+    pub fn form(&self, key: &str) -> Option<String> {
+        reqwest::Url::parse(&format!(
+            "http://x/?{}",
+            String::from_utf8_lossy(&self.body)
+        ))
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+    }
+
     pub fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
     }

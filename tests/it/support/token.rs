@@ -84,13 +84,7 @@ fn answer(req: Request) -> Response {
 
 /// OAuth2 `grant_type=refresh_token` (docker's identity tokens).
 fn refresh_grant(req: &Request) -> Response {
-    let form: Vec<(String, String)> =
-        reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(&req.body)))
-            .unwrap()
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let get = |k: &str| req.form(k);
     if get("grant_type").as_deref() != Some("refresh_token")
         || get("refresh_token").as_deref() != Some(REFRESH_TOKEN)
     {
