@@ -2,7 +2,7 @@
 //! (rehash every blob), prune (least recently used first).
 
 use crate::cache::{BlobInfo, CacheBackend, CacheError, PartialInfo};
-use crate::digest::{Digest, Verifier};
+use crate::digest::Digest;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -69,19 +69,7 @@ pub async fn verify(
 }
 
 fn hash_file(path: &Path, digest: &Digest) -> Result<Option<Digest>, CacheError> {
-    use std::io::Read;
-    let Some(mut v) = Verifier::new(digest) else {
-        return Ok(None);
-    };
-    let mut f = std::fs::File::open(path).map_err(|e| CacheError::io(path, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| CacheError::io(path, e))?;
-        if n == 0 {
-            return Ok(Some(v.finish()));
-        }
-        v.update(&buf[..n]);
-    }
+    crate::digest::hash_file(path, digest).map_err(|e| CacheError::io(path, e))
 }
 
 /// What to prune.

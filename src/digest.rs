@@ -156,6 +156,18 @@ impl Verifier {
         self.len += bytes.len() as u64;
     }
 
+    /// Hash everything `r` yields (a file read back from disk).
+    pub fn update_from(&mut self, r: &mut impl std::io::Read) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.update(&buf[..n]);
+        }
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -175,6 +187,16 @@ impl Verifier {
             hex,
         }
     }
+}
+
+/// The digest of a file's content, in `like`'s algorithm (`None` when
+/// that algorithm cannot be computed).
+pub fn hash_file(path: &std::path::Path, like: &Digest) -> std::io::Result<Option<Digest>> {
+    let Some(mut v) = Verifier::new(like) else {
+        return Ok(None);
+    };
+    v.update_from(&mut std::fs::File::open(path)?)?;
+    Ok(Some(v.finish()))
 }
 
 #[cfg(test)]

@@ -78,10 +78,6 @@ impl Endpoints {
         }
     }
 
-    pub fn is_mirror(&self, index: usize) -> bool {
-        self.eps.get(index).is_some_and(|e| e.is_mirror)
-    }
-
     /// The endpoints to ask, in order.
     fn live(&self, by_digest: bool) -> impl Iterator<Item = (usize, &Endpoint)> {
         let tags_ok = self.mirror_tags;

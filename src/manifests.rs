@@ -15,10 +15,6 @@ pub struct ManifestSource<'a> {
 }
 
 impl ManifestSource<'_> {
-    pub fn registry(&self) -> &Endpoints {
-        self.client
-    }
-
     pub async fn get(
         &self,
         repository: &str,

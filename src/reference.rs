@@ -75,15 +75,6 @@ impl Reference {
             self.name()
         }
     }
-
-    /// Same reference with another tag (keeps the digest).
-    pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
-        check_tag(tag)?;
-        Ok(Reference {
-            tag: Some(tag.to_string()),
-            ..self.clone()
-        })
-    }
 }
 
 impl fmt::Display for Reference {

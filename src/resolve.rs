@@ -2,7 +2,6 @@
 //! OCI index to the wanted platforms, verify every step.
 
 use crate::client::FetchedManifest;
-use crate::digest::Digest;
 use crate::error::{Error, NoMatch};
 use crate::manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError};
 use crate::manifests::ManifestSource;
@@ -165,11 +164,6 @@ pub fn is_image_entry(d: &Descriptor) -> bool {
         Some(p) => !attestation && p.os != "unknown" && p.architecture != "unknown",
         None => false,
     }
-}
-
-/// A digest's short form for messages.
-pub fn short(d: &Digest) -> &str {
-    d.short()
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, Partia
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::{Digest, Verifier};
 use async_trait::async_trait;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -49,10 +49,6 @@ impl LocalCache {
             dir: dir.into(),
             partial_max_age: DEFAULT_PARTIAL_AGE,
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn blob_file(&self, digest: &Digest) -> PathBuf {
@@ -145,14 +141,7 @@ impl CacheBackend for LocalCache {
                 file.set_len(0).map_err(|e| CacheError::io(&w.partial, e))?;
             } else if held > 0 {
                 // Rehash what an earlier run received, so the digest covers the whole blob.
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = file.read(&mut buf).map_err(|e| CacheError::io(&w.partial, e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    w.verifier.update(&buf[..n]);
-                }
+                w.verifier.update_from(&mut file).map_err(|e| CacheError::io(&w.partial, e))?;
             }
             file.seek(SeekFrom::End(0)).map_err(|e| CacheError::io(&w.partial, e))?;
             let m = PartialMeta { digest: digest.to_string(), size, source };

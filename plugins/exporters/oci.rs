@@ -136,21 +136,7 @@ fn same_image(old: &Value, new: &Value) -> bool {
 
 /// Whether the file at `path` hashes to `digest`.
 fn holds(path: &Path, digest: &Digest) -> bool {
-    let Some(mut v) = crate::digest::Verifier::new(digest) else {
-        return false;
-    };
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match std::io::Read::read(&mut f, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => v.update(&buf[..n]),
-            Err(_) => return false,
-        }
-    }
-    v.finish() == *digest
+    matches!(crate::digest::hash_file(path, digest), Ok(Some(d)) if d == *digest)
 }
 
 fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {

@@ -162,11 +162,6 @@ impl RegistryClient {
         &self.registry
     }
 
-    /// `https://host:port`, as chosen by `connect`.
-    pub fn base_url(&self) -> &str {
-        &self.base
-    }
-
     /// `BASE/v2/PATH`, with `?ns=ORIGIN` for mirrors that want it.
     fn api_url(&self, path: &str) -> String {
         match &self.ns {
@@ -177,10 +172,6 @@ impl RegistryClient {
 
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
-    }
-
-    pub fn credential_source(&self) -> Option<&str> {
-        self.credentials.as_ref().map(|f| f.source.as_str())
     }
 
     /// HEAD a manifest: its media type, digest and headers, without a body

@@ -43,10 +43,6 @@ impl Matcher {
         Matcher { order, wanted }
     }
 
-    pub fn wanted(&self) -> &Platform {
-        &self.wanted
-    }
-
     /// The rank of `candidate`, `None` when it cannot run here.
     pub fn rank(&self, candidate: &Platform) -> Option<usize> {
         let c = candidate.normalized();
