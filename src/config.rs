@@ -173,6 +173,12 @@ pub struct Overrides {
     /// `--cache-dir`: not a top-level key; applied to `caches.local.dir`.
     #[serde(skip)]
     pub cache_dir: Option<PathBuf>,
+    /// `--layer-format`: applied to `exporters.docker-archive.layer_format`.
+    #[serde(skip)]
+    pub layer_format: Option<String>,
+    /// `--legacy`: applied to `exporters.docker-archive.legacy`.
+    #[serde(skip)]
+    pub legacy: bool,
 }
 
 /// The config files read, lowest priority first (those that exist).
@@ -211,6 +217,15 @@ impl Config {
         fig = fig.merge(Serialized::defaults(flags));
         if let Some(dir) = &flags.cache_dir {
             fig = fig.merge(Serialized::default("caches.local.dir", dir));
+        }
+        if let Some(f) = &flags.layer_format {
+            fig = fig.merge(Serialized::default(
+                "exporters.docker-archive.layer_format",
+                f,
+            ));
+        }
+        if flags.legacy {
+            fig = fig.merge(Serialized::default("exporters.docker-archive.legacy", true));
         }
         let mut cfg = Config::extract(fig)?;
         cfg.warnings = read

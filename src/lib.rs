@@ -39,6 +39,7 @@ pub mod fetch;
 mod fsutil;
 pub mod import;
 pub mod inspect;
+pub mod layer;
 pub mod manifest;
 pub mod manifests;
 pub mod naming;

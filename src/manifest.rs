@@ -158,6 +158,25 @@ pub fn docker_to_oci(bytes: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&doc).ok()
 }
 
+/// The manifest with some layers replaced by their uncompressed tars
+/// (`(layer index, diff_id, size)`), typed as the manifest's own kind of
+/// plain tar — what `docker save` writes. `None` if `bytes` is not a
+/// manifest with those layers.
+pub fn with_uncompressed_layers(bytes: &[u8], swaps: &[(usize, Digest, u64)]) -> Option<Vec<u8>> {
+    let mut doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let tar_type = if doc["mediaType"].as_str() == Some(media::DOCKER_MANIFEST) {
+        "application/vnd.docker.image.rootfs.diff.tar"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar"
+    };
+    let layers = doc.get_mut("layers")?.as_array_mut()?;
+    for (i, diff, size) in swaps {
+        *layers.get_mut(*i)? =
+            serde_json::json!({"mediaType": tar_type, "digest": diff, "size": size});
+    }
+    serde_json::to_vec(&doc).ok()
+}
+
 /// The parts of an image config this tool reads; the bytes themselves are
 /// kept as fetched so the image id stays the same.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use crate::cache::CacheBackend;
 use crate::client::FetchedManifest;
 use crate::digest::Digest;
 use crate::error::Error;
-use crate::manifest::{media, ImageConfig, Manifest};
+use crate::manifest::{ImageConfig, Manifest};
 use crate::progress::Reporter;
 use crate::resolve::Resolved;
 
@@ -41,25 +41,16 @@ pub async fn use_uncompressed(
     if swaps.is_empty() {
         return Ok(0);
     }
-    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&r.fetched.bytes) else {
+    let Some(bytes) = crate::manifest::with_uncompressed_layers(&r.fetched.bytes, &swaps) else {
         return Ok(0);
     };
-    let docker = doc["mediaType"].as_str() == Some(media::DOCKER_MANIFEST);
-    let tar_type = if docker {
-        "application/vnd.docker.image.rootfs.diff.tar"
-    } else {
-        "application/vnd.oci.image.layer.v1.tar"
-    };
-    for (i, diff, size) in &swaps {
-        doc["layers"][*i] =
-            serde_json::json!({"mediaType": tar_type, "digest": diff, "size": size});
+    for (i, diff, _) in &swaps {
         reporter.info(&format!(
             "layer {} is taken from the cache uncompressed (imported {})",
             i + 1,
             diff.short()
         ));
     }
-    let bytes = serde_json::to_vec(&doc).expect("JSON serializes");
     let Ok(Manifest::Image(manifest)) = Manifest::parse(&r.fetched.media_type, &bytes) else {
         return Ok(0);
     };

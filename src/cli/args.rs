@@ -122,9 +122,19 @@ pub struct PullArgs {
     /// (default: built from the image name, e.g. library_nginx_latest.tar).
     #[arg(short, long, value_name = "[FORMAT:]PATH")]
     pub output: Option<String>,
-    /// Output format: docker-archive (default) or oci (an OCI image layout directory).
+    /// Output format: docker-archive (default), oci (an OCI image layout
+    /// directory), oci-archive (that layout as one tar) or rootfs (the
+    /// image's files, layers applied, in a directory).
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+    /// docker-archive layers: compressed (as pulled, default) or
+    /// uncompressed (plain tars named by diff_id, as `docker save` writes).
+    #[arg(long, value_name = "FORMAT", value_parser = ["compressed", "uncompressed"])]
+    pub layer_format: Option<String>,
+    /// docker-archive in the v1.2 layout of `docker save` before Docker 25
+    /// (per-layer directories with layer.tar; implies uncompressed layers).
+    #[arg(long)]
+    pub legacy: bool,
     /// Layers downloaded at once (default 3).
     #[arg(long, value_name = "N")]
     pub max_concurrent_downloads: Option<usize>,

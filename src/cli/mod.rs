@@ -165,8 +165,16 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
         platform: None,
         export,
         cache_dir: args.cache_dir.clone(),
+        layer_format: args.layer_format.clone(),
+        legacy: args.legacy,
     };
     let engine = engine(global, overrides)?;
+    let format = &engine.config().export;
+    if (args.layer_format.is_some() || args.legacy) && format != "docker-archive" {
+        return Err(Error::Usage(format!(
+            "--layer-format and --legacy apply to docker-archive, not {format}"
+        )));
+    }
     let tag = match &args.tag {
         Some(t) => {
             let r: Reference = t.parse()?;

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod credentials;
 mod errors;
+mod exporters;
 mod faults;
 mod platforms;
 mod pull;

@@ -110,16 +110,56 @@ fn layer(seed: &str, i: usize, big: usize) -> Layer {
     link.set_size(0);
     tar.append_link(&mut link, format!("layer{i}/link"), "hello.txt")
         .unwrap();
-    let raw = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&raw).unwrap();
-    let blob = gz.finish().unwrap();
+    pack(tar.into_inner().unwrap(), Packing::Gzip)
+}
+
+/// How a test layer's tar is stored in the registry.
+#[derive(Clone, Copy, Debug)]
+pub enum Packing {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+/// A layer holding the tar `raw`, compressed as `packing` says. Zstd and
+/// plain layers carry OCI media types.
+pub fn pack(raw: Vec<u8>, packing: Packing) -> Layer {
+    let (blob, media_type) = match packing {
+        Packing::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&raw).unwrap();
+            (gz.finish().unwrap(), None)
+        }
+        Packing::Zstd => (
+            ruzstd::encoding::compress_to_vec(
+                raw.as_slice(),
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+            Some("application/vnd.oci.image.layer.v1.tar+zstd".to_string()),
+        ),
+        Packing::Plain => (
+            raw.clone(),
+            Some("application/vnd.oci.image.layer.v1.tar".to_string()),
+        ),
+    };
     Layer {
         digest: sha256(&blob),
         diff_id: sha256(&raw),
         blob,
-        media_type: None,
+        media_type,
     }
+}
+
+/// The uncompressed tar of a layer built by [`layers`] (for re-packing).
+pub fn layer_tar(seed: &str, i: usize) -> Vec<u8> {
+    let l = layer(seed, i, 16 * 1024 + i * 100);
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(l.blob.as_slice()),
+        &mut raw,
+    )
+    .unwrap();
+    raw
 }
 
 /// An uncompressed layer holding one incompressible file of `size` bytes.

@@ -89,3 +89,36 @@ pub fn check_archive(tar: &Path, work: &Path, expected_tag: Option<&str>) -> Str
     }
     loaded
 }
+
+/// `umoci unpack --image LAYOUT:TAG BUNDLE` (`--rootless` when not root);
+/// panics with umoci's output when it refuses.
+pub fn umoci_unpack(layout: &Path, tag: &str, bundle: &Path) {
+    let mut cmd = Command::new("umoci");
+    cmd.arg("unpack");
+    if !is_root() {
+        cmd.arg("--rootless");
+    }
+    let out = cmd
+        .arg("--image")
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(bundle)
+        .output()
+        .expect("run umoci (apt-get install umoci)");
+    assert!(
+        out.status.success(),
+        "umoci unpack failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}

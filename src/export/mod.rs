@@ -8,6 +8,11 @@ use crate::reference::Reference;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 
+pub mod tar_out;
+mod uncompress;
+pub use tar_out::{Entry, TarOut};
+pub use uncompress::Uncompressed;
+
 /// One pulled reference: one or several platform manifests, all of whose
 /// blobs are in the cache.
 #[derive(Clone, Debug)]
@@ -102,53 +107,5 @@ pub fn parent_dir(dest: &Path) -> PathBuf {
     match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    }
-}
-
-/// A tar being written under a hidden temporary name beside its
-/// destination; [`TarOut::finish`] makes it durable and renames it into
-/// place, and dropping it unfinished removes it.
-pub struct TarOut {
-    pub tar: tar::Builder<std::io::BufWriter<std::fs::File>>,
-    tmp: tempfile::NamedTempFile,
-}
-
-impl TarOut {
-    pub fn create(dest: &Path) -> Result<TarOut, ExportError> {
-        let dir = parent_dir(dest);
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.partial-"))
-            .tempfile_in(&dir)
-            .map_err(|e| ExportError::io(&dir, e))?;
-        let file = tmp
-            .as_file()
-            .try_clone()
-            .map_err(|e| ExportError::io(tmp.path(), e))?;
-        let tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));
-        Ok(TarOut { tar, tmp })
-    }
-
-    /// Map an I/O error to one naming the temporary file.
-    pub fn err(&self, e: std::io::Error) -> ExportError {
-        ExportError::io(self.tmp.path(), e)
-    }
-
-    pub fn finish(self, dest: &Path) -> Result<(), ExportError> {
-        use std::io::Write;
-        let path = self.tmp.path().to_path_buf();
-        let io = |e: std::io::Error| ExportError::io(&path, e);
-        let mut out = self.tar.into_inner().map_err(io)?;
-        out.flush().map_err(io)?;
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        crate::fsutil::set_readable(&path).map_err(io)?;
-        self.tmp
-            .persist(dest)
-            .map_err(|e| ExportError::io(dest, e.error))?;
-        Ok(())
     }
 }

@@ -1,0 +1,200 @@
+//! Reading a layer blob as its uncompressed tar: gzip and zstd are told
+//! apart by their magic bytes (registries mislabel media types), anything
+//! else is read as a plain tar. Both decoders read every member / frame, as
+//! `docker load` does for concatenated streams.
+
+use crate::digest::{Digest, Verifier};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+/// How a layer blob is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Tell by the first bytes of the blob.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Open a layer file for reading its tar stream, whatever its compression.
+pub fn open(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let kind = Compression::sniff(r.fill_buf()?);
+    decoder(r, kind)
+}
+
+/// Wrap `r` in the decoder for `kind`.
+pub fn decoder<R: BufRead + Send + 'static>(
+    r: R,
+    kind: Compression,
+) -> std::io::Result<Box<dyn Read + Send>> {
+    Ok(match kind {
+        Compression::None => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(ZstdFrames::new(r)),
+    })
+}
+
+/// Decompress `src` into `out`, hashing the uncompressed bytes; fails when
+/// they do not hash to `diff_id` (a corrupt or mislabelled layer is never
+/// handed on). Returns the uncompressed size.
+pub fn decompress_verified(
+    src: &Path,
+    diff_id: &Digest,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<u64> {
+    let mut verifier = Verifier::new(diff_id).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("diff_id {diff_id}: unsupported digest algorithm"),
+        )
+    })?;
+    let mut r = open(src)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        verifier.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    let len = verifier.len();
+    let got = verifier.finish();
+    if got != *diff_id {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("layer uncompresses to {got}, but the image config says {diff_id}"),
+        ));
+    }
+    Ok(len)
+}
+
+/// A zstd stream of one or more frames.
+struct ZstdFrames<R: BufRead> {
+    state: Frames<R>,
+}
+
+enum Frames<R: BufRead> {
+    Between(R),
+    In(Box<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>),
+    Done,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(r: R) -> Self {
+        ZstdFrames {
+            state: Frames::Between(r),
+        }
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("zstd: {e}"))
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match std::mem::replace(&mut self.state, Frames::Done) {
+                Frames::Done => return Ok(0),
+                Frames::Between(mut r) => {
+                    if r.fill_buf()?.is_empty() {
+                        return Ok(0);
+                    }
+                    let dec = ruzstd::decoding::StreamingDecoder::new(r).map_err(invalid)?;
+                    self.state = Frames::In(Box::new(dec));
+                }
+                Frames::In(mut dec) => {
+                    let n = dec.read(buf)?;
+                    if n > 0 {
+                        self.state = Frames::In(dec);
+                        return Ok(n);
+                    }
+                    self.state = Frames::Between(dec.into_inner());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn roundtrip(kind: Compression, blob: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        decoder(std::io::Cursor::new(blob.to_vec()), kind)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn gzip_members_are_all_read() {
+        let mut blob = Vec::new();
+        for part in [b"hello ".as_slice(), b"world"] {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(part).unwrap();
+            blob.extend(gz.finish().unwrap());
+        }
+        assert_eq!(Compression::sniff(&blob), Compression::Gzip);
+        assert_eq!(roundtrip(Compression::Gzip, &blob), b"hello world");
+    }
+
+    #[test]
+    fn zstd_frames_are_all_read() {
+        let mut blob = Vec::new();
+        for part in [b"hello ".as_slice(), b"world"] {
+            blob.extend(ruzstd::encoding::compress_to_vec(
+                part,
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ));
+        }
+        assert_eq!(Compression::sniff(&blob), Compression::Zstd);
+        assert_eq!(roundtrip(Compression::Zstd, &blob), b"hello world");
+    }
+
+    #[test]
+    fn garbage_zstd_is_an_error_not_a_panic() {
+        let blob = [0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff, 0x00, 0x01];
+        let mut out = Vec::new();
+        let r = decoder(std::io::Cursor::new(blob.to_vec()), Compression::Zstd)
+            .unwrap()
+            .read_to_end(&mut out);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn a_wrong_diff_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("layer");
+        std::fs::write(&p, b"plain tar bytes").unwrap();
+        let good = Digest::of(b"plain tar bytes");
+        let mut out = Vec::new();
+        assert_eq!(decompress_verified(&p, &good, &mut out).unwrap(), 15);
+        let bad = Digest::of(b"other");
+        let err = decompress_verified(&p, &bad, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("image config says"), "{err}");
+    }
+}
