@@ -85,6 +85,33 @@ pub fn decompress_verified(
     Ok(len)
 }
 
+/// A reader that hashes what passes through it.
+pub struct Hashing<R> {
+    inner: R,
+    verifier: Verifier,
+}
+
+impl<R: Read> Hashing<R> {
+    pub fn new(inner: R, verifier: Verifier) -> Self {
+        Hashing { inner, verifier }
+    }
+
+    /// Read what is left (tar padding past the end marker counts) and
+    /// return the digest of everything.
+    pub fn finish(mut self) -> std::io::Result<Digest> {
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok(self.verifier.finish())
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.verifier.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 /// A zstd stream of one or more frames.
 struct ZstdFrames<R: BufRead> {
     state: Frames<R>,

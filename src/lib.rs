@@ -53,6 +53,7 @@ pub mod resolve;
 pub mod reuse;
 pub mod secret;
 pub mod units;
+pub mod unpack;
 
 #[path = "../plugins/mod.rs"]
 pub mod plugins;

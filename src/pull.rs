@@ -147,7 +147,9 @@ impl Engine {
                 Some(acc) => acc.merge(r),
             });
         }
-        exporter.export(&images, cache.as_ref(), &output).await?;
+        exporter
+            .export(&images, cache.as_ref(), &output, self.reporter.as_ref())
+            .await?;
         Ok(report.expect("at least one image"))
     }
 

@@ -23,7 +23,7 @@ use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::Digest;
 use crate::export::tar_out::write_tar;
 use crate::export::{blob_name, name_annotations, parent_dir, Entry, ExportError, ExportImage, ExportManifest, Exporter, Uncompressed};
-use crate::manifest::{media, with_uncompressed_layers, ImageConfig};
+use crate::manifest::{media, with_uncompressed_layers};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,6 +97,7 @@ impl Exporter for DockerArchive {
         images: &[ExportImage],
         cache: &dyn CacheBackend,
         dest: &Path,
+        _reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
         let mut files = BTreeMap::new();
         for em in images.iter().flat_map(|i| &i.manifests) {
@@ -148,7 +149,7 @@ impl Job {
         let mut jobs = Vec::new();
         if self.uncompressed {
             for em in self.images.iter().flat_map(|i| &i.manifests) {
-                let ids = read_diff_ids(&self.file(&em.manifest.config.digest), em)?;
+                let ids = crate::export::diff_ids(&self.file(&em.manifest.config.digest), em)?;
                 for (l, id) in em.manifest.layers.iter().zip(&ids) {
                     if l.digest != *id {
                         jobs.push((id.clone(), self.file(&l.digest)));
@@ -191,27 +192,6 @@ impl Job {
             write_tar(&["blobs/", "blobs/sha256/"], &entries, &self.dest)
         }
     }
-}
-
-/// The config's diff_ids, one per layer.
-fn read_diff_ids(config: &Path, em: &ExportManifest) -> Result<Vec<Digest>, ExportError> {
-    let bytes = std::fs::read(config).map_err(|e| ExportError::io(config, e))?;
-    let cfg: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
-        ExportError::Invalid(format!(
-            "config {} is not an image config: {e}",
-            em.manifest.config.digest
-        ))
-    })?;
-    let ids = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-    if ids.len() != em.manifest.layers.len() {
-        return Err(ExportError::Invalid(format!(
-            "image {}: config lists {} diff_ids for {} layers; cannot write uncompressed layers",
-            em.digest,
-            ids.len(),
-            em.manifest.layers.len()
-        )));
-    }
-    Ok(ids)
 }
 
 fn to_json(v: &Value) -> Vec<u8> {

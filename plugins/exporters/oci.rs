@@ -59,6 +59,7 @@ impl Exporter for OciLayout {
         images: &[ExportImage],
         cache: &dyn CacheBackend,
         dest: &Path,
+        _reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
         let plan = plan(images, cache)?;
         let dest = dest.to_path_buf();

@@ -37,6 +37,7 @@ impl Exporter for OciArchive {
         images: &[ExportImage],
         cache: &dyn CacheBackend,
         dest: &Path,
+        reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
         let dir = parent_dir(dest);
         let work = tempfile::Builder::new()
@@ -44,7 +45,7 @@ impl Exporter for OciArchive {
             .tempdir_in(&dir)
             .map_err(|e| ExportError::io(&dir, e))?;
         let layout = work.path().join("layout");
-        OciLayout.export(images, cache, &layout).await?;
+        OciLayout.export(images, cache, &layout, reporter).await?;
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || tar_layout(&layout, &dest))
             .await

@@ -2,8 +2,9 @@
 
 use crate::cache::{CacheBackend, CacheError};
 use crate::digest::Digest;
-use crate::manifest::ImageManifest;
+use crate::manifest::{ImageConfig, ImageManifest};
 use crate::platform::Platform;
+use crate::progress::Reporter;
 use crate::reference::Reference;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ pub enum ExportError {
     Cache(#[from] CacheError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Unpack(#[from] crate::unpack::UnpackError),
 }
 
 impl ExportError {
@@ -64,7 +67,7 @@ impl ExportError {
 /// An output format.
 ///
 /// Contract: `export` writes every image in `images` to `dest`, reading
-/// blobs from `cache`. On `Ok`, `dest` is complete; on `Err`, nothing new
+/// blobs from `cache`; warnings go to `reporter`. On `Ok`, `dest` is complete; on `Err`, nothing new
 /// at `dest` looks complete (write to a temporary name, then rename), so a
 /// failed or interrupted pull never leaves a file that passes for output.
 #[async_trait]
@@ -84,6 +87,7 @@ pub trait Exporter: Send + Sync {
         images: &[ExportImage],
         cache: &dyn CacheBackend,
         dest: &Path,
+        reporter: &dyn Reporter,
     ) -> Result<(), ExportError>;
 }
 
@@ -108,4 +112,25 @@ pub fn parent_dir(dest: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
+}
+
+/// The config's diff_ids, one per layer.
+pub fn diff_ids(config: &Path, em: &ExportManifest) -> Result<Vec<Digest>, ExportError> {
+    let bytes = std::fs::read(config).map_err(|e| ExportError::io(config, e))?;
+    let cfg: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
+        ExportError::Invalid(format!(
+            "config {} is not an image config: {e}",
+            em.manifest.config.digest
+        ))
+    })?;
+    let ids = cfg.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+    if ids.len() != em.manifest.layers.len() {
+        return Err(ExportError::Invalid(format!(
+            "image {}: config lists {} diff_ids for {} layers; cannot write uncompressed layers",
+            em.digest,
+            ids.len(),
+            em.manifest.layers.len()
+        )));
+    }
+    Ok(ids)
 }

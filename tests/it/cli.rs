@@ -33,6 +33,7 @@ async fn plugin_catalog_is_pinned() {
         "exporters/docker-archive",
         "exporters/oci",
         "exporters/oci-archive",
+        "exporters/rootfs",
     ];
     assert_eq!(found, want, "{stdout}");
 }

@@ -12,3 +12,4 @@ mod exporters;
 mod faults;
 mod platforms;
 mod pull;
+mod rootfs;

@@ -1,0 +1,463 @@
+//! Applying layer tars to a directory, as a container runtime would, and
+//! refusing anything that would write outside it.
+//!
+//! Rules (OCI image spec, "Applying changesets"):
+//! - `.wh.NAME` removes NAME from the layers below; `.wh..wh..opq` empties
+//!   its directory of everything the layers below put there. Whiteouts do
+//!   not hide entries of their own layer, whatever the order.
+//! - An entry replaces what is at its path (a directory over a directory
+//!   keeps the contents). Modes are applied, directories' last (a read-only
+//!   directory must still be filled); ownership only when running as root;
+//!   device nodes are skipped with a warning when not root.
+//!
+//! Safety: paths are cleaned component by component and never handed to the
+//! OS with `..` in them. An absolute path, a `..` that climbs above the
+//! target, or a parent directory that is a symlink pointing outside the
+//! target (absolute, or climbing above it) is refused with an error naming
+//! the entry; symlinks that stay inside are followed, as the kernel would.
+//! The final component is never followed: what is there is replaced.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnpackError {
+    #[error("refusing layer entry {entry:?}: {reason}")]
+    Unsafe { entry: String, reason: String },
+    #[error("layer entry {entry:?}: {path}: {source}")]
+    Io {
+        entry: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading the layer tar: {0}")]
+    Tar(std::io::Error),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Symlinks followed while resolving one path, as Linux's limit.
+const MAX_HOPS: usize = 40;
+
+/// Directory metadata, applied when everything is in place.
+struct DirMeta {
+    mode: u32,
+    mtime: u64,
+}
+
+/// Applies layers, one after the other, to `root`.
+pub struct Unpacker {
+    root: PathBuf,
+    as_root: bool,
+    dirs: BTreeMap<PathBuf, DirMeta>,
+    /// Things worth telling the user (skipped device nodes).
+    pub warnings: Vec<String>,
+}
+
+/// A path under the root as cleaned components.
+type Rel = Vec<OsString>;
+
+fn joined(rel: &[OsString]) -> OsString {
+    let mut out = OsString::new();
+    for (i, c) in rel.iter().enumerate() {
+        if i > 0 {
+            out.push("/");
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn shown(rel: &[OsString]) -> String {
+    joined(rel).to_string_lossy().into_owned()
+}
+
+impl Unpacker {
+    pub fn new(root: &Path) -> Unpacker {
+        Unpacker {
+            root: root.to_path_buf(),
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            as_root: unsafe { libc::geteuid() } == 0,
+            dirs: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn path(&self, rel: &[OsString]) -> PathBuf {
+        let mut p = self.root.clone();
+        p.extend(rel);
+        p
+    }
+
+    /// Apply one layer's tar stream.
+    pub fn apply(&mut self, tar: impl Read) -> Result<(), UnpackError> {
+        let mut ar = tar::Archive::new(tar);
+        // Paths written by this layer (resolved), which its whiteouts spare.
+        let mut added: HashSet<OsString> = HashSet::new();
+        for entry in ar.entries().map_err(UnpackError::Tar)? {
+            if crate::cancel::requested() {
+                return Err(UnpackError::Interrupted);
+            }
+            let mut entry = entry.map_err(UnpackError::Tar)?;
+            let raw = entry.path_bytes().into_owned();
+            let name = String::from_utf8_lossy(&raw).into_owned();
+            self.entry(&mut entry, &name, &raw, &mut added)?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        name: &str,
+        raw: &[u8],
+        added: &mut HashSet<OsString>,
+    ) -> Result<(), UnpackError> {
+        use tar::EntryType as T;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink
+        ) {
+            return Ok(());
+        }
+        let rel = clean(name, raw)?;
+        let Some((base, parent)) = rel.split_last() else {
+            // The root itself ("./"): its mode, like any directory's.
+            if kind == T::Directory {
+                self.remember_dir(PathBuf::new(), entry.header());
+            }
+            return Ok(());
+        };
+        if base.as_bytes() == b".wh..wh..opq" {
+            let Some(dir) = self.resolve(parent, name, false, added)? else {
+                return Ok(());
+            };
+            return self.opaque(&dir, name, added);
+        }
+        if let Some(hidden) = base.as_bytes().strip_prefix(b".wh.") {
+            if hidden.starts_with(b".wh.") {
+                return Ok(()); // aufs bookkeeping (.wh..wh.plnk and such)
+            }
+            let Some(mut dir) = self.resolve(parent, name, false, added)? else {
+                return Ok(());
+            };
+            dir.push(OsStr::from_bytes(hidden).to_os_string());
+            if !added.contains(&joined(&dir)) {
+                remove(&self.path(&dir)).map_err(|e| self.io(name, &dir, e))?;
+            }
+            return Ok(());
+        }
+        let mut at = self
+            .resolve(parent, name, true, added)?
+            .expect("created when missing");
+        at.push(base.clone());
+        let path = self.path(&at);
+        let io = |e| UnpackError::Io {
+            entry: name.to_string(),
+            path: path.clone(),
+            source: e,
+        };
+        let existing = fs::symlink_metadata(&path).ok();
+        let keep_dir = kind == T::Directory && existing.as_ref().is_some_and(|m| m.is_dir());
+        if existing.is_some() && !keep_dir {
+            remove(&path).map_err(io)?;
+        }
+        let h = entry.header().clone();
+        match kind {
+            T::Directory => {
+                if !keep_dir {
+                    fs::create_dir(&path).map_err(io)?;
+                }
+                self.own(&path, &h).map_err(io)?;
+                self.remember_dir(PathBuf::from(joined(&at)), &h);
+            }
+            T::Regular | T::Continuous | T::GNUSparse => {
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(io)?;
+                std::io::copy(entry, &mut f).map_err(io)?;
+                if let Ok(t) = h.mtime() {
+                    let _ =
+                        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
+                }
+                drop(f);
+                self.own(&path, &h).map_err(io)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode(&h))).map_err(io)?;
+            }
+            T::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(UnpackError::Tar)?
+                    .ok_or_else(|| unsafe_entry(name, "a symlink without a target"))?;
+                std::os::unix::fs::symlink(&target, &path).map_err(io)?;
+                self.own(&path, &h).map_err(io)?;
+            }
+            T::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry(name, "a hardlink without a target"))?
+                    .into_owned();
+                let shown_target = String::from_utf8_lossy(&target).into_owned();
+                let trel = clean(&shown_target, &target).map_err(|e| match e {
+                    UnpackError::Unsafe { reason, .. } => unsafe_entry(
+                        name,
+                        &format!("its hardlink target {shown_target:?}: {reason}"),
+                    ),
+                    other => other,
+                })?;
+                let Some((tbase, tparent)) = trel.split_last() else {
+                    return Err(unsafe_entry(name, "a hardlink to the root"));
+                };
+                let mut src = self
+                    .resolve(tparent, name, false, added)?
+                    .ok_or_else(|| unsafe_entry(name, "its hardlink target does not exist"))?;
+                src.push(tbase.clone());
+                let src = self.path(&src);
+                match fs::symlink_metadata(&src) {
+                    Ok(m) if !m.is_dir() => {}
+                    _ => {
+                        return Err(unsafe_entry(
+                            name,
+                            "its hardlink target is missing or a directory",
+                        ))
+                    }
+                }
+                fs::hard_link(&src, &path).map_err(io)?;
+            }
+            T::Char | T::Block | T::Fifo => {
+                if kind != T::Fifo && !self.as_root {
+                    self.warnings
+                        .push(format!("device node {name} skipped (not running as root)"));
+                    return Ok(());
+                }
+                let dev = libc::makedev(
+                    h.device_major().ok().flatten().unwrap_or(0),
+                    h.device_minor().ok().flatten().unwrap_or(0),
+                );
+                let fmt = match kind {
+                    T::Char => libc::S_IFCHR,
+                    T::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| unsafe_entry(name, "a NUL in its path"))?;
+                // SAFETY: `c` is a valid NUL-terminated path for the call.
+                if unsafe { libc::mknod(c.as_ptr(), fmt | mode(&h), dev) } != 0 {
+                    return Err(io(std::io::Error::last_os_error()));
+                }
+                self.own(&path, &h).map_err(io)?;
+            }
+            other => {
+                self.warnings
+                    .push(format!("{name}: tar entry type {other:?} skipped"));
+                return Ok(());
+            }
+        }
+        added.insert(joined(&at));
+        Ok(())
+    }
+
+    /// Resolve the directories `parent` under the root, following symlinks
+    /// that stay inside; missing ones are created when `create` (else
+    /// `None`). Errors when the path would leave the root.
+    fn resolve(
+        &mut self,
+        parent: &[OsString],
+        entry: &str,
+        create: bool,
+        added: &mut HashSet<OsString>,
+    ) -> Result<Option<Rel>, UnpackError> {
+        let mut done: Rel = Vec::new();
+        let mut todo: VecDeque<OsString> = parent.iter().cloned().collect();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            if c.is_empty() || c == "." {
+                continue;
+            }
+            if c == ".." {
+                if done.pop().is_none() {
+                    return Err(unsafe_entry(
+                        entry,
+                        "its path climbs out of the target through a symlink",
+                    ));
+                }
+                continue;
+            }
+            done.push(c);
+            let p = self.path(&done);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    hops += 1;
+                    let target = fs::read_link(&p).map_err(|e| self.io(entry, &done, e))?;
+                    let link = format!("{} -> {}", shown(&done), target.display());
+                    if target.is_absolute() || hops > MAX_HOPS {
+                        return Err(unsafe_entry(
+                            entry,
+                            &format!("it would be written through the symlink {link}, which points outside the target"),
+                        ));
+                    }
+                    done.pop();
+                    let bytes = target.as_os_str().as_bytes();
+                    for part in bytes.split(|b| *b == b'/').rev() {
+                        todo.push_front(OsStr::from_bytes(part).to_os_string());
+                    }
+                }
+                Ok(_) => {
+                    return Err(unsafe_entry(
+                        entry,
+                        &format!("{} is not a directory", shown(&done)),
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !create {
+                        return Ok(None);
+                    }
+                    fs::create_dir(&p).map_err(|e| self.io(entry, &done, e))?;
+                    added.insert(joined(&done));
+                }
+                Err(e) => return Err(self.io(entry, &done, e)),
+            }
+        }
+        Ok(Some(done))
+    }
+
+    /// Empty `dir` of what lower layers put there (what this layer added stays).
+    fn opaque(
+        &self,
+        dir: &[OsString],
+        entry: &str,
+        added: &HashSet<OsString>,
+    ) -> Result<(), UnpackError> {
+        let path = self.path(dir);
+        let list = match fs::read_dir(&path) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io(entry, dir, e)),
+        };
+        for child in list {
+            let child = child.map_err(|e| self.io(entry, dir, e))?;
+            let mut rel = dir.to_vec();
+            rel.push(child.file_name());
+            if !added.contains(&joined(&rel)) {
+                remove(&child.path()).map_err(|e| self.io(entry, &rel, e))?;
+            } else if child.file_type().is_ok_and(|t| t.is_dir()) {
+                self.opaque(&rel, entry, added)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remember_dir(&mut self, rel: PathBuf, h: &tar::Header) {
+        self.dirs.insert(
+            rel,
+            DirMeta {
+                mode: mode(h),
+                mtime: h.mtime().unwrap_or(0),
+            },
+        );
+    }
+
+    /// Ownership from the tar, when running as root.
+    fn own(&self, path: &Path, h: &tar::Header) -> std::io::Result<()> {
+        if !self.as_root {
+            return Ok(());
+        }
+        let (uid, gid) = (h.uid().unwrap_or(0), h.gid().unwrap_or(0));
+        std::os::unix::fs::lchown(path, Some(uid as u32), Some(gid as u32))
+    }
+
+    /// Apply directory modes and times, deepest first.
+    pub fn finish(self) -> Result<Vec<String>, UnpackError> {
+        let mut dirs: Vec<_> = self.dirs.iter().collect();
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (rel, meta) in dirs {
+            let path = self.root.join(rel);
+            // A directory a later layer removed or replaced is skipped.
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => {}
+                _ => continue,
+            }
+            if let Ok(d) = fs::File::open(&path) {
+                let _ = d.set_modified(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.mtime),
+                );
+            }
+            fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode)).map_err(|e| {
+                UnpackError::Io {
+                    entry: rel.display().to_string(),
+                    path: path.clone(),
+                    source: e,
+                }
+            })?;
+        }
+        Ok(self.warnings)
+    }
+
+    fn io(&self, entry: &str, rel: &[OsString], e: std::io::Error) -> UnpackError {
+        UnpackError::Io {
+            entry: entry.to_string(),
+            path: self.path(rel),
+            source: e,
+        }
+    }
+}
+
+fn unsafe_entry(entry: &str, reason: &str) -> UnpackError {
+    UnpackError::Unsafe {
+        entry: entry.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn mode(h: &tar::Header) -> u32 {
+    h.mode().unwrap_or(0o644) & 0o7777
+}
+
+/// Clean an entry path into components; refuse absolute paths, `..` above
+/// the root and NUL bytes.
+fn clean(name: &str, raw: &[u8]) -> Result<Rel, UnpackError> {
+    if raw.first() == Some(&b'/') {
+        return Err(unsafe_entry(name, "an absolute path"));
+    }
+    if raw.contains(&0) {
+        return Err(unsafe_entry(name, "a NUL byte in its path"));
+    }
+    let mut out: Rel = Vec::new();
+    for part in raw.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                if out.pop().is_none() {
+                    return Err(unsafe_entry(name, "its path climbs out of the target (..)"));
+                }
+            }
+            p => out.push(OsStr::from_bytes(p).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Remove whatever is at `path` without following a symlink there.
+fn remove(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+use super::*;
+use std::os::unix::fs::MetadataExt;
+
+enum E<'a> {
+    Dir(&'a str, u32),
+    File(&'a str, &'a str),
+    Sym(&'a str, &'a str),
+    Hard(&'a str, &'a str),
+}
+
+/// A tar with exactly these entries; names are written raw (the tar
+/// crate's own path checks would refuse the hostile ones).
+fn tar(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        let (name, data, link) = match e {
+            E::Dir(n, m) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(*m);
+                (*n, "", None)
+            }
+            E::File(n, d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                (*n, *d, None)
+            }
+            E::Sym(n, t) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                (*n, "", Some(*t))
+            }
+            E::Hard(n, t) => {
+                h.set_entry_type(tar::EntryType::Link);
+                (*n, "", Some(*t))
+            }
+        };
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(t) = link {
+            gnu.linkname[..t.len()].copy_from_slice(t.as_bytes());
+        }
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+struct Scene {
+    _dir: tempfile::TempDir,
+    outer: PathBuf,
+    root: PathBuf,
+}
+
+fn scene() -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let outer = dir.path().to_path_buf();
+    let root = outer.join("root");
+    fs::create_dir(&root).unwrap();
+    Scene {
+        _dir: dir,
+        outer,
+        root,
+    }
+}
+
+fn apply(root: &Path, layers: &[Vec<u8>]) -> Result<Vec<String>, UnpackError> {
+    let mut u = Unpacker::new(root);
+    for l in layers {
+        u.apply(l.as_slice())?;
+    }
+    u.finish()
+}
+
+/// Everything under `dir` but `root`: what an escape would leave.
+fn outside(s: &Scene) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(&s.outer)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "root")
+        .collect();
+    v.sort();
+    v
+}
+
+fn read(root: &Path, p: &str) -> Option<String> {
+    fs::read_to_string(root.join(p)).ok()
+}
+
+#[test]
+fn whiteouts_and_opaque_directories_hide_lower_layers_only() {
+    let s = scene();
+    let lower = tar(&[
+        E::Dir("a/", 0o755),
+        E::File("a/x", "x"),
+        E::File("a/y", "y"),
+        E::Dir("c/", 0o755),
+        E::File("c/old", "old"),
+        E::Dir("c/sub/", 0o755),
+        E::File("c/sub/deep", "deep"),
+        E::Dir("d/", 0o755),
+        E::File("d/gone", "gone"),
+    ]);
+    let upper = tar(&[
+        E::File("a/.wh.x", ""),
+        E::Dir("c/", 0o755),
+        E::File("c/.wh..wh..opq", ""),
+        E::File("c/new", "new"),
+        // Entries before the opaque marker in the same layer stay.
+        E::File("d/mine", "mine"),
+        E::File("d/.wh..wh..opq", ""),
+        // A whiteout does not hide its own layer's file.
+        E::File("e", "e"),
+        E::File(".wh.e", ""),
+    ]);
+    apply(&s.root, &[lower, upper]).unwrap();
+    assert_eq!(read(&s.root, "a/x"), None);
+    assert_eq!(read(&s.root, "a/y").as_deref(), Some("y"));
+    assert_eq!(read(&s.root, "c/old"), None);
+    assert!(!s.root.join("c/sub").exists());
+    assert_eq!(read(&s.root, "c/new").as_deref(), Some("new"));
+    assert_eq!(read(&s.root, "d/gone"), None);
+    assert_eq!(read(&s.root, "d/mine").as_deref(), Some("mine"));
+    assert_eq!(read(&s.root, "e").as_deref(), Some("e"));
+    assert!(!s.root.join("a/.wh.x").exists());
+}
+
+#[test]
+fn escapes_are_refused_and_nothing_lands_outside() {
+    let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        ("../escape", vec![tar(&[E::File("../escape", "x")])]),
+        (
+            "a/../../escape",
+            vec![tar(&[E::File("a/../../escape", "x")])],
+        ),
+        ("/escape", vec![tar(&[E::File("/escape", "x")])]),
+        (
+            "evil/escape",
+            vec![
+                tar(&[E::Sym("evil", "../")]),
+                tar(&[E::File("evil/escape", "x")]),
+            ],
+        ),
+        (
+            "abs/escape",
+            vec![tar(&[E::Sym("abs", "/tmp"), E::File("abs/escape", "x")])],
+        ),
+        (
+            "hop/escape",
+            vec![tar(&[
+                E::Dir("d/", 0o755),
+                E::Sym("d/up", ".."),
+                E::Sym("hop", "d/up/d/up/.."),
+                E::File("hop/escape", "x"),
+            ])],
+        ),
+        ("link", vec![tar(&[E::Hard("link", "../escape")])]),
+        (
+            "outhard",
+            vec![tar(&[E::Sym("s", "../"), E::Hard("outhard", "s/escape")])],
+        ),
+    ];
+    for (entry, layers) in cases {
+        let s = scene();
+        fs::write(s.outer.join("escape-target"), "keep").unwrap();
+        let err = apply(&s.root, &layers).unwrap_err();
+        match &err {
+            UnpackError::Unsafe { entry: e, .. } => assert_eq!(e, entry, "{err}"),
+            other => panic!("{entry}: expected a refusal, got {other}"),
+        }
+        assert_eq!(outside(&s), ["escape-target"], "{entry}");
+        assert_eq!(read(&s.outer, "escape-target").as_deref(), Some("keep"));
+    }
+}
+
+#[test]
+fn symlinks_inside_are_followed_and_final_ones_replaced() {
+    let s = scene();
+    fs::write(s.outer.join("secret"), "keep").unwrap();
+    let l1 = tar(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Sym("lib", "usr/lib"),
+        E::Sym("f", "../secret"),
+    ]);
+    let l2 = tar(&[E::File("lib/libc.so", "c"), E::File("f", "mine")]);
+    apply(&s.root, &[l1, l2]).unwrap();
+    assert_eq!(read(&s.root, "usr/lib/libc.so").as_deref(), Some("c"));
+    assert!(fs::symlink_metadata(s.root.join("lib"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::symlink_metadata(s.root.join("f")).unwrap().is_file());
+    assert_eq!(read(&s.outer, "secret").as_deref(), Some("keep"));
+}
+
+#[test]
+fn hardlinks_modes_and_read_only_directories() {
+    let s = scene();
+    let l = tar(&[
+        E::Dir("ro/", 0o555),
+        E::File("ro/file", "data"),
+        E::Hard("ro/again", "ro/file"),
+    ]);
+    apply(&s.root, &[l]).unwrap();
+    let a = fs::metadata(s.root.join("ro/file")).unwrap();
+    let b = fs::metadata(s.root.join("ro/again")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(a.mode() & 0o7777, 0o644);
+    assert_eq!(
+        fs::metadata(s.root.join("ro")).unwrap().mode() & 0o7777,
+        0o555
+    );
+    fs::set_permissions(s.root.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+}
