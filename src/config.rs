@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Top-level keys that `IMGPULL_<KEY>` may override.
-const ENV_KEYS: [&str; 6] = [
+const ENV_KEYS: [&str; 7] = [
     "max_concurrent_downloads",
     "retries",
+    "stall_timeout",
     "cache",
     "export",
     "ca_file",
@@ -30,6 +31,10 @@ pub struct Config {
     /// Tries per request on connect errors, resets, timeouts and
     /// 408/429/5xx (exponential backoff with jitter; 1 = no retry).
     pub retries: u32,
+    /// A body that sends no byte for this long (`30s`, `2m`) counts as a
+    /// failed attempt: the download resumes with Range. Also bounds a wait
+    /// for response headers.
+    pub stall_timeout: String,
     /// Cache backend plugin name.
     pub cache: String,
     /// Exporter plugin name.
@@ -133,11 +138,20 @@ impl std::fmt::Debug for RegistryConfig {
     }
 }
 
+impl Config {
+    /// `stall_timeout` as a duration (checked when the config is loaded).
+    pub fn stall_timeout(&self) -> std::time::Duration {
+        crate::units::parse_duration(&self.stall_timeout)
+            .unwrap_or(std::time::Duration::from_secs(60))
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             max_concurrent_downloads: 3,
             retries: 5,
+            stall_timeout: "60s".into(),
             cache: "local".into(),
             export: "docker-archive".into(),
             ca_file: None,
@@ -250,6 +264,15 @@ impl Config {
         let mut cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        match crate::units::parse_duration(&cfg.stall_timeout) {
+            Ok(d) if !d.is_zero() => {}
+            Ok(_) => {
+                return Err(ConfigError::Invalid(
+                    "stall_timeout must be above zero".into(),
+                ))
+            }
+            Err(e) => return Err(ConfigError::Invalid(format!("stall_timeout: {e}"))),
+        }
         // Paths written in a config file are relative to that file.
         if let Ok(v) = fig.find_value("ca_file") {
             cfg.ca_file = relative_to_source(&fig, &v).or(cfg.ca_file);

@@ -132,6 +132,7 @@ impl Engine {
                 attempts: self.config.retries.max(1),
                 ..Default::default()
             },
+            stall_timeout: self.config.stall_timeout(),
             ns: None,
         })
     }

@@ -119,7 +119,7 @@ impl Error {
                 R::Unauthorized { .. } | R::Denied { .. } => exit::AUTH,
                 R::NotFound { .. } => exit::NOT_FOUND,
                 R::RateLimited { .. } => exit::RATE_LIMITED,
-                R::DigestMismatch { .. } => exit::INTEGRITY,
+                R::DigestMismatch { .. } | R::LengthMismatch { .. } => exit::INTEGRITY,
                 _ => exit::NETWORK,
             },
             Error::Cache { source, .. } | Error::Export(ExportError::Cache(source)) => match source
@@ -172,7 +172,7 @@ impl Error {
             Error::Registry(R::Connect { .. }) => {
                 "check the registry address and port, and HTTPS_PROXY/NO_PROXY if you use a proxy".into()
             }
-            Error::Registry(R::DigestMismatch { .. })
+            Error::Registry(R::DigestMismatch { .. } | R::LengthMismatch { .. })
             | Error::Cache {
                 source: CacheError::DigestMismatch { .. } | CacheError::SizeMismatch { .. },
                 ..

@@ -101,10 +101,21 @@ async fn fetch_one(
     let (mut fetched, mut attempt, mut started_over) = (0, 0, false);
     loop {
         attempt += 1;
-        let (n, result) = download(client, repository, d, writer.as_mut(), reporter).await;
+        let (n, endpoint, result) =
+            download(client, repository, d, writer.as_mut(), reporter).await;
         fetched += n;
         match result {
             Ok(()) => {}
+            // A server about to send the wrong number of bytes: like
+            // corruption, one more try from scratch (elsewhere if a mirror).
+            Err(Error::Registry(e @ RegistryError::LengthMismatch { .. })) => {
+                if std::mem::replace(&mut started_over, true) {
+                    return Err(e.into());
+                }
+                reporter.info(&format!("{e}; trying again"));
+                writer.restart().await.map_err(cache_err)?;
+                continue;
+            }
             // A reset or stall mid-blob: continue from what was received.
             Err(Error::Registry(RegistryError::Network { .. })) if attempt < policy.attempts => {
                 reporter.info(&format!(
@@ -122,8 +133,14 @@ async fn fetch_one(
             Err(e) => e,
         };
         let again = match &e {
-            // Wrong bytes: they were discarded; one more try from scratch.
-            CacheError::DigestMismatch { .. } => !std::mem::replace(&mut started_over, true),
+            // Wrong bytes: they were discarded; one more try from scratch,
+            // not from a mirror that served them.
+            CacheError::DigestMismatch { .. } => {
+                if let Some(i) = endpoint {
+                    client.give_up_on(i);
+                }
+                !std::mem::replace(&mut started_over, true)
+            }
             // Short (the server ended early without an error): resume.
             CacheError::SizeMismatch {
                 found, expected, ..
@@ -153,29 +170,29 @@ async fn fetch_one(
 }
 
 /// Fetch the rest of a blob into `writer` (from its offset). Returns the
-/// bytes received, and how it ended.
+/// bytes received, the endpoint that sent them, and how it ended.
 async fn download(
     client: &Endpoints,
     repository: &str,
     d: &Descriptor,
     writer: &mut dyn BlobWriter,
     reporter: &dyn Reporter,
-) -> (u64, Result<(), Error>) {
+) -> (u64, Option<usize>, Result<(), Error>) {
     let cache_err = |source: CacheError| Error::Cache {
         registry: client.registry().to_string(),
         source,
     };
     let offset = writer.offset();
     if offset >= d.size {
-        return (0, Ok(()));
+        return (0, None, Ok(()));
     }
     let (resp, endpoint) = match client.blob_from(repository, &d.digest, offset).await {
         Ok(r) => r,
-        Err(e) => return (0, Err(e.into())),
+        Err(e) => return (0, None, Err(e.into())),
     };
     let (resp, endpoint) = if offset > 0 && resumed_at(&resp, offset, d.size).is_none() {
         if let Err(e) = writer.restart().await {
-            return (0, Err(cache_err(e)));
+            return (0, Some(endpoint), Err(cache_err(e)));
         }
         if resp.status() == reqwest::StatusCode::OK {
             // The whole blob: take it from byte 0.
@@ -185,7 +202,7 @@ async fn download(
             drop(resp);
             match client.blob_from(repository, &d.digest, 0).await {
                 Ok(r) => r,
-                Err(e) => return (0, Err(e.into())),
+                Err(e) => return (0, None, Err(e.into())),
             }
         }
     } else {
@@ -200,6 +217,18 @@ async fn download(
         reporter.blob_progress(&d.digest, writer.offset());
     }
     let url = resp.url().to_string();
+    let expected = d.size - writer.offset();
+    if let Some(found) = resp.content_length().filter(|n| *n != expected) {
+        client.give_up_on(endpoint);
+        let e = RegistryError::LengthMismatch {
+            registry: client.registry().to_string(),
+            url,
+            digest: d.digest.clone(),
+            expected,
+            found,
+        };
+        return (0, Some(endpoint), Err(e.into()));
+    }
     let mut body = resp.bytes_stream();
     let mut got = 0;
     while let Some(chunk) = body.next().await {
@@ -209,14 +238,18 @@ async fn download(
                 // A mirror that drops us is not asked again: the next
                 // endpoint continues from here with Range.
                 client.give_up_on(endpoint);
-                return (got, Err(client.body_error(endpoint, &url, &e).into()));
+                return (
+                    got,
+                    Some(endpoint),
+                    Err(client.body_error(endpoint, &url, &e).into()),
+                );
             }
         };
         if let Err(e) = writer.write(&chunk).await {
-            return (got, Err(cache_err(e)));
+            return (got, Some(endpoint), Err(cache_err(e)));
         }
         got += chunk.len() as u64;
         reporter.blob_progress(&d.digest, chunk.len() as u64);
     }
-    (got, Ok(()))
+    (got, Some(endpoint), Ok(()))
 }

@@ -21,7 +21,9 @@ impl Compression {
     pub fn sniff(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+            || (head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18])
+        {
             Compression::Zstd
         } else {
             Compression::None
@@ -112,21 +114,20 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// A zstd stream of one or more frames.
+/// A zstd stream of one or more frames; skippable frames (zstd:chunked
+/// keeps its table of contents in them) are skipped.
 struct ZstdFrames<R: BufRead> {
-    state: Frames<R>,
-}
-
-enum Frames<R: BufRead> {
-    Between(R),
-    In(Box<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>),
-    Done,
+    r: R,
+    dec: Box<ruzstd::decoding::FrameDecoder>,
+    in_frame: bool,
 }
 
 impl<R: BufRead> ZstdFrames<R> {
     fn new(r: R) -> Self {
         ZstdFrames {
-            state: Frames::Between(r),
+            r,
+            dec: Box::new(ruzstd::decoding::FrameDecoder::new()),
+            in_frame: false,
         }
     }
 }
@@ -137,27 +138,44 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
 
 impl<R: BufRead> Read for ZstdFrames<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        use ruzstd::decoding::BlockDecodingStrategy;
         if buf.is_empty() {
             return Ok(0);
         }
         loop {
-            match std::mem::replace(&mut self.state, Frames::Done) {
-                Frames::Done => return Ok(0),
-                Frames::Between(mut r) => {
-                    if r.fill_buf()?.is_empty() {
-                        return Ok(0);
-                    }
-                    let dec = ruzstd::decoding::StreamingDecoder::new(r).map_err(invalid)?;
-                    self.state = Frames::In(Box::new(dec));
+            if !self.in_frame {
+                if self.r.fill_buf()?.is_empty() {
+                    return Ok(0);
                 }
-                Frames::In(mut dec) => {
-                    let n = dec.read(buf)?;
-                    if n > 0 {
-                        self.state = Frames::In(dec);
-                        return Ok(n);
+                match self.dec.init(&mut self.r) {
+                    Ok(()) => self.in_frame = true,
+                    Err(FrameDecoderError::ReadFrameHeaderError(
+                        ReadFrameHeaderError::SkipFrame { length, .. },
+                    )) => {
+                        let skipped = std::io::copy(
+                            &mut (&mut self.r).take(u64::from(length)),
+                            &mut std::io::sink(),
+                        )?;
+                        if skipped != u64::from(length) {
+                            return Err(invalid("truncated skippable frame"));
+                        }
                     }
-                    self.state = Frames::Between(dec.into_inner());
+                    Err(e) => return Err(invalid(e)),
                 }
+                continue;
+            }
+            while self.dec.can_collect() == 0 && !self.dec.is_finished() {
+                self.dec
+                    .decode_blocks(&mut self.r, BlockDecodingStrategy::UptoBlocks(1))
+                    .map_err(invalid)?;
+            }
+            let n = self.dec.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.dec.is_finished() {
+                self.in_frame = false;
             }
         }
     }
@@ -200,6 +218,17 @@ mod tests {
         }
         assert_eq!(Compression::sniff(&blob), Compression::Zstd);
         assert_eq!(roundtrip(Compression::Zstd, &blob), b"hello world");
+    }
+
+    #[test]
+    fn zstd_skippable_frames_are_skipped() {
+        let mut blob = vec![0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 9, 9, 9];
+        blob.extend(ruzstd::encoding::compress_to_vec(
+            b"chunked".as_slice(),
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ));
+        blob.extend([0x5f, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]);
+        assert_eq!(roundtrip(Compression::Zstd, &blob), b"chunked");
     }
 
     #[test]

@@ -14,6 +14,24 @@ pub mod media {
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
+    /// Image config types this tool writes out.
+    pub const CONFIGS: [&str; 2] = [OCI_CONFIG, DOCKER_CONFIG];
+
+    /// Layer types this tool writes out (gzip, zstd or plain tars, Docker
+    /// and OCI names, nondistributable/foreign ones included).
+    pub const LAYERS: [&str; 10] = [
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.diff.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar",
+    ];
+
     /// The `Accept` list for manifest requests, most specific first.
     pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
         application/vnd.oci.image.manifest.v1+json, \
@@ -72,8 +90,20 @@ pub enum Manifest {
 pub enum ManifestError {
     #[error("manifest is not valid JSON of a known kind: {0}")]
     Malformed(#[from] serde_json::Error),
-    #[error("unsupported manifest media type {0:?} (schema1 and other legacy formats are not supported)")]
+    #[error("unsupported manifest media type {0:?} (known: {known}; schema1 and other legacy formats are not supported)", known = KNOWN_MANIFESTS.join(", "))]
     Unsupported(String),
+    #[error("not a container image: {what} has media type {found:?} (known: {})", .known.join(", "))]
+    NotAnImage {
+        what: String,
+        found: String,
+        known: Vec<&'static str>,
+    },
+    #[error("{what} lists {found} entries; more than {max} is refused")]
+    TooMany {
+        what: &'static str,
+        found: usize,
+        max: usize,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -84,6 +114,53 @@ pub enum ManifestError {
         expected: u64,
         found: u64,
     },
+}
+
+const KNOWN_MANIFESTS: [&str; 4] = [
+    media::OCI_INDEX,
+    media::OCI_MANIFEST,
+    media::DOCKER_LIST,
+    media::DOCKER_MANIFEST,
+];
+
+/// Most layers an image may have (Docker's own limit is 127 with overlay).
+pub const MAX_LAYERS: usize = 1000;
+/// Most entries an index may have.
+pub const MAX_INDEX_ENTRIES: usize = 4096;
+
+impl ImageManifest {
+    /// Refuse what no exporter can write: too many layers, a config or
+    /// layer that is not a container image's (Helm charts, signatures and
+    /// other OCI artifacts), naming the known types. An empty media type is
+    /// let through (some old registries omit it).
+    pub fn check(&self) -> Result<(), ManifestError> {
+        if self.layers.len() > MAX_LAYERS {
+            return Err(ManifestError::TooMany {
+                what: "the image manifest",
+                found: self.layers.len(),
+                max: MAX_LAYERS,
+            });
+        }
+        let t = &self.config.media_type;
+        if !t.is_empty() && !media::CONFIGS.contains(&t.as_str()) {
+            return Err(ManifestError::NotAnImage {
+                what: format!("config {}", self.config.digest),
+                found: t.clone(),
+                known: media::CONFIGS.to_vec(),
+            });
+        }
+        for l in &self.layers {
+            let t = &l.media_type;
+            if !t.is_empty() && !media::LAYERS.contains(&t.as_str()) {
+                return Err(ManifestError::NotAnImage {
+                    what: format!("layer {}", l.digest),
+                    found: t.clone(),
+                    known: media::LAYERS.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Manifest {
@@ -120,9 +197,19 @@ impl Manifest {
             }
         };
         if is_index {
-            Ok(Manifest::Index(serde_json::from_slice(bytes)?))
+            let index: ImageIndex = serde_json::from_slice(bytes)?;
+            if index.manifests.len() > MAX_INDEX_ENTRIES {
+                return Err(ManifestError::TooMany {
+                    what: "the index",
+                    found: index.manifests.len(),
+                    max: MAX_INDEX_ENTRIES,
+                });
+            }
+            Ok(Manifest::Index(index))
         } else {
-            Ok(Manifest::Image(serde_json::from_slice(bytes)?))
+            let image: ImageManifest = serde_json::from_slice(bytes)?;
+            image.check()?;
+            Ok(Manifest::Image(image))
         }
     }
 }
@@ -223,6 +310,55 @@ mod tests {
         );
         assert_eq!(m.layers[0].size, 2);
         assert!(docker_to_oci(&oci).is_none(), "OCI stays as it is");
+    }
+
+    #[test]
+    fn artifacts_and_huge_manifests_are_refused() {
+        let doc = |config: &str, layer: &str, n: usize| {
+            let layers: Vec<String> = (0..n)
+                .map(|_| {
+                    format!(
+                        r#"{{"mediaType":"{layer}","size":1,"digest":"sha256:{}"}}"#,
+                        "b".repeat(64)
+                    )
+                })
+                .collect();
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{config}","size":1,"digest":"sha256:{}"}},"layers":[{}]}}"#,
+                media::OCI_MANIFEST,
+                "a".repeat(64),
+                layers.join(",")
+            )
+        };
+        let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        assert!(Manifest::parse(
+            media::OCI_MANIFEST,
+            doc(media::OCI_CONFIG, gz, 2).as_bytes()
+        )
+        .is_ok());
+        let helm = doc(
+            "application/vnd.cncf.helm.config.v1+json",
+            "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+            1,
+        );
+        let e = Manifest::parse(media::OCI_MANIFEST, helm.as_bytes()).unwrap_err();
+        assert!(
+            e.to_string().contains("not a container image")
+                && e.to_string().contains(media::OCI_CONFIG),
+            "{e}"
+        );
+        let odd_layer = doc(media::OCI_CONFIG, "application/x-strange", 1);
+        let e = Manifest::parse(media::OCI_MANIFEST, odd_layer.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("tar+zstd"), "{e}");
+        let huge = doc(media::OCI_CONFIG, gz, MAX_LAYERS + 1);
+        let e = Manifest::parse(media::OCI_MANIFEST, huge.as_bytes()).unwrap_err();
+        assert!(matches!(e, ManifestError::TooMany { .. }), "{e}");
+        let e = Manifest::parse(
+            "application/vnd.example+json",
+            br#"{"mediaType":"application/vnd.example+json"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(media::DOCKER_LIST), "{e}");
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //!
 //! Safety: paths are cleaned component by component and never handed to the
 //! OS with `..` in them. An absolute path, a `..` that climbs above the
-//! target, or a parent directory that is a symlink pointing outside the
-//! target (absolute, or climbing above it) is refused with an error naming
-//! the entry; symlinks that stay inside are followed, as the kernel would.
-//! The final component is never followed: what is there is replaced.
+//! target, or a parent directory that is a symlink climbing above the
+//! target is refused with an error naming the entry. Other symlinks on the
+//! way are followed inside the target, an absolute one from the target's
+//! root (what the container would see: `var/run -> /run` leads to the
+//! image's `run`). The final component is never followed: what is there
+//! is replaced.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -145,14 +147,30 @@ impl Unpacker {
             if hidden.starts_with(b".wh.") {
                 return Ok(()); // aufs bookkeeping (.wh..wh.plnk and such)
             }
+            if matches!(hidden, b"" | b"." | b"..") {
+                return Err(unsafe_entry(
+                    name,
+                    "a whiteout of no file (., .. or nothing)",
+                ));
+            }
             let Some(mut dir) = self.resolve(parent, name, false, added)? else {
                 return Ok(());
             };
             dir.push(OsStr::from_bytes(hidden).to_os_string());
-            if !added.contains(&joined(&dir)) {
-                remove(&self.path(&dir)).map_err(|e| self.io(name, &dir, e))?;
+            let key = joined(&dir);
+            if added.contains(&key) {
+                return Ok(());
             }
-            return Ok(());
+            let mut prefix = key.clone();
+            prefix.push("/");
+            if added
+                .iter()
+                .any(|a| a.as_bytes().starts_with(prefix.as_bytes()))
+            {
+                // This layer put things inside it: only what is below goes.
+                return self.opaque(&dir, name, added);
+            }
+            return self.remove_at(&dir, name);
         }
         let mut at = self
             .resolve(parent, name, true, added)?
@@ -167,7 +185,7 @@ impl Unpacker {
         let existing = fs::symlink_metadata(&path).ok();
         let keep_dir = kind == T::Directory && existing.as_ref().is_some_and(|m| m.is_dir());
         if existing.is_some() && !keep_dir {
-            remove(&path).map_err(io)?;
+            self.remove_at(&at, name)?;
         }
         let h = entry.header().clone();
         match kind {
@@ -187,9 +205,8 @@ impl Unpacker {
                     .open(&path)
                     .map_err(io)?;
                 std::io::copy(entry, &mut f).map_err(io)?;
-                if let Ok(t) = h.mtime() {
-                    let _ =
-                        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
+                if let Some(t) = h.mtime().ok().and_then(time) {
+                    let _ = f.set_modified(t);
                 }
                 drop(f);
                 self.own(&path, &h).map_err(io)?;
@@ -289,7 +306,7 @@ impl Unpacker {
                 if done.pop().is_none() {
                     return Err(unsafe_entry(
                         entry,
-                        "its path climbs out of the target through a symlink",
+                        "it would be written through a symlink that climbs out of the target",
                     ));
                 }
                 continue;
@@ -302,13 +319,18 @@ impl Unpacker {
                     hops += 1;
                     let target = fs::read_link(&p).map_err(|e| self.io(entry, &done, e))?;
                     let link = format!("{} -> {}", shown(&done), target.display());
-                    if target.is_absolute() || hops > MAX_HOPS {
+                    if hops > MAX_HOPS {
                         return Err(unsafe_entry(
                             entry,
-                            &format!("it would be written through the symlink {link}, which points outside the target"),
+                            &format!("too many symlinks on its path (at {link})"),
                         ));
                     }
                     done.pop();
+                    // An absolute target means the image's root, as the
+                    // container sees it (as umoci and containerd resolve).
+                    if target.is_absolute() {
+                        done.clear();
+                    }
                     let bytes = target.as_os_str().as_bytes();
                     for part in bytes.split(|b| *b == b'/').rev() {
                         todo.push_front(OsStr::from_bytes(part).to_os_string());
@@ -335,7 +357,7 @@ impl Unpacker {
 
     /// Empty `dir` of what lower layers put there (what this layer added stays).
     fn opaque(
-        &self,
+        &mut self,
         dir: &[OsString],
         entry: &str,
         added: &HashSet<OsString>,
@@ -351,11 +373,20 @@ impl Unpacker {
             let mut rel = dir.to_vec();
             rel.push(child.file_name());
             if !added.contains(&joined(&rel)) {
-                remove(&child.path()).map_err(|e| self.io(entry, &rel, e))?;
+                self.remove_at(&rel, entry)?;
             } else if child.file_type().is_ok_and(|t| t.is_dir()) {
                 self.opaque(&rel, entry, added)?;
             }
         }
+        Ok(())
+    }
+
+    /// Remove what is at `rel` (not following a symlink there) and forget
+    /// the directory modes recorded at or under it.
+    fn remove_at(&mut self, rel: &[OsString], entry: &str) -> Result<(), UnpackError> {
+        remove(&self.path(rel)).map_err(|e| self.io(entry, rel, e))?;
+        let gone = PathBuf::from(joined(rel));
+        self.dirs.retain(|p, _| !p.starts_with(&gone));
         Ok(())
     }
 
@@ -384,15 +415,13 @@ impl Unpacker {
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (rel, meta) in dirs {
             let path = self.root.join(rel);
-            // A directory a later layer removed or replaced is skipped.
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => {}
-                _ => continue,
+            // A directory a later layer removed or replaced is skipped, and
+            // so is one reached through a symlink (never follow out).
+            if !real_dirs(&self.root, rel) {
+                continue;
             }
-            if let Ok(d) = fs::File::open(&path) {
-                let _ = d.set_modified(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(meta.mtime),
-                );
+            if let (Ok(d), Some(t)) = (fs::File::open(&path), time(meta.mtime)) {
+                let _ = d.set_modified(t);
             }
             fs::set_permissions(&path, fs::Permissions::from_mode(meta.mode)).map_err(|e| {
                 UnpackError::Io {
@@ -412,6 +441,24 @@ impl Unpacker {
             source: e,
         }
     }
+}
+
+/// Whether every component of `rel` under `root` is a directory, not a
+/// symlink.
+fn real_dirs(root: &Path, rel: &Path) -> bool {
+    let mut p = root.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn time(secs: u64) -> Option<std::time::SystemTime> {
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
 }
 
 fn unsafe_entry(entry: &str, reason: &str) -> UnpackError {

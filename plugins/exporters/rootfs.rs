@@ -78,7 +78,8 @@ fn unpack(layers: &[(PathBuf, Digest)], dest: &Path) -> Result<Vec<String>, Expo
         let p = p.to_path_buf();
         move |e| ExportError::io(p, e)
     };
-    let empty_dir = dest.is_dir() && std::fs::read_dir(dest).map_err(io(dest))?.next().is_none();
+    let empty_dir = dest.symlink_metadata().is_ok_and(|m| m.is_dir())
+        && std::fs::read_dir(dest).map_err(io(dest))?.next().is_none();
     if dest.symlink_metadata().is_ok() && !empty_dir {
         return Err(ExportError::Invalid(format!(
             "{} exists; rootfs needs a new or empty directory",
@@ -111,10 +112,12 @@ fn unpack(layers: &[(PathBuf, Digest)], dest: &Path) -> Result<Vec<String>, Expo
             )));
         }
     }
-    let warnings = unpacker.finish()?;
+    // Before directory modes are applied: a failure here must leave a
+    // temporary tree that can still be removed.
     if empty_dir {
         std::fs::remove_dir(dest).map_err(io(dest))?;
     }
+    let warnings = unpacker.finish()?;
     let built = tmp.keep();
     std::fs::rename(&built, dest).map_err(|e| {
         let _ = std::fs::remove_dir_all(&built);

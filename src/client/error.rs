@@ -64,6 +64,14 @@ pub enum RegistryError {
         expected: String,
         found: Digest,
     },
+    #[error("{registry}: integrity error: {url} announced {found} bytes of {digest}, but {expected} were expected")]
+    LengthMismatch {
+        registry: String,
+        url: String,
+        digest: Digest,
+        expected: u64,
+        found: u64,
+    },
     #[error("{registry}: bad response: {detail}")]
     BadResponse { registry: String, detail: String },
 }
@@ -94,6 +102,7 @@ impl RegistryError {
             | RegistryError::Tls { registry, .. }
             | RegistryError::Network { registry, .. }
             | RegistryError::DigestMismatch { registry, .. }
+            | RegistryError::LengthMismatch { registry, .. }
             | RegistryError::BadResponse { registry, .. } => registry,
         }
     }

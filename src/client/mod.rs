@@ -50,6 +50,8 @@ pub struct ClientOptions {
     pub ca_pem: Vec<Vec<u8>>,
     pub credentials: Option<Found>,
     pub retry: RetryPolicy,
+    /// No byte for this long fails the attempt (resumed with Range).
+    pub stall_timeout: Duration,
     /// For a mirror: add `?ns=ORIGIN` to requests (containerd style).
     pub ns: Option<String>,
 }
@@ -569,7 +571,7 @@ fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("imgpull/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(120))
+        .read_timeout(opts.stall_timeout)
         .redirect(redirect_policy());
     for pem in &opts.ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Tls {

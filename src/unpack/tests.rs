@@ -144,7 +144,15 @@ fn escapes_are_refused_and_nothing_lands_outside() {
         ),
         (
             "abs/escape",
-            vec![tar(&[E::Sym("abs", "/tmp"), E::File("abs/escape", "x")])],
+            vec![tar(&[E::Sym("abs", "/../tmp"), E::File("abs/escape", "x")])],
+        ),
+        (
+            ".wh...",
+            vec![tar(&[E::Dir("a/", 0o755), E::File(".wh...", "")])],
+        ),
+        (
+            "a/.wh..",
+            vec![tar(&[E::Dir("a/", 0o755), E::File("a/.wh..", "")])],
         ),
         (
             "hop/escape",
@@ -183,10 +191,18 @@ fn symlinks_inside_are_followed_and_final_ones_replaced() {
         E::Dir("usr/lib/", 0o755),
         E::Sym("lib", "usr/lib"),
         E::Sym("f", "../secret"),
+        E::Dir("var/", 0o755),
+        E::Sym("var/run", "/run"),
     ]);
-    let l2 = tar(&[E::File("lib/libc.so", "c"), E::File("f", "mine")]);
+    let l2 = tar(&[
+        E::File("lib/libc.so", "c"),
+        E::File("f", "mine"),
+        E::File("var/run/pid", "1"),
+    ]);
     apply(&s.root, &[l1, l2]).unwrap();
     assert_eq!(read(&s.root, "usr/lib/libc.so").as_deref(), Some("c"));
+    // An absolute symlink leads to the image's root, not the host's.
+    assert_eq!(read(&s.root, "run/pid").as_deref(), Some("1"));
     assert!(fs::symlink_metadata(s.root.join("lib"))
         .unwrap()
         .file_type()
@@ -213,4 +229,42 @@ fn hardlinks_modes_and_read_only_directories() {
         0o555
     );
     fs::set_permissions(s.root.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_whiteout_spares_what_its_own_layer_put_inside() {
+    let s = scene();
+    let lower = tar(&[E::Dir("a/", 0o777), E::File("a/old", "old")]);
+    let upper = tar(&[E::File("a/new", "new"), E::File(".wh.a", "")]);
+    apply(&s.root, &[lower, upper]).unwrap();
+    assert_eq!(read(&s.root, "a/old"), None);
+    assert_eq!(read(&s.root, "a/new").as_deref(), Some("new"));
+}
+
+#[test]
+fn directory_modes_never_reach_through_a_later_symlink() {
+    let s = scene();
+    let victim = s.outer.join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    // `a/victim` gets a mode; then `a` becomes a symlink to the directory
+    // holding the root (written as the final component, so allowed).
+    let l1 = tar(&[E::Dir("a/", 0o755), E::Dir("a/victim/", 0o777)]);
+    let l2 = tar(&[E::Sym("a", "..")]);
+    apply(&s.root, &[l1, l2]).unwrap();
+    assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o7777, 0o700);
+}
+
+#[test]
+fn huge_mtimes_do_not_panic() {
+    let s = scene();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1);
+    h.set_mtime(u64::MAX);
+    b.append_data(&mut h, "f", b"x".as_slice()).unwrap();
+    apply(&s.root, &[b.into_inner().unwrap()]).unwrap();
+    assert_eq!(read(&s.root, "f").as_deref(), Some("x"));
 }

@@ -96,6 +96,7 @@ async fn a_registry_that_keeps_failing_gives_a_clear_error() {
         text(&out)
     );
     assert!(!work.path().join("out.tar").exists());
+    verify_clean(work.path()).await;
 
     // A Retry-After longer than we wait fails at once, saying when.
     let fault = Fault::Status {
@@ -290,5 +291,144 @@ async fn mirrors_are_tried_in_order_and_a_broken_one_is_left_mid_blob() {
         origin.seen.lock().unwrap().len(),
         before,
         "the origin was never contacted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_body_times_out_and_resumes_with_range() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let victim = img.layers[1].digest.clone();
+    let fault = Fault::Stall {
+        digest: victim.clone(),
+        after: 30_000,
+        times: times(1),
+    };
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", proxy.host());
+    let started = Instant::now();
+    let out = imgpull_env(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache", "-v"],
+        None,
+        &[("IMGPULL_STALL_TIMEOUT", "2s")],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the stall was cut short"
+    );
+    let ranges = proxy.ranges.lock().unwrap().clone();
+    let asks: Vec<_> = ranges
+        .iter()
+        .filter(|(p, _, _)| p.ends_with(&victim))
+        .collect();
+    assert_eq!(asks.len(), 2, "{asks:?}");
+    assert_eq!(asks[1].1.as_deref(), Some("bytes=30000-"), "{asks:?}");
+    tools::skopeo_copy_to_oci(&work.path().join("out.tar"), work.path());
+    verify_clean(work.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_that_expire_after_k_requests_are_renewed() {
+    use crate::support::token;
+    let reg = Registry::start(Variant::Token).await;
+    let img = image::build("expiring", Format::Docker, image::host_arch(), 6);
+    image::push(&reg, "open/app", "1", &img).await;
+    let tokens = reg.token.as_ref().unwrap();
+    let challenge = format!(
+        "Bearer realm=\"{}\",service=\"{}\",scope=\"repository:open/app:pull\",error=\"invalid_token\"",
+        tokens.realm(),
+        token::SERVICE
+    );
+    let fault = Fault::ExpireTokens {
+        after: 3,
+        challenge,
+        uses: Default::default(),
+    };
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    let work = tempdir();
+    let name = format!("{}/open/app:1", proxy.host());
+    let before = tokens.count();
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "out.tar",
+            "--cache-dir",
+            "cache",
+            "--max-concurrent-downloads",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    // 1 manifest + 1 config + 6 layers (+ pings): at least three tokens.
+    assert!(
+        tokens.count() - before >= 3,
+        "{} tokens",
+        tokens.count() - before
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+    verify_clean(work.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_content_length_is_treated_as_corruption() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 3).await;
+    let victim = img.layers[2].digest.clone();
+    let count = times(1);
+    let fault = Fault::Truncate {
+        digest: victim.clone(),
+        times: count.clone(),
+    };
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", proxy.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache", "-v"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("were expected; trying again"),
+        "{}",
+        text(&out)
+    );
+    tools::skopeo_copy_to_oci(&work.path().join("out.tar"), work.path());
+    verify_clean(work.path()).await;
+
+    // Always short: a clear integrity error naming the blob, nothing kept.
+    count.store(100, std::sync::atomic::Ordering::SeqCst);
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "again.tar", "--cache-dir", "fresh"],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&victim) && stderr.contains("hint:"),
+        "{stderr}"
+    );
+    assert!(!work.path().join("again.tar").exists());
+    let v = imgpull(
+        work.path(),
+        &["cache", "verify", "--cache-dir", "fresh"],
+        None,
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains(", 0 bad"),
+        "{}",
+        text(&v)
     );
 }

@@ -60,6 +60,9 @@ pub struct Response {
     pub throttle: Option<u64>,
     /// Send only this many bytes of the body, then close (a reset).
     pub cut_at: Option<usize>,
+    /// Send this many bytes of the body, then nothing (a stalled body; the
+    /// connection stays open until the client gives up).
+    pub stall_at: Option<usize>,
 }
 
 impl Response {
@@ -70,6 +73,7 @@ impl Response {
             body: body.into(),
             throttle: None,
             cut_at: None,
+            stall_at: None,
         }
     }
     pub fn header(mut self, k: &str, v: &str) -> Response {
@@ -135,6 +139,18 @@ where
                 }
                 out.push_str("Connection: close\r\n\r\n");
                 let _ = sock.write_all(out.as_bytes()).await;
+                if let (false, Some(n)) = (head_only, resp.stall_at) {
+                    let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
+                    let _ = sock.flush().await;
+                    // Hold the connection until the client closes it.
+                    let mut buf = [0u8; 64];
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(300),
+                        sock.read(&mut buf),
+                    )
+                    .await;
+                    return;
+                }
                 if let (false, Some(n)) = (head_only, resp.cut_at) {
                     let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
                     let _ = sock.flush().await;

@@ -28,6 +28,20 @@ pub enum Fault {
         after: usize,
         times: Arc<AtomicUsize>,
     },
+    /// Send `after` bytes of blob `digest`'s body, then stall (no more
+    /// bytes, connection open), while the counter is above zero.
+    Stall {
+        digest: String,
+        after: usize,
+        times: Arc<AtomicUsize>,
+    },
+    /// Answer blob `digest` with half its body and a matching
+    /// Content-Length (a clean but short response), while the counter is
+    /// above zero.
+    Truncate {
+        digest: String,
+        times: Arc<AtomicUsize>,
+    },
     /// Close the connection halfway through every blob body.
     ResetEveryBlob,
     /// Flip a byte of blob `digest` while the counter is above zero.
@@ -42,6 +56,13 @@ pub enum Fault {
     RateLimit(u64),
     /// Replace the `Docker-Content-Digest` header of manifest responses.
     WrongDigestHeader(String),
+    /// Each bearer token works for `after` requests, then is answered with
+    /// 401 and this `WWW-Authenticate` (tokens that expire after K uses).
+    ExpireTokens {
+        after: usize,
+        challenge: String,
+        uses: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    },
     /// Answer blob requests with 401 and this `WWW-Authenticate` while the
     /// counter is above zero (a token that expired mid-pull).
     Unauthorized {
@@ -165,6 +186,25 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
             .header("WWW-Authenticate", challenge);
         }
     }
+    if let Fault::ExpireTokens {
+        after,
+        challenge,
+        uses,
+    } = &fault
+    {
+        if let Some(token) = req.header("authorization") {
+            let mut uses = uses.lock().unwrap();
+            let n = uses.entry(token.to_string()).or_insert(0);
+            *n += 1;
+            if *n > *after {
+                return Response::new(
+                    401,
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"token expired"}]}"#,
+                )
+                .header("WWW-Authenticate", challenge);
+            }
+        }
+    }
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
     let mut up = http.request(method, format!("{upstream}{}", req.target));
     for (k, v) in &req.headers {
@@ -211,6 +251,22 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
             cut_at = Some(*after);
         }
     }
+    if let Fault::Truncate { digest, times } = &fault {
+        if req.path().ends_with(&format!("/blobs/{digest}")) && body.len() > 1 && take(times) {
+            body.truncate(body.len() / 2);
+        }
+    }
+    let mut stall_at = None;
+    if let Fault::Stall {
+        digest,
+        after,
+        times,
+    } = &fault
+    {
+        if req.path().ends_with(&format!("/blobs/{digest}")) && body.len() > *after && take(times) {
+            stall_at = Some(*after);
+        }
+    }
     if let Fault::ResetEveryBlob = &fault {
         if req.path().contains("/blobs/") && body.len() > 1 {
             cut_at = Some(body.len() / 2);
@@ -238,5 +294,6 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         body,
         throttle,
         cut_at,
+        stall_at,
     }
 }
