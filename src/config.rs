@@ -34,6 +34,7 @@ pub struct Config {
     /// A body that sends no byte for this long (`30s`, `2m`) counts as a
     /// failed attempt: the download resumes with Range. Also bounds a wait
     /// for response headers.
+    #[serde(default = "default_stall_timeout")]
     pub stall_timeout: String,
     /// Cache backend plugin name.
     pub cache: String,
@@ -138,6 +139,10 @@ impl std::fmt::Debug for RegistryConfig {
     }
 }
 
+fn default_stall_timeout() -> String {
+    "60s".into()
+}
+
 impl Config {
     /// `stall_timeout` as a duration (checked when the config is loaded).
     pub fn stall_timeout(&self) -> std::time::Duration {
@@ -151,7 +156,7 @@ impl Default for Config {
         Config {
             max_concurrent_downloads: 3,
             retries: 5,
-            stall_timeout: "60s".into(),
+            stall_timeout: default_stall_timeout(),
             cache: "local".into(),
             export: "docker-archive".into(),
             ca_file: None,

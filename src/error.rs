@@ -178,7 +178,27 @@ impl Error {
                 ..
             } => "the registry (or something between it and you) served corrupt data; nothing corrupt was kept. Retry, or try another mirror".into(),
             Error::NoMatchingPlatform(_) => "pick one of the listed platforms with --platform".into(),
-            _ => return None,
+            _ => match self.io_kind()? {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                    "the disk is full: free space there, or put the cache (--cache-dir) or the output (-o) on another disk; partial downloads are kept and resume".into()
+                }
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+                    "imgpull cannot write there: choose a writable --cache-dir / -o, or fix the directory's permissions".into()
+                }
+                _ => return None,
+            },
         })
+    }
+
+    /// The kind of the first I/O error in the chain of causes.
+    fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            cur = e.source();
+        }
+        None
     }
 }

@@ -432,3 +432,59 @@ async fn a_short_content_length_is_treated_as_corruption() {
         text(&v)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_twenty_moments_leaves_a_sound_cache() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let mut layers = vec![image::big_layer("kill", 24 * 1024 * 1024)];
+    layers.extend(image::layers("kill-small", 4));
+    let img = image::build_from("kill", Format::Oci, image::host_arch(), layers);
+    image::push(&reg, "ns/kill", "1", &img).await;
+    // About 1.5 s per pull, so the kills land anywhere in it.
+    let proxy = proxy::start(reg.base_url(), Fault::SlowBlobs(16 * 1024 * 1024)).await;
+    let name = format!("{}/ns/kill:1", proxy.host());
+    let work = tempdir();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut finished = 0;
+    for round in 0..20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = Duration::from_millis(x % 1800);
+        // Two pulls into one cache, racing for the same blobs.
+        let mut children = Vec::new();
+        for side in ["a", "b"] {
+            let out = format!("out-{round}-{side}.tar");
+            let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_imgpull"))
+                .args(["pull", &name, "-o", &out, "--cache-dir", "cache", "-q"])
+                .current_dir(work.path())
+                .env_remove("HTTP_PROXY")
+                .env_remove("HTTPS_PROXY")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            children.push((out, child));
+        }
+        tokio::time::sleep(delay).await;
+        for (out, mut child) in children {
+            let _ = child.start_kill();
+            let status = child.wait().await.unwrap();
+            let path = work.path().join(&out);
+            if status.success() {
+                finished += 1;
+                tools::skopeo_copy_to_oci(&path, work.path());
+            } else {
+                assert!(!path.exists(), "round {round}: a killed pull left {out}");
+            }
+        }
+        // Some rounds find the blobs cached: start cold again now and then.
+        if round % 5 == 4 {
+            let _ = std::fs::remove_dir_all(work.path().join("cache/blobs"));
+        }
+        verify_clean(work.path()).await;
+    }
+    eprintln!("{finished} of 40 pulls finished before their kill");
+    *proxy.fault.lock().unwrap() = Fault::None;
+    pull_ok(work.path(), &name).await;
+}

@@ -7,6 +7,7 @@ mod auth;
 mod cache;
 mod cli;
 mod credentials;
+mod disk;
 mod errors;
 mod exporters;
 mod faults;
