@@ -230,6 +230,7 @@ async fn a_401_mid_pull_refreshes_the_token_once() {
         "one retry per blob (3 blobs), got {refused} attempts"
     );
     assert!(!work.path().join("again.tar").exists());
+    crate::support::assert_cache_clean(work.path(), "docker_images_cache").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -365,6 +365,7 @@ async fn an_interrupted_pull_resumes_with_a_range_request() {
         assert_eq!(resumed.2, 206, "{signal}");
         tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
         assert!(!partial_of(work.path()).exists());
+        crate::support::assert_cache_clean(work.path(), "cache").await;
     }
 }
 

@@ -100,6 +100,7 @@ async fn corrupt_layer_is_refused_and_not_cached() {
             .all(|f| f.starts_with("blobs/sha256") || f.starts_with("ingest")),
         "{files:?}"
     );
+    crate::support::assert_cache_clean(work.path(), "cache").await;
 
     // Once the fault is gone the same cache completes the pull.
     *proxy.fault.lock().unwrap() = Fault::None;
@@ -142,4 +143,5 @@ async fn manifest_not_matching_docker_content_digest_is_refused() {
         reg.blob_gets().is_empty(),
         "no blob fetched for an unverified manifest"
     );
+    crate::support::assert_cache_clean(work.path(), "cache").await;
 }

@@ -35,12 +35,7 @@ async fn pull_ok(work: &std::path::Path, name: &str) {
 }
 
 async fn verify_clean(work: &std::path::Path) {
-    let v = imgpull(work, &["cache", "verify", "--cache-dir", "cache"], None).await;
-    assert!(
-        v.status.success() && String::from_utf8_lossy(&v.stdout).contains(", 0 bad"),
-        "{}",
-        text(&v)
-    );
+    crate::support::assert_cache_clean(work, "cache").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,7 +101,12 @@ async fn a_registry_that_keeps_failing_gives_a_clear_error() {
     };
     let (_reg, _img, _proxy, work, name) = setup(fault).await;
     let started = Instant::now();
-    let out = imgpull(work.path(), &["pull", &name, "-o", "out.tar"], None).await;
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(6), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("retry after 3600"),
@@ -114,6 +114,7 @@ async fn a_registry_that_keeps_failing_gives_a_clear_error() {
         text(&out)
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+    verify_clean(work.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

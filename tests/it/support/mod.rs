@@ -116,3 +116,14 @@ pub async fn pull_cached(cwd: &Path, name: &str, out: &str) -> Output {
     )
     .await
 }
+
+/// `imgpull cache verify --cache-dir DIR` (relative to `cwd`) reports no
+/// bad blob.
+pub async fn assert_cache_clean(cwd: &Path, dir: &str) {
+    let v = imgpull(cwd, &["cache", "verify", "--cache-dir", dir], None).await;
+    assert!(
+        v.status.success() && String::from_utf8_lossy(&v.stdout).contains(", 0 bad"),
+        "cache verify: {}",
+        text(&v)
+    );
+}

@@ -1,0 +1,9 @@
+//! The `WWW-Authenticate` parser: any header value, never a panic.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = imgpull::auth::parse_challenge(s);
+    }
+});
