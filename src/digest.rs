@@ -129,6 +129,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 /// SHA-256 comes from `ring` (already linked by rustls): on these machines
 /// (no SHA-NI) it hashes ~1.8x faster than the pure-Rust `sha2`
 /// (see MEASUREMENTS.md), and a pull is bound by hashing.
+#[derive(Clone)]
 pub struct Verifier {
     hasher: ring::digest::Context,
     len: u64,

@@ -37,6 +37,7 @@ pub mod error;
 pub mod export;
 pub mod fetch;
 mod fsutil;
+pub mod hashing_file;
 pub mod import;
 pub mod inspect;
 pub mod layer;

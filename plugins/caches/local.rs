@@ -28,8 +28,9 @@
 use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, PartialInfo};
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::{Digest, Verifier};
+use crate::hashing_file::HashingFile;
 use async_trait::async_trait;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -135,18 +136,21 @@ impl CacheBackend for LocalCache {
             let meta = ingest.join(format!("{}.json", digest.hex()));
             let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&partial)
                 .map_err(|e| CacheError::io(&partial, e))?;
-            let mut w = LocalWriter { file: None, partial, meta, final_path, verifier, digest: digest.clone(), size, _lock: lock };
-            let held = file.metadata().map_err(|e| CacheError::io(&w.partial, e))?.len();
+            let mut verifier = verifier;
+            let fresh = Verifier::new(&digest).expect("checked above");
+            let held = file.metadata().map_err(|e| CacheError::io(&partial, e))?.len();
             if held > size {
-                file.set_len(0).map_err(|e| CacheError::io(&w.partial, e))?;
+                file.set_len(0).map_err(|e| CacheError::io(&partial, e))?;
             } else if held > 0 {
                 // Rehash what an earlier run received, so the digest covers the whole blob.
-                w.verifier.update_from(&mut file).map_err(|e| CacheError::io(&w.partial, e))?;
+                verifier.update_from(&mut file).map_err(|e| CacheError::io(&partial, e))?;
             }
-            file.seek(SeekFrom::End(0)).map_err(|e| CacheError::io(&w.partial, e))?;
+            file.seek(SeekFrom::End(0)).map_err(|e| CacheError::io(&partial, e))?;
             let m = PartialMeta { digest: digest.to_string(), size, source };
-            std::fs::write(&w.meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&w.meta, e))?;
-            w.file = Some(std::io::BufWriter::with_capacity(1 << 20, file));
+            std::fs::write(&meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&meta, e))?;
+            let keep = lock.try_clone().map_err(|e| CacheError::io(&lock_path, e))?;
+            let out = HashingFile::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep));
+            let w = LocalWriter { out, fresh, partial, meta, final_path, digest: digest.clone(), size, _lock: lock };
             Ok(Begin::Writer(Box::new(w)))
         })
         .await
@@ -264,12 +268,13 @@ impl CacheBackend for LocalCache {
 }
 
 struct LocalWriter {
-    /// `None` only while being set up or torn down.
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    /// The partial file, written and hashed on a thread of its own.
+    out: HashingFile,
+    /// A verifier for a start from byte 0.
+    fresh: Verifier,
     partial: PathBuf,
     meta: PathBuf,
     final_path: PathBuf,
-    verifier: Verifier,
     digest: Digest,
     size: u64,
     /// Held until commit or drop: other processes wait for this digest.
@@ -277,48 +282,59 @@ struct LocalWriter {
 }
 
 impl LocalWriter {
-    fn out(&mut self) -> &mut std::io::BufWriter<std::fs::File> {
-        self.file.as_mut().expect("writer has a file until commit")
-    }
-
     fn discard(&self) {
-        let _ = std::fs::remove_file(&self.partial);
-        let _ = std::fs::remove_file(&self.meta);
+        discard(&self.partial, &self.meta);
     }
+}
+
+/// A writer's files after its last byte: checked, then renamed into place.
+struct Committing {
+    partial: PathBuf,
+    meta: PathBuf,
+    final_path: PathBuf,
+    digest: Digest,
+    size: u64,
+    /// Held until the blob is in place.
+    _lock: std::fs::File,
+}
+
+impl Committing {
+    fn discard(&self) {
+        discard(&self.partial, &self.meta);
+    }
+}
+
+fn discard(partial: &Path, meta: &Path) {
+    let _ = std::fs::remove_file(partial);
+    let _ = std::fs::remove_file(meta);
 }
 
 #[async_trait]
 impl BlobWriter for LocalWriter {
     fn offset(&self) -> u64 {
-        self.verifier.len()
+        self.out.held()
     }
 
     async fn restart(&mut self) -> Result<(), CacheError> {
-        let path = self.partial.clone();
-        let out = self.out();
-        out.flush().map_err(|e| CacheError::io(&path, e))?;
-        out.get_mut().set_len(0).map_err(|e| CacheError::io(&path, e))?;
-        out.get_mut().seek(SeekFrom::Start(0)).map_err(|e| CacheError::io(&path, e))?;
-        self.verifier = Verifier::sha256();
-        Ok(())
+        let fresh = self.fresh.clone();
+        self.out.restart(fresh).await.map_err(|e| CacheError::io(&self.partial, e))
     }
 
     async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
-        if self.verifier.len() + chunk.len() as u64 > self.size {
-            let found = self.verifier.len() + chunk.len() as u64;
+        let found = self.out.held() + chunk.len() as u64;
+        if found > self.size {
+            let _ = self.out.settle().await;
             self.discard();
             return Err(CacheError::SizeMismatch { digest: self.digest.clone(), expected: self.size, found });
         }
-        self.verifier.update(chunk);
-        let path = self.partial.clone();
-        self.out().write_all(chunk).map_err(|e| CacheError::io(path, e))
+        self.out.write(chunk).await.map_err(|e| CacheError::io(&self.partial, e))
     }
 
-    async fn commit(mut self: Box<Self>) -> Result<(), CacheError> {
-        let file = self.file.take().expect("writer has a file until commit");
-        let verifier = std::mem::replace(&mut self.verifier, Verifier::sha256());
+    async fn commit(self: Box<Self>) -> Result<(), CacheError> {
+        let w = *self;
+        let (file, verifier) = w.out.into_parts().await.map_err(|e| CacheError::io(&w.partial, e))?;
+        let w = Committing { partial: w.partial, meta: w.meta, final_path: w.final_path, digest: w.digest, size: w.size, _lock: w._lock };
         blocking(move || {
-            let w = *self;
             let file = file.into_inner().map_err(|e| CacheError::io(&w.partial, e.into_error()))?;
             if verifier.len() != w.size {
                 // Short: keep the prefix for a later resume.

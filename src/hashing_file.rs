@@ -1,0 +1,201 @@
+//! A file being written and hashed on a thread of its own, so a download
+//! receives its next bytes while the last ones are hashed and written: on a
+//! machine without SHA instructions hashing is the bottleneck, and doing it
+//! inline leaves the network idle meanwhile.
+//!
+//! Bytes are gathered into 256 KiB pieces; at most [`DEPTH`] pieces wait
+//! for the thread (the memory a download may hold). [`HashingFile::settle`]
+//! waits until everything accepted is written and hashed.
+
+use crate::digest::Verifier;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use tokio::sync::{mpsc, oneshot};
+
+/// Bytes handed to the thread at a time.
+const PIECE: usize = 256 * 1024;
+/// Pieces that may wait for the thread.
+const DEPTH: usize = 4;
+
+type Parts = (BufWriter<File>, Verifier);
+
+enum State {
+    Idle(Box<Parts>),
+    Busy {
+        tx: mpsc::Sender<Vec<u8>>,
+        done: oneshot::Receiver<std::io::Result<Parts>>,
+    },
+    /// The thread failed; its error was returned once.
+    Failed,
+}
+
+pub struct HashingFile {
+    state: State,
+    pending: Vec<u8>,
+    held: u64,
+    /// A file whose lock must outlive every write (dup'ed into the thread).
+    keep: Option<File>,
+}
+
+impl HashingFile {
+    /// `verifier` has hashed what `file` already holds; `keep` (a locked
+    /// file) stays open in the thread while it writes.
+    pub fn new(file: BufWriter<File>, verifier: Verifier, keep: Option<File>) -> HashingFile {
+        HashingFile {
+            held: verifier.len(),
+            state: State::Idle(Box::new((file, verifier))),
+            pending: Vec::new(),
+            keep,
+        }
+    }
+
+    /// Bytes accepted so far (written or on their way).
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    pub async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.held += chunk.len() as u64;
+        if self.pending.is_empty() && chunk.len() >= PIECE {
+            return self.send(chunk.to_vec()).await;
+        }
+        self.pending.extend_from_slice(chunk);
+        if self.pending.len() >= PIECE {
+            let piece = std::mem::replace(&mut self.pending, Vec::with_capacity(PIECE));
+            self.send(piece).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, piece: Vec<u8>) -> std::io::Result<()> {
+        if let State::Idle(_) = self.state {
+            let State::Idle(parts) = std::mem::replace(&mut self.state, State::Failed) else {
+                unreachable!("checked above")
+            };
+            let keep = match &self.keep {
+                Some(f) => Some(f.try_clone()?),
+                None => None,
+            };
+            let (tx, rx) = mpsc::channel(DEPTH);
+            let (done_tx, done) = oneshot::channel();
+            std::thread::Builder::new()
+                .name("imgpull-hash".into())
+                .spawn(move || {
+                    let r = run(*parts, rx);
+                    drop(keep);
+                    let _ = done_tx.send(r);
+                })?;
+            self.state = State::Busy { tx, done };
+        }
+        let failed = match &self.state {
+            State::Busy { tx, .. } => tx.send(piece).await.is_err(),
+            State::Failed => return Err(std::io::Error::other("an earlier write failed")),
+            State::Idle(_) => unreachable!("started above"),
+        };
+        if failed {
+            // The thread stopped at an error: report it.
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Wait until every accepted byte is written and hashed; the file and
+    /// verifier are then at hand.
+    pub async fn settle(&mut self) -> std::io::Result<&mut Parts> {
+        if !self.pending.is_empty() {
+            let piece = std::mem::take(&mut self.pending);
+            if let State::Idle(parts) = &mut self.state {
+                parts.1.update(&piece);
+                parts.0.write_all(&piece)?;
+            } else {
+                Box::pin(self.send(piece)).await?;
+            }
+        }
+        if let State::Busy { .. } = self.state {
+            let State::Busy { tx, done } = std::mem::replace(&mut self.state, State::Failed) else {
+                unreachable!("checked above")
+            };
+            drop(tx);
+            let parts = done
+                .await
+                .map_err(|_| std::io::Error::other("the hashing thread ended early"))??;
+            self.state = State::Idle(Box::new(parts));
+        }
+        match &mut self.state {
+            State::Idle(parts) => Ok(parts),
+            _ => Err(std::io::Error::other("an earlier write failed")),
+        }
+    }
+
+    /// Settle and hand back the file and verifier.
+    pub async fn into_parts(mut self) -> std::io::Result<Parts> {
+        self.settle().await?;
+        match std::mem::replace(&mut self.state, State::Failed) {
+            State::Idle(parts) => Ok(*parts),
+            _ => unreachable!("settled"),
+        }
+    }
+
+    /// Drop what is held and start over from byte 0 with `fresh`.
+    pub async fn restart(&mut self, fresh: Verifier) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.pending.clear();
+        let parts = self.settle().await?;
+        parts.0.flush()?;
+        parts.0.get_mut().set_len(0)?;
+        parts.0.get_mut().seek(SeekFrom::Start(0))?;
+        parts.1 = fresh;
+        self.held = 0;
+        Ok(())
+    }
+}
+
+fn run(mut parts: Parts, mut rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<Parts> {
+    while let Some(piece) = rx.blocking_recv() {
+        parts.1.update(&piece);
+        parts.0.write_all(&piece)?;
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_and_hashes_everything_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = BufWriter::new(File::create(&path).unwrap());
+        let mut h = HashingFile::new(file, Verifier::sha256(), None);
+        let mut all = Vec::new();
+        for i in 0..2000u32 {
+            let chunk: Vec<u8> = (0..(i % 700) * 3).map(|j| (i ^ j) as u8).collect();
+            h.write(&chunk).await.unwrap();
+            all.extend(chunk);
+            if i == 1000 {
+                assert_eq!(h.settle().await.unwrap().1.len(), all.len() as u64);
+            }
+        }
+        assert_eq!(h.held(), all.len() as u64);
+        let (mut f, v) = h.into_parts().await.unwrap();
+        f.flush().unwrap();
+        assert_eq!(v.finish(), crate::digest::Digest::of(&all));
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+    }
+
+    #[tokio::test]
+    async fn restart_forgets_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = BufWriter::new(File::create(&path).unwrap());
+        let mut h = HashingFile::new(file, Verifier::sha256(), None);
+        h.write(&vec![7u8; 600_000]).await.unwrap();
+        h.restart(Verifier::sha256()).await.unwrap();
+        h.write(b"fresh").await.unwrap();
+        let (mut f, v) = h.into_parts().await.unwrap();
+        f.flush().unwrap();
+        assert_eq!(v.finish(), crate::digest::Digest::of(b"fresh"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"fresh");
+    }
+}
