@@ -98,6 +98,12 @@ pub trait CacheBackend: Send + Sync {
 
     fn blob_path(&self, digest: &Digest) -> Result<PathBuf, CacheError>;
 
+    /// A directory on the cache's filesystem for scratch files (pieces of a
+    /// chunked download), or `None` (then big blobs come in one stream).
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
     /// Read a small blob (a config, a manifest) whole.
     async fn read(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
         let path = self.blob_path(digest)?;

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Top-level keys that `IMGPULL_<KEY>` may override.
-const ENV_KEYS: [&str; 7] = [
+const ENV_KEYS: [&str; 10] = [
     "max_concurrent_downloads",
     "retries",
     "stall_timeout",
+    "chunk_size",
+    "max_chunks",
+    "limit_rate",
     "cache",
     "export",
     "ca_file",
@@ -36,6 +39,15 @@ pub struct Config {
     /// for response headers.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout: String,
+    /// Blobs bigger than this are fetched as parallel ranges of this size.
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: String,
+    /// Ranges of one blob fetched at once (1: never split a blob).
+    #[serde(default = "default_max_chunks")]
+    pub max_chunks: usize,
+    /// A cap on the total download rate, bytes per second (`10M`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_rate: Option<String>,
     /// Cache backend plugin name.
     pub cache: String,
     /// Exporter plugin name.
@@ -143,7 +155,31 @@ fn default_stall_timeout() -> String {
     "60s".into()
 }
 
+fn default_chunk_size() -> String {
+    "64MiB".into()
+}
+
+fn default_max_chunks() -> usize {
+    4
+}
+
 impl Config {
+    /// How blobs are downloaded (sizes checked when the config is loaded).
+    pub fn fetch_options(&self) -> crate::fetch::FetchOptions {
+        let size = |s: &str| crate::units::parse_size(s).unwrap_or(0);
+        crate::fetch::FetchOptions {
+            concurrency: self.max_concurrent_downloads,
+            chunking: crate::chunked::Chunking {
+                chunk_size: size(&self.chunk_size),
+                max_chunks: self.max_chunks,
+            },
+            limiter: self
+                .limit_rate
+                .as_deref()
+                .map(|r| crate::ratelimit::RateLimiter::new(size(r))),
+        }
+    }
+
     /// `stall_timeout` as a duration (checked when the config is loaded).
     pub fn stall_timeout(&self) -> std::time::Duration {
         crate::units::parse_duration(&self.stall_timeout)
@@ -157,6 +193,9 @@ impl Default for Config {
             max_concurrent_downloads: 3,
             retries: 5,
             stall_timeout: default_stall_timeout(),
+            chunk_size: default_chunk_size(),
+            max_chunks: default_max_chunks(),
+            limit_rate: None,
             cache: "local".into(),
             export: "docker-archive".into(),
             ca_file: None,
@@ -189,6 +228,12 @@ pub struct Overrides {
     pub platform: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub export: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_chunks: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_rate: Option<String>,
     /// `--cache-dir`: not a top-level key; applied to `caches.local.dir`.
     #[serde(skip)]
     pub cache_dir: Option<PathBuf>,
@@ -277,6 +322,22 @@ impl Config {
                 ))
             }
             Err(e) => return Err(ConfigError::Invalid(format!("stall_timeout: {e}"))),
+        }
+        for (key, value) in [
+            ("chunk_size", Some(&cfg.chunk_size)),
+            ("limit_rate", cfg.limit_rate.as_ref()),
+        ] {
+            if let Some(v) = value {
+                match crate::units::parse_size(v) {
+                    Ok(n) if n >= 1024 => {}
+                    Ok(_) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "{key} = {v:?}: at least 1KiB"
+                        )))
+                    }
+                    Err(e) => return Err(ConfigError::Invalid(format!("{key}: {e}"))),
+                }
+            }
         }
         // Paths written in a config file are relative to that file.
         if let Ok(v) = fig.find_value("ca_file") {

@@ -162,6 +162,17 @@ impl Endpoints {
             .await
     }
 
+    pub async fn blob_range(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+    ) -> Result<(Response, usize), RegistryError> {
+        self.first(true, |c| c.blob_range(repository, digest, start, Some(end)))
+            .await
+    }
+
     pub fn body_error(&self, index: usize, url: &str, e: &reqwest::Error) -> RegistryError {
         match self.eps.get(index) {
             Some(ep) => ep.client.body_error(url, e),

@@ -5,14 +5,36 @@
 
 use crate::cache::BlobWriter;
 use crate::cache::{Begin, CacheBackend, CacheError};
+use crate::chunked::{self, Chunking};
 use crate::client::{resumed_at, RegistryError};
 use crate::digest::Digest;
 use crate::endpoints::Endpoints;
 use crate::error::Error;
 use crate::manifest::Descriptor;
 use crate::progress::Reporter;
+use crate::ratelimit::RateLimiter;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
+
+/// How blobs are downloaded.
+#[derive(Default)]
+pub struct FetchOptions {
+    /// Blobs downloaded at once.
+    pub concurrency: usize,
+    /// How big blobs are split into parallel ranges.
+    pub chunking: Chunking,
+    /// A cap on the total download rate (`--limit-rate`).
+    pub limiter: Option<RateLimiter>,
+}
+
+/// What every download of one pull shares.
+struct Ctx<'a> {
+    client: &'a Endpoints,
+    repository: &'a str,
+    cache: &'a dyn CacheBackend,
+    opts: &'a FetchOptions,
+    reporter: &'a dyn Reporter,
+}
 
 /// What happened to one blob.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,14 +49,14 @@ pub struct BlobOutcome {
 }
 
 /// Make sure every blob in `blobs` is in `cache`, downloading at most
-/// `concurrency` at once. Duplicates are fetched once. Outcomes come back
-/// in the order given.
+/// `opts.concurrency` at once. Duplicates are fetched once. Outcomes come
+/// back in the order given.
 pub async fn fetch_all(
     client: &Endpoints,
     repository: &str,
     cache: &dyn CacheBackend,
     blobs: &[Descriptor],
-    concurrency: usize,
+    opts: &FetchOptions,
     reporter: &dyn Reporter,
 ) -> Result<Vec<BlobOutcome>, Error> {
     let mut seen = HashSet::new();
@@ -42,9 +64,16 @@ pub async fn fetch_all(
         .iter()
         .filter(|d| seen.insert(d.digest.clone()))
         .collect();
+    let ctx = Ctx {
+        client,
+        repository,
+        cache,
+        opts,
+        reporter,
+    };
     let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(unique)
-        .map(|d| fetch_one(client, repository, cache, d, reporter))
-        .buffer_unordered(concurrency.max(1))
+        .map(|d| fetch_one(&ctx, d))
+        .buffer_unordered(opts.concurrency.max(1))
         .try_collect()
         .await?;
     Ok(blobs
@@ -59,13 +88,14 @@ pub async fn fetch_all(
         .collect())
 }
 
-async fn fetch_one(
-    client: &Endpoints,
-    repository: &str,
-    cache: &dyn CacheBackend,
-    d: &Descriptor,
-    reporter: &dyn Reporter,
-) -> Result<BlobOutcome, Error> {
+async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> {
+    let Ctx {
+        client,
+        repository,
+        cache,
+        reporter,
+        ..
+    } = *ctx;
     let cache_err = |source: CacheError| Error::Cache {
         registry: client.registry().to_string(),
         source,
@@ -99,10 +129,39 @@ async fn fetch_one(
     reporter.blob_start(&d.digest, d.size, false);
     let policy = client.retry_policy();
     let (mut fetched, mut attempt, mut started_over) = (0, 0, false);
+    let mut chunking = ctx.opts.chunking;
     loop {
         attempt += 1;
-        let (n, endpoint, result) =
-            download(client, repository, d, writer.as_mut(), reporter).await;
+        let chunked = match cache.scratch_dir() {
+            Some(dir) if chunking.applies(d.size - writer.offset().min(d.size)) => {
+                let job = chunked::Job {
+                    client,
+                    repository,
+                    desc: d,
+                    scratch: &dir,
+                    chunking,
+                    limiter: ctx.opts.limiter.as_ref(),
+                    reporter,
+                };
+                match job.run(writer.as_mut()).await {
+                    Ok(chunked::Outcome::Done(n)) => Some((n, None, Ok(()))),
+                    Ok(chunked::Outcome::Unsupported) => {
+                        reporter.info(&format!(
+                            "{}: the server does not serve ranges; one stream",
+                            d.digest.short()
+                        ));
+                        chunking.max_chunks = 1;
+                        None
+                    }
+                    Err(e) => Some((0, None, Err(e))),
+                }
+            }
+            _ => None,
+        };
+        let (n, endpoint, result) = match chunked {
+            Some(r) => r,
+            None => download(ctx, d, writer.as_mut()).await,
+        };
         fetched += n;
         match result {
             Ok(()) => {}
@@ -172,12 +231,16 @@ async fn fetch_one(
 /// Fetch the rest of a blob into `writer` (from its offset). Returns the
 /// bytes received, the endpoint that sent them, and how it ended.
 async fn download(
-    client: &Endpoints,
-    repository: &str,
+    ctx: &Ctx<'_>,
     d: &Descriptor,
     writer: &mut dyn BlobWriter,
-    reporter: &dyn Reporter,
 ) -> (u64, Option<usize>, Result<(), Error>) {
+    let Ctx {
+        client,
+        repository,
+        reporter,
+        ..
+    } = *ctx;
     let cache_err = |source: CacheError| Error::Cache {
         registry: client.registry().to_string(),
         source,
@@ -245,6 +308,9 @@ async fn download(
                 );
             }
         };
+        if let Some(l) = &ctx.opts.limiter {
+            l.take(chunk.len()).await;
+        }
         if let Err(e) = writer.write(&chunk).await {
             return (got, Some(endpoint), Err(cache_err(e)));
         }

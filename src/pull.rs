@@ -94,6 +94,14 @@ impl PullReport {
     }
 }
 
+/// Where one image's blobs go, and how they are fetched.
+struct Dest<'a> {
+    cache: &'a dyn CacheBackend,
+    exporter: &'a dyn crate::export::Exporter,
+    output: &'a std::path::Path,
+    fetch: &'a crate::fetch::FetchOptions,
+}
+
 impl Engine {
     pub async fn pull(&self, opts: PullOptions) -> Result<PullReport, Error> {
         if opts.tag.is_some() && !opts.also.is_empty() {
@@ -128,6 +136,8 @@ impl Engine {
         })?;
         let mut images = Vec::new();
         let mut report: Option<PullReport> = None;
+        // One rate limit for the whole pull.
+        let fetch_opts = self.config.fetch_options();
         for reference in std::iter::once(&opts.reference).chain(&opts.also) {
             let quirks = self.quirks(reference)?;
             let (image, r) = self
@@ -135,9 +145,12 @@ impl Engine {
                     reference,
                     &opts,
                     quirks.as_ref(),
-                    cache.as_ref(),
-                    exporter.as_ref(),
-                    &output,
+                    Dest {
+                        cache: cache.as_ref(),
+                        exporter: exporter.as_ref(),
+                        output: &output,
+                        fetch: &fetch_opts,
+                    },
                 )
                 .await
                 .map_err(|e| add_hint(e, quirks.as_ref(), reference))?;
@@ -175,10 +188,14 @@ impl Engine {
         reference: &Reference,
         opts: &PullOptions,
         quirks: &dyn RegistryQuirks,
-        cache: &dyn CacheBackend,
-        exporter: &dyn crate::export::Exporter,
-        output: &std::path::Path,
+        dest: Dest<'_>,
     ) -> Result<(ExportImage, PullReport), Error> {
+        let Dest {
+            cache,
+            exporter,
+            output,
+            fetch: fetch_opts,
+        } = dest;
         let (selection, explicit) = self.selection(opts)?;
         let client = self
             .connect(reference, quirks, opts.cli_credentials.as_deref())
@@ -203,9 +220,8 @@ impl Engine {
         let fetch = |blobs: Vec<Descriptor>| {
             let client = &client;
             async move {
-                let n = self.config.max_concurrent_downloads;
                 let r = self.reporter.as_ref();
-                fetch_all(client, &reference.repository, cache, &blobs, n, r).await
+                fetch_all(client, &reference.repository, cache, &blobs, fetch_opts, r).await
             }
         };
         // Configs first: a single-image tag is checked against the wanted

@@ -156,6 +156,11 @@ impl CacheBackend for LocalCache {
         .await
     }
 
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        let d = self.dir.join("ingest");
+        LocalCache::ensure_dir(&d).ok().map(|()| d)
+    }
+
     fn blob_path(&self, digest: &Digest) -> Result<PathBuf, CacheError> {
         let p = self.blob_file(digest);
         if p.is_file() {

@@ -138,6 +138,16 @@ pub struct PullArgs {
     /// Layers downloaded at once (default 3).
     #[arg(long, value_name = "N")]
     pub max_concurrent_downloads: Option<usize>,
+    /// Blobs bigger than this are fetched as parallel Range requests of
+    /// this size (default 64MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub chunk_size: Option<String>,
+    /// Ranges of one big blob fetched at once (default 4; 1 = never split).
+    #[arg(long, value_name = "N")]
+    pub max_chunks: Option<usize>,
+    /// Cap the total download rate, bytes per second: 500K, 10M (= 10^6), 2MiB.
+    #[arg(long, value_name = "RATE")]
+    pub limit_rate: Option<String>,
     /// Cache directory (default ./docker_images_cache).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -167,6 +167,9 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
         cache_dir: args.cache_dir.clone(),
         layer_format: args.layer_format.clone(),
         legacy: args.legacy,
+        chunk_size: args.chunk_size.clone(),
+        max_chunks: args.max_chunks,
+        limit_rate: args.limit_rate.clone(),
     };
     let engine = engine(global, overrides)?;
     let format = &engine.config().export;

@@ -254,14 +254,26 @@ impl RegistryClient {
         digest: &Digest,
         offset: u64,
     ) -> Result<Response, RegistryError> {
+        self.blob_range(repository, digest, offset, None).await
+    }
+
+    /// GET bytes `start..=end` of a blob (`end` `None`: to the end). Check
+    /// the answer with [`range_answered`] / [`resumed_at`].
+    pub async fn blob_range(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<Response, RegistryError> {
         let url = self.api_url(&format!("{repository}/blobs/{digest}"));
         let what = format!("blob {digest} in {}/{repository}", self.registry);
         self.send(repository, &what, || {
             let req = self.http.get(&url);
-            if offset > 0 {
-                req.header(reqwest::header::RANGE, format!("bytes={offset}-"))
-            } else {
-                req
+            match (start, end) {
+                (0, None) => req,
+                (s, None) => req.header(reqwest::header::RANGE, format!("bytes={s}-")),
+                (s, Some(e)) => req.header(reqwest::header::RANGE, format!("bytes={s}-{e}")),
             }
         })
         .await
@@ -511,20 +523,37 @@ impl RegistryClient {
 /// `Content-Range` begins at `offset` (and, when it says, ends at the
 /// blob's last byte); `None` for anything else (start over).
 pub fn resumed_at(resp: &Response, offset: u64, size: u64) -> Option<u64> {
+    let end = size.checked_sub(1)?;
+    range_answered(resp, offset, end, size).then_some(offset)
+}
+
+/// Whether `resp` is a `206` for exactly bytes `start..=end` of a blob of
+/// `size` bytes (a `Content-Range` total of `*` is accepted).
+pub fn range_answered(resp: &Response, start: u64, end: u64, size: u64) -> bool {
     if resp.status() != StatusCode::PARTIAL_CONTENT {
-        return None;
+        return false;
     }
-    let range = resp
+    let Some(range) = resp
         .headers()
-        .get(reqwest::header::CONTENT_RANGE)?
-        .to_str()
-        .ok()?;
-    let spec = range.strip_prefix("bytes ")?;
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    parse_content_range(range) == Some((start, end, Some(size)))
+        || parse_content_range(range) == Some((start, end, None))
+}
+
+/// `bytes START-END/TOTAL` (TOTAL `*`: `None`).
+fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
+    let spec = v.strip_prefix("bytes ")?;
     let (span, total) = spec.split_once('/')?;
     let (start, end) = span.split_once('-')?;
-    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    let total_ok = total.trim() == "*" || total.trim().parse::<u64>().ok() == Some(size);
-    (start == offset && end.checked_add(1) == Some(size) && total_ok).then_some(offset)
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((start.trim().parse().ok()?, end.trim().parse().ok()?, total))
 }
 
 /// Same scheme, host and port.

@@ -14,3 +14,4 @@ mod faults;
 mod platforms;
 mod pull;
 mod rootfs;
+mod speed;

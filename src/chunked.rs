@@ -1,0 +1,280 @@
+//! Parallel chunked download of one big blob: the rest of the blob is cut
+//! into `chunk_size` pieces fetched as `Range` requests, at most
+//! `max_chunks` at once, each into a scratch file of the cache; pieces are
+//! appended to the blob's writer in order as they complete (so hashing
+//! runs in order, beside the downloads). A piece that fails mid-way is
+//! retried alone from where it stopped. When the server does not answer the
+//! first piece with exactly that range, nothing is lost: the caller falls
+//! back to one stream.
+
+use crate::cache::{BlobWriter, CacheError};
+use crate::client::{range_answered, RegistryError};
+use crate::endpoints::Endpoints;
+use crate::error::Error;
+use crate::manifest::Descriptor;
+use crate::progress::Reporter;
+use crate::ratelimit::RateLimiter;
+use futures_util::StreamExt;
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+/// How big blobs are split.
+#[derive(Clone, Copy, Debug)]
+pub struct Chunking {
+    /// Blobs with more than this left are split into pieces of this size.
+    pub chunk_size: u64,
+    /// Pieces downloaded at once (1: never split).
+    pub max_chunks: usize,
+}
+
+impl Default for Chunking {
+    fn default() -> Chunking {
+        Chunking {
+            chunk_size: 64 * 1024 * 1024,
+            max_chunks: 4,
+        }
+    }
+}
+
+impl Chunking {
+    /// Whether a blob with `left` bytes to fetch is split.
+    pub fn applies(&self, left: u64) -> bool {
+        self.max_chunks > 1 && self.chunk_size > 0 && left > self.chunk_size
+    }
+}
+
+/// How a chunked download ended.
+pub enum Outcome {
+    /// Every byte is in the writer; this many were downloaded.
+    Done(u64),
+    /// The server did not honour the range: use one stream.
+    Unsupported,
+}
+
+pub struct Job<'a> {
+    pub client: &'a Endpoints,
+    pub repository: &'a str,
+    pub desc: &'a Descriptor,
+    pub scratch: &'a Path,
+    pub chunking: Chunking,
+    pub limiter: Option<&'a RateLimiter>,
+    pub reporter: &'a dyn Reporter,
+}
+
+impl Job<'_> {
+    fn piece_path(&self, start: u64) -> PathBuf {
+        self.scratch
+            .join(format!("{}-{start}.chunk.partial", self.desc.digest.hex()))
+    }
+
+    fn cache_err(&self, source: CacheError) -> Error {
+        Error::Cache {
+            registry: self.client.registry().to_string(),
+            source,
+        }
+    }
+
+    /// Fetch from `writer.offset()` to the end.
+    pub async fn run(&self, writer: &mut dyn BlobWriter) -> Result<Outcome, Error> {
+        let d = self.desc;
+        let first = writer.offset();
+        let pieces: Vec<(u64, u64)> = (first..d.size)
+            .step_by(self.chunking.chunk_size as usize)
+            .map(|s| (s, (s + self.chunking.chunk_size).min(d.size) - 1))
+            .collect();
+        let Some(&(s0, e0)) = pieces.first() else {
+            return Ok(Outcome::Done(0));
+        };
+        // Pieces left by a killed run are not trusted: the partial holds
+        // the contiguous prefix, and that is where we start.
+        self.clear_scratch();
+        let (probe, endpoint) = self
+            .client
+            .blob_range(self.repository, &d.digest, s0, e0)
+            .await?;
+        if !range_answered(&probe, s0, e0, d.size) {
+            return Ok(Outcome::Unsupported);
+        }
+        self.reporter.info(&format!(
+            "{}: {} pieces of up to {} MiB, {} at once",
+            d.digest.short(),
+            pieces.len(),
+            self.chunking.chunk_size / (1024 * 1024),
+            self.chunking.max_chunks
+        ));
+        let mut probe = Some((probe, endpoint));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(u64, u64, PathBuf), Error>>(1);
+        let downloads = async move {
+            // Owns the sender: when every piece is sent it is dropped, and
+            // the appender sees the end.
+            futures_util::stream::iter(pieces.iter().copied())
+                .map(|(s, e)| {
+                    let first = if s == s0 { probe.take() } else { None };
+                    async move {
+                        self.piece(s, e, first)
+                            .await
+                            .map(|n| (s, n, self.piece_path(s)))
+                    }
+                })
+                .buffered(self.chunking.max_chunks)
+                .for_each(move |r| {
+                    let tx = tx.clone();
+                    async move {
+                        let _ = tx.send(r).await;
+                    }
+                })
+                .await;
+        };
+        let append = async {
+            let mut fetched = 0;
+            while let Some(r) = rx.recv().await {
+                let (_, n, path) = r?;
+                fetched += n;
+                self.append(&path, writer).await?;
+            }
+            Ok::<u64, Error>(fetched)
+        };
+        tokio::pin!(append, downloads);
+        // A failed piece ends the appending early: the other downloads are
+        // dropped with it.
+        let appended = tokio::select! {
+            biased;
+            r = &mut append => r,
+            () = &mut downloads => append.await,
+        };
+        let result = appended.map(Outcome::Done);
+        if result.is_err() {
+            self.clear_scratch();
+        }
+        result
+    }
+
+    /// Remove this blob's piece files.
+    fn clear_scratch(&self) {
+        let prefix = format!("{}-", self.desc.digest.hex());
+        if let Ok(rd) = std::fs::read_dir(self.scratch) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&prefix) && name.ends_with(".chunk.partial") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    /// Download bytes `start..=end` into the piece's file, retrying from
+    /// where it stopped. Returns the bytes downloaded.
+    async fn piece(
+        &self,
+        start: u64,
+        end: u64,
+        mut first: Option<(reqwest::Response, usize)>,
+    ) -> Result<u64, Error> {
+        let d = self.desc;
+        let path = self.piece_path(start);
+        let want = end - start + 1;
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| self.cache_err(CacheError::io(&path, e)))?;
+        let (mut have, mut fetched, mut attempt) = (0u64, 0u64, 0u32);
+        let policy = self.client.retry_policy();
+        while have < want {
+            attempt += 1;
+            let (resp, endpoint) = match first.take() {
+                Some(r) => r,
+                None => {
+                    self.client
+                        .blob_range(self.repository, &d.digest, start + have, end)
+                        .await?
+                }
+            };
+            if !range_answered(&resp, start + have, end, d.size) {
+                return Err(RegistryError::BadResponse {
+                    registry: self.client.registry().to_string(),
+                    detail: format!(
+                        "{}: asked for bytes {}-{end}, got something else (status {})",
+                        d.digest,
+                        start + have,
+                        resp.status()
+                    ),
+                }
+                .into());
+            }
+            let url = resp.url().to_string();
+            let mut body = resp.bytes_stream();
+            let mut failed = None;
+            while let Some(chunk) = body.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.client.give_up_on(endpoint);
+                        failed = Some(self.client.body_error(endpoint, &url, &e));
+                        break;
+                    }
+                };
+                if have + chunk.len() as u64 > want {
+                    return Err(RegistryError::BadResponse {
+                        registry: self.client.registry().to_string(),
+                        detail: format!("{}: a piece longer than asked for", d.digest),
+                    }
+                    .into());
+                }
+                if let Some(l) = self.limiter {
+                    l.take(chunk.len()).await;
+                }
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| self.cache_err(CacheError::io(&path, e)))?;
+                have += chunk.len() as u64;
+                fetched += chunk.len() as u64;
+                self.reporter.blob_progress(&d.digest, chunk.len() as u64);
+            }
+            match failed {
+                None if have == want => break,
+                None => {}
+                Some(e) if attempt >= policy.attempts => return Err(e.into()),
+                Some(_) => {}
+            }
+            if attempt >= policy.attempts {
+                return Err(RegistryError::BadResponse {
+                    registry: self.client.registry().to_string(),
+                    detail: format!("{}: bytes {start}-{end} ended early", d.digest),
+                }
+                .into());
+            }
+            self.reporter.info(&format!(
+                "{}: piece at byte {start} stopped at {have} of {want} bytes, resuming it",
+                d.digest.short()
+            ));
+            tokio::time::sleep(policy.backoff(attempt)).await;
+        }
+        file.flush()
+            .await
+            .map_err(|e| self.cache_err(CacheError::io(&path, e)))?;
+        Ok(fetched)
+    }
+
+    /// Append a finished piece to the blob's writer and remove its file.
+    async fn append(&self, path: &Path, writer: &mut dyn BlobWriter) -> Result<(), Error> {
+        use tokio::io::AsyncReadExt;
+        let mut f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| self.cache_err(CacheError::io(path, e)))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .await
+                .map_err(|e| self.cache_err(CacheError::io(path, e)))?;
+            if n == 0 {
+                break;
+            }
+            writer
+                .write(&buf[..n])
+                .await
+                .map_err(|e| self.cache_err(e))?;
+        }
+        let _ = tokio::fs::remove_file(path).await;
+        Ok(())
+    }
+}

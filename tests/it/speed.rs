@@ -1,0 +1,198 @@
+//! Chunked parallel download of big blobs, and `--limit-rate`.
+
+use crate::support::image::{self, Format, TestImage};
+use crate::support::proxy::{self, Fault, Proxy};
+use crate::support::registry::{Registry, Variant};
+use crate::support::{imgpull, tempdir, text, tools};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+const MIB: u64 = 1024 * 1024;
+
+async fn big_image(reg: &Registry, seed: &str, size: usize) -> TestImage {
+    let mut layers = vec![image::big_layer(seed, size)];
+    layers.extend(image::layers(&format!("{seed}-small"), 1));
+    let img = image::build_from(seed, Format::Oci, image::host_arch(), layers);
+    image::push(reg, "ns/big", "1", &img).await;
+    img
+}
+
+/// (start, end) of every Range asked for `digest`, with the status.
+fn asks(proxy: &Proxy, digest: &str) -> Vec<(Option<(u64, u64)>, u16)> {
+    proxy
+        .ranges
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _, _)| p.ends_with(digest))
+        .map(|(_, r, status)| {
+            let span = r.as_deref().and_then(|r| {
+                let (s, e) = r.strip_prefix("bytes=")?.split_once('-')?;
+                Some((s.parse().ok()?, e.parse().ok()?))
+            });
+            (span, *status)
+        })
+        .collect()
+}
+
+async fn pull_chunked(work: &std::path::Path, name: &str) -> std::process::Output {
+    imgpull(
+        work,
+        &[
+            "pull",
+            name,
+            "-o",
+            "out.tar",
+            "--cache-dir",
+            "cache",
+            "-v",
+            "--chunk-size",
+            "1MiB",
+            "--max-chunks",
+            "3",
+        ],
+        None,
+    )
+    .await
+}
+
+fn no_pieces_left(work: &std::path::Path) {
+    let left: Vec<_> = std::fs::read_dir(work.join("cache/ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".chunk"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_blob_comes_in_parallel_ranges() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = big_image(&reg, "chunky", 6 * MIB as usize).await;
+    let big = &img.layers[0];
+    let proxy = proxy::start(reg.base_url(), Fault::None).await;
+    let work = tempdir();
+    let name = format!("{}/ns/big:1", proxy.host());
+    let out = pull_chunked(work.path(), &name).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let mut spans: Vec<(u64, u64)> = asks(&proxy, &big.digest)
+        .into_iter()
+        .map(|(span, status)| {
+            assert_eq!(status, 206);
+            span.expect("every request carries an ending Range")
+        })
+        .collect();
+    spans.sort();
+    let size = big.blob.len() as u64;
+    assert_eq!(spans.len() as u64, size.div_ceil(MIB), "{spans:?}");
+    let mut next = 0;
+    for (s, e) in &spans {
+        assert_eq!(*s, next, "{spans:?}");
+        assert!(e - s < MIB);
+        next = e + 1;
+    }
+    assert_eq!(next, size);
+    // The small layer is below the chunk size: one plain request.
+    assert_eq!(asks(&proxy, &img.layers[1].digest), vec![(None, 200)]);
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+    no_pieces_left(work.path());
+    crate::support::assert_cache_clean(work.path(), "cache").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_ignoring_range_gets_one_stream() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = big_image(&reg, "norange", 3 * MIB as usize).await;
+    let proxy = proxy::start(reg.base_url(), Fault::None).await;
+    *proxy.ignore_range.lock().unwrap() = true;
+    let work = tempdir();
+    let name = format!("{}/ns/big:1", proxy.host());
+    let out = pull_chunked(work.path(), &name).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("does not serve ranges"),
+        "{}",
+        text(&out)
+    );
+    // The probe (answered whole, dropped) and the one stream.
+    assert_eq!(
+        asks(&proxy, &img.layers[0].digest),
+        vec![(None, 200), (None, 200)]
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+    no_pieces_left(work.path());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_piece_cut_mid_way_is_retried_alone() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = big_image(&reg, "cutpiece", 5 * MIB as usize).await;
+    let big = img.layers[0].digest.clone();
+    let fault = Fault::Reset {
+        digest: big.clone(),
+        after: 300_000,
+        times: Arc::new(AtomicUsize::new(1)),
+    };
+    let proxy = proxy::start(reg.base_url(), fault).await;
+    let work = tempdir();
+    let name = format!("{}/ns/big:1", proxy.host());
+    let out = pull_chunked(work.path(), &name).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let all = asks(&proxy, &big);
+    let pieces = (img.layers[0].blob.len() as u64).div_ceil(MIB) as usize;
+    assert_eq!(all.len(), pieces + 1, "{all:?}");
+    let resumed: Vec<_> = all
+        .iter()
+        .filter_map(|(span, _)| *span)
+        .filter(|(s, _)| s % MIB != 0)
+        .collect();
+    assert_eq!(resumed.len(), 1, "{all:?}");
+    let (s, e) = resumed[0];
+    assert_eq!(s % MIB, 300_000, "{all:?}");
+    assert!(
+        all.iter().any(|(span, _)| *span == Some((s - 300_000, e))),
+        "{all:?}"
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+    no_pieces_left(work.path());
+    crate::support::assert_cache_clean(work.path(), "cache").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limit_rate_holds_the_average_across_connections() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = big_image(&reg, "capped", 3 * MIB as usize).await;
+    let work = tempdir();
+    let name = format!("{}/ns/big:1", reg.host());
+    let total: u64 =
+        img.layers.iter().map(|l| l.blob.len() as u64).sum::<u64>() + img.config.len() as u64;
+    let started = Instant::now();
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "out.tar",
+            "--cache-dir",
+            "cache",
+            "--limit-rate",
+            "1MiB",
+            "--chunk-size",
+            "1MiB",
+            "--max-chunks",
+            "3",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let want = MIB as f64;
+    assert!(
+        (0.8 * want..=1.2 * want).contains(&rate),
+        "{rate:.0} B/s for a cap of {want} B/s"
+    );
+    tools::skopeo_copy_to_oci(&work.path().join("out.tar"), work.path());
+}
