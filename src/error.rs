@@ -169,9 +169,13 @@ impl Error {
                  for a registry without TLS set `insecure = true` under [registries.\"HOST\"]"
                     .into()
             }
-            Error::Registry(R::Connect { .. }) => {
-                "check the registry address and port, and HTTPS_PROXY/NO_PROXY if you use a proxy".into()
-            }
+            Error::Registry(R::Connect { .. }) => match proxy_in_use() {
+                Some((var, host)) => format!(
+                    "{var} sends requests through the proxy {host}: check that it is up and lets this \
+                     registry through, or list the registry in NO_PROXY"
+                ),
+                None => "check the registry address and port (and HTTPS_PROXY/NO_PROXY if you need a proxy)".into(),
+            },
             Error::Registry(R::DigestMismatch { .. } | R::LengthMismatch { .. })
             | Error::Cache {
                 source: CacheError::DigestMismatch { .. } | CacheError::SizeMismatch { .. },
@@ -201,4 +205,29 @@ impl Error {
         }
         None
     }
+}
+
+/// The proxy variable set in the environment and the proxy's host:port
+/// (never its credentials).
+fn proxy_in_use() -> Option<(String, String)> {
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            let host = reqwest::Url::parse(&v)
+                .ok()
+                .and_then(|u| {
+                    u.host_str()
+                        .map(|h| u.port().map_or(h.to_string(), |p| format!("{h}:{p}")))
+                })
+                .unwrap_or_else(|| "(unparsable)".into());
+            return Some((var.to_string(), host));
+        }
+    }
+    None
 }

@@ -173,6 +173,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
                 }
                 reporter.info(&format!("{e}; trying again"));
                 writer.restart().await.map_err(cache_err)?;
+                reporter.blob_state(&d.digest, crate::progress::BlobState::StartingOver);
                 continue;
             }
             // A reset or stall mid-blob: continue from what was received.
@@ -187,6 +188,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
             }
             Err(e) => return Err(e),
         }
+        reporter.blob_state(&d.digest, crate::progress::BlobState::Verifying);
         let e = match writer.commit().await {
             Ok(()) => break,
             Err(e) => e,
@@ -218,6 +220,11 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
             Begin::Present => break,
             Begin::Writer(w) => w,
         };
+        let state = match writer.offset() {
+            0 => crate::progress::BlobState::StartingOver,
+            from => crate::progress::BlobState::Resuming { from },
+        };
+        reporter.blob_state(&d.digest, state);
     }
     reporter.blob_done(&d.digest);
     Ok(BlobOutcome {
@@ -257,6 +264,7 @@ async fn download(
         if let Err(e) = writer.restart().await {
             return (0, Some(endpoint), Err(cache_err(e)));
         }
+        reporter.blob_state(&d.digest, crate::progress::BlobState::StartingOver);
         if resp.status() == reqwest::StatusCode::OK {
             // The whole blob: take it from byte 0.
             (resp, endpoint)
@@ -277,7 +285,12 @@ async fn download(
             d.digest.short(),
             writer.offset()
         ));
-        reporter.blob_progress(&d.digest, writer.offset());
+        reporter.blob_state(
+            &d.digest,
+            crate::progress::BlobState::Resuming {
+                from: writer.offset(),
+            },
+        );
     }
     let url = resp.url().to_string();
     let expected = d.size - writer.offset();

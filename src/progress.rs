@@ -3,6 +3,28 @@
 
 use crate::digest::Digest;
 
+/// Where a blob download stands, besides bytes arriving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobState {
+    /// Continuing from byte `from` (a partial from an earlier run, or
+    /// after a reset).
+    Resuming { from: u64 },
+    /// What was held is dropped; from byte 0 again.
+    StartingOver,
+    /// Every byte is in; the digest is being checked.
+    Verifying,
+}
+
+impl BlobState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            BlobState::Resuming { .. } => "resuming",
+            BlobState::StartingOver => "starting over",
+            BlobState::Verifying => "verifying",
+        }
+    }
+}
+
 /// Receives pull events. Every method has a no-op default; calls may come
 /// from several tasks at once.
 pub trait Reporter: Send + Sync {
@@ -13,6 +35,10 @@ pub trait Reporter: Send + Sync {
     /// `bytes` more bytes of `digest` arrived.
     fn blob_progress(&self, digest: &Digest, bytes: u64) {
         let _ = (digest, bytes);
+    }
+    /// `digest` changed state (see [`BlobState`]).
+    fn blob_state(&self, digest: &Digest, state: BlobState) {
+        let _ = (digest, state);
     }
     /// `digest` is verified and committed to the cache.
     fn blob_done(&self, digest: &Digest) {

@@ -154,6 +154,10 @@ pub struct PullArgs {
     /// Use a temporary cache, removed after the pull.
     #[arg(long)]
     pub no_cache: bool,
+    /// Print one JSON object per event on stdout (start, progress, state,
+    /// done, warning, summary, error) instead of text.
+    #[arg(long)]
+    pub json: bool,
     /// Name to tag the output with (NAME:TAG), e.g. for a pull by digest.
     #[arg(long, value_name = "NAME:TAG")]
     pub tag: Option<String>,

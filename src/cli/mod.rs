@@ -3,6 +3,7 @@
 
 mod args;
 mod cache;
+mod progress;
 mod report;
 
 use crate::catalog::{Catalog, Kind};
@@ -42,6 +43,7 @@ pub fn main() -> i32 {
         }
     };
     let quiet = cli.global.quiet;
+    let json = matches!(&cli.command, Command::Pull(a) if a.json);
     let outcome = rt.block_on(async {
         tokio::select! {
             r = run(cli) => Some(r),
@@ -75,9 +77,18 @@ pub fn main() -> i32 {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            if let Some(h) = e.hint() {
-                eprintln!("hint: {h}");
+            if json {
+                progress::emit(serde_json::json!({
+                    "event": "error",
+                    "message": e.to_string(),
+                    "hint": e.hint(),
+                    "exit_code": e.exit_code(),
+                }));
+            } else {
+                eprintln!("error: {e}");
+                if let Some(h) = e.hint() {
+                    eprintln!("hint: {h}");
+                }
             }
             e.exit_code()
         }
@@ -116,17 +127,25 @@ fn print_plugins(catalog: &Catalog) {
 }
 
 pub(crate) fn engine(global: &Global, overrides: Overrides) -> Result<Engine, Error> {
-    let config = Config::load(global.config.as_deref(), &overrides)?;
-    if !global.quiet {
-        for w in &config.warnings {
-            eprintln!("warning: {w}");
-        }
-    }
     let reporter: Arc<dyn crate::progress::Reporter> = if global.quiet {
         Arc::new(crate::progress::Silent)
     } else {
-        Arc::new(report::Plain::new(global.verbose > 0))
+        Arc::new(progress::Plain::new(global.verbose > 0))
     };
+    engine_with(global, overrides, reporter)
+}
+
+fn engine_with(
+    global: &Global,
+    overrides: Overrides,
+    reporter: Arc<dyn crate::progress::Reporter>,
+) -> Result<Engine, Error> {
+    let config = Config::load(global.config.as_deref(), &overrides)?;
+    if !global.quiet {
+        for w in &config.warnings {
+            reporter.warn(w);
+        }
+    }
     Engine::new(config, reporter)
 }
 
@@ -171,7 +190,17 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
         max_chunks: args.max_chunks,
         limit_rate: args.limit_rate.clone(),
     };
-    let engine = engine(global, overrides)?;
+    let mode = progress::Mode::choose(args.json, global.quiet);
+    let verbose = global.verbose > 0;
+    let bars = (mode == progress::Mode::Bars).then(|| Arc::new(progress::Bars::new(verbose)));
+    let reporter: Arc<dyn crate::progress::Reporter> = match mode {
+        progress::Mode::Bars => bars.clone().expect("made above"),
+        progress::Mode::Plain => Arc::new(progress::Plain::new(verbose)),
+        progress::Mode::Json => Arc::new(progress::Json::new(verbose)),
+        progress::Mode::Quiet => Arc::new(crate::progress::Silent),
+    };
+    let started = std::time::Instant::now();
+    let engine = engine_with(global, overrides, reporter)?;
     let format = &engine.config().export;
     if (args.layer_format.is_some() || args.legacy) && format != "docker-archive" {
         return Err(Error::Usage(format!(
@@ -202,8 +231,16 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
     opts.no_cache = args.no_cache;
     opts.cli_credentials = cli_credentials(&args.registry, global.quiet)?;
     let report = engine.pull(opts).await?;
-    if !global.quiet {
-        report::summary(&report);
+    if let Some(b) = &bars {
+        b.finish();
+    }
+    let format = engine.config().export.as_str();
+    match mode {
+        progress::Mode::Json => {
+            progress::emit(report::summary_json(&report, format, started.elapsed()))
+        }
+        progress::Mode::Quiet => {}
+        _ => report::summary(&report, format, started.elapsed()),
     }
     Ok(())
 }

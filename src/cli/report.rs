@@ -1,51 +1,29 @@
 //! Plain-text rendering of progress, the pull summary and inspections.
 
-use crate::digest::Digest;
+use super::progress::mb;
 use crate::inspect::Inspection;
-use crate::progress::Reporter;
 use crate::pull::PullReport;
 use std::io::Write;
 
-/// One line per blob event on stderr; no escapes, fit for CI logs.
-pub struct Plain {
-    verbose: bool,
-}
-
-impl Plain {
-    pub fn new(verbose: bool) -> Plain {
-        Plain { verbose }
-    }
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1_048_576.0
-}
-
-impl Reporter for Plain {
-    fn blob_start(&self, digest: &Digest, size: u64, cached: bool) {
-        let state = if cached { "cached" } else { "downloading" };
-        eprintln!("{}: {state} ({:.1} MB)", digest.short(), mb(size));
-    }
-
-    fn blob_done(&self, digest: &Digest) {
-        if self.verbose {
-            eprintln!("{}: verified", digest.short());
-        }
-    }
-
-    fn info(&self, message: &str) {
-        if self.verbose {
-            eprintln!("{message}");
-        }
-    }
-
-    fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+/// What to do with the output next, by format.
+fn next_step(format: &str, output: &std::path::Path, tag: Option<String>) -> Option<String> {
+    let p = output.display();
+    match format {
+        "docker-archive" => Some(format!("docker load -i {p}   (or: podman load -i {p})")),
+        "oci-archive" => Some(format!(
+            "podman load -i {p}   (or: skopeo copy oci-archive:{p} …)"
+        )),
+        "oci" => Some(format!(
+            "skopeo copy oci:{p}:{} docker-daemon:…   (or: umoci unpack --image {p}:{} DIR)",
+            tag.clone().unwrap_or_else(|| "TAG".into()),
+            tag.unwrap_or_else(|| "TAG".into())
+        )),
+        _ => None,
     }
 }
 
 /// The end-of-pull summary on stdout.
-pub fn summary(r: &PullReport) {
+pub fn summary(r: &PullReport, format: &str, elapsed: std::time::Duration) {
     println!("Image: {}", r.reference);
     println!("Digest: {}", r.digest);
     for (platform, digest) in &r.images {
@@ -54,11 +32,19 @@ pub fn summary(r: &PullReport) {
         }
     }
     println!(
-        "Downloaded: {:.1} MB, cache: {}",
+        "Layers: {} ({} cached), {:.1} MB downloaded, {:.1} MB reused",
+        r.layers,
+        r.cache_hits,
         mb(r.bytes_downloaded),
-        r.cache
+        mb(r.bytes_reused)
+    );
+    let secs = elapsed.as_secs_f64().max(0.001);
+    println!(
+        "Time: {secs:.1} s, average {:.1} MB/s",
+        mb(r.bytes_downloaded) / secs
     );
     println!("{}", r.cache_line());
+    println!("Cache: {}", r.cache);
     if r.served.len() > 1 || r.served.iter().any(|(l, _)| !l.ends_with("(origin)")) {
         let list: Vec<String> = r
             .served
@@ -68,9 +54,36 @@ pub fn summary(r: &PullReport) {
         println!("Served by: {}", list.join(", "));
     }
     println!("Saved to: {}", r.output.display());
-    if r.output.extension().is_some_and(|e| e == "tar") {
-        println!("Load it with: docker load -i {}", r.output.display());
+    if let Some(step) = next_step(format, &r.output, r.reference.tag.clone()) {
+        println!("Next: {step}");
     }
+}
+
+/// The summary as the last `--json` event.
+pub fn summary_json(
+    r: &PullReport,
+    format: &str,
+    elapsed: std::time::Duration,
+) -> serde_json::Value {
+    serde_json::json!({
+        "event": "summary",
+        "image": r.reference.to_string(),
+        "digest": r.digest,
+        "images": r.images.iter().map(|(p, d)| serde_json::json!({
+            "platform": p.as_ref().map(|p| p.to_string()),
+            "digest": d,
+        })).collect::<Vec<_>>(),
+        "layers": r.layers,
+        "cached_layers": r.cache_hits,
+        "bytes_downloaded": r.bytes_downloaded,
+        "bytes_reused": r.bytes_reused,
+        "seconds": elapsed.as_secs_f64(),
+        "format": format,
+        "output": r.output,
+        "cache": r.cache,
+        "served_by": r.served.iter().map(|(l, n)| serde_json::json!({"endpoint": l, "requests": n})).collect::<Vec<_>>(),
+        "next": next_step(format, &r.output, r.reference.tag.clone()),
+    })
 }
 
 /// `imgpull inspect` as text.

@@ -15,3 +15,4 @@ mod platforms;
 mod pull;
 mod rootfs;
 mod speed;
+mod ux;
