@@ -15,7 +15,10 @@ use crate::manifest::Descriptor;
 use crate::progress::Reporter;
 use crate::ratelimit::RateLimiter;
 use futures_util::StreamExt;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use tokio::io::AsyncWriteExt;
 
 /// How big blobs are split.
@@ -44,11 +47,29 @@ impl Chunking {
 }
 
 /// How a chunked download ended.
+#[derive(Debug)]
 pub enum Outcome {
-    /// Every byte is in the writer; this many were downloaded.
-    Done(u64),
-    /// The server did not honour the range: use one stream.
+    /// Every byte is in the writer.
+    Done,
+    /// The server did not honour a range: the writer holds a prefix, and
+    /// the rest should come in one stream.
     Unsupported,
+}
+
+/// What a chunked download did.
+pub struct Ran {
+    /// Bytes downloaded (pieces thrown away on a failure included).
+    pub fetched: u64,
+    /// The endpoints that served pieces.
+    pub endpoints: Vec<usize>,
+    pub result: Result<Outcome, Error>,
+}
+
+/// Why a piece stopped.
+enum PieceFail {
+    /// The server stopped serving the range asked for.
+    NoRange(String),
+    Failed(Error),
 }
 
 pub struct Job<'a> {
@@ -59,12 +80,16 @@ pub struct Job<'a> {
     pub chunking: Chunking,
     pub limiter: Option<&'a RateLimiter>,
     pub reporter: &'a dyn Reporter,
+    /// Bytes downloaded so far.
+    pub fetched: AtomicU64,
+    /// Endpoints that served pieces.
+    pub used: Mutex<BTreeSet<usize>>,
 }
 
 impl Job<'_> {
     fn piece_path(&self, start: u64) -> PathBuf {
         self.scratch
-            .join(format!("{}-{start}.chunk.partial", self.desc.digest.hex()))
+            .join(format!("{}-{start}.chunk", self.desc.digest.hex()))
     }
 
     fn cache_err(&self, source: CacheError) -> Error {
@@ -74,8 +99,27 @@ impl Job<'_> {
         }
     }
 
-    /// Fetch from `writer.offset()` to the end.
-    pub async fn run(&self, writer: &mut dyn BlobWriter) -> Result<Outcome, Error> {
+    /// Fetch from `writer.offset()` to the end. Whatever happens, says how
+    /// many bytes were downloaded and from which endpoints.
+    pub async fn run(&self, writer: &mut dyn BlobWriter) -> Ran {
+        let result = self.pieces(writer).await;
+        if !matches!(result, Ok(Outcome::Done)) {
+            self.clear_scratch();
+        }
+        Ran {
+            fetched: self.fetched.load(Ordering::Relaxed),
+            endpoints: self
+                .used
+                .lock()
+                .expect("no panics while held")
+                .iter()
+                .copied()
+                .collect(),
+            result,
+        }
+    }
+
+    async fn pieces(&self, writer: &mut dyn BlobWriter) -> Result<Outcome, Error> {
         let d = self.desc;
         let first = writer.offset();
         let pieces: Vec<(u64, u64)> = (first..d.size)
@@ -83,7 +127,7 @@ impl Job<'_> {
             .map(|s| (s, (s + self.chunking.chunk_size).min(d.size) - 1))
             .collect();
         let Some(&(s0, e0)) = pieces.first() else {
-            return Ok(Outcome::Done(0));
+            return Ok(Outcome::Done);
         };
         // Pieces left by a killed run are not trusted: the partial holds
         // the contiguous prefix, and that is where we start.
@@ -103,18 +147,16 @@ impl Job<'_> {
             self.chunking.max_chunks
         ));
         let mut probe = Some((probe, endpoint));
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(u64, u64, PathBuf), Error>>(1);
+        // Room for every piece: the downloads never wait for the appender,
+        // so no body sits unread while a piece is appended.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<PathBuf, PieceFail>>(pieces.len());
         let downloads = async move {
             // Owns the sender: when every piece is sent it is dropped, and
             // the appender sees the end.
             futures_util::stream::iter(pieces.iter().copied())
                 .map(|(s, e)| {
                     let first = if s == s0 { probe.take() } else { None };
-                    async move {
-                        self.piece(s, e, first)
-                            .await
-                            .map(|n| (s, n, self.piece_path(s)))
-                    }
+                    async move { self.piece(s, e, first).await.map(|()| self.piece_path(s)) }
                 })
                 .buffered(self.chunking.max_chunks)
                 .for_each(move |r| {
@@ -126,27 +168,28 @@ impl Job<'_> {
                 .await;
         };
         let append = async {
-            let mut fetched = 0;
             while let Some(r) = rx.recv().await {
-                let (_, n, path) = r?;
-                fetched += n;
-                self.append(&path, writer).await?;
+                match r {
+                    Ok(path) => self.append(&path, writer).await?,
+                    // Ranges stopped working: what is appended stays, the
+                    // rest comes in one stream.
+                    Err(PieceFail::NoRange(why)) => {
+                        self.reporter.info(&format!("{}: {why}", d.digest.short()));
+                        return Ok(Outcome::Unsupported);
+                    }
+                    Err(PieceFail::Failed(e)) => return Err(e),
+                }
             }
-            Ok::<u64, Error>(fetched)
+            Ok(Outcome::Done)
         };
         tokio::pin!(append, downloads);
         // A failed piece ends the appending early: the other downloads are
         // dropped with it.
-        let appended = tokio::select! {
+        tokio::select! {
             biased;
             r = &mut append => r,
             () = &mut downloads => append.await,
-        };
-        let result = appended.map(Outcome::Done);
-        if result.is_err() {
-            self.clear_scratch();
         }
-        result
     }
 
     /// Remove this blob's piece files.
@@ -155,7 +198,7 @@ impl Job<'_> {
         if let Ok(rd) = std::fs::read_dir(self.scratch) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&prefix) && name.ends_with(".chunk.partial") {
+                if name.starts_with(&prefix) && name.ends_with(".chunk") {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -163,84 +206,80 @@ impl Job<'_> {
     }
 
     /// Download bytes `start..=end` into the piece's file, retrying from
-    /// where it stopped. Returns the bytes downloaded.
+    /// where it stopped.
     async fn piece(
         &self,
         start: u64,
         end: u64,
         mut first: Option<(reqwest::Response, usize)>,
-    ) -> Result<u64, Error> {
+    ) -> Result<(), PieceFail> {
         let d = self.desc;
         let path = self.piece_path(start);
         let want = end - start + 1;
+        let failed = |e: Error| PieceFail::Failed(e);
         let mut file = tokio::fs::File::create(&path)
             .await
-            .map_err(|e| self.cache_err(CacheError::io(&path, e)))?;
-        let (mut have, mut fetched, mut attempt) = (0u64, 0u64, 0u32);
+            .map_err(|e| failed(self.cache_err(CacheError::io(&path, e))))?;
+        let (mut have, mut attempt) = (0u64, 0u32);
         let policy = self.client.retry_policy();
         while have < want {
             attempt += 1;
             let (resp, endpoint) = match first.take() {
                 Some(r) => r,
-                None => {
-                    self.client
-                        .blob_range(self.repository, &d.digest, start + have, end)
-                        .await?
-                }
+                None => self
+                    .client
+                    .blob_range(self.repository, &d.digest, start + have, end)
+                    .await
+                    .map_err(|e| failed(e.into()))?,
             };
+            self.used
+                .lock()
+                .expect("no panics while held")
+                .insert(endpoint);
             if !range_answered(&resp, start + have, end, d.size) {
-                return Err(RegistryError::BadResponse {
-                    registry: self.client.registry().to_string(),
-                    detail: format!(
-                        "{}: asked for bytes {}-{end}, got something else (status {})",
-                        d.digest,
-                        start + have,
-                        resp.status()
-                    ),
-                }
-                .into());
+                return Err(PieceFail::NoRange(format!(
+                    "asked for bytes {}-{end}, got something else (status {}); one stream from here",
+                    start + have,
+                    resp.status()
+                )));
             }
-            let url = resp.url().to_string();
+            let raw_url = resp.url().to_string();
             let mut body = resp.bytes_stream();
-            let mut failed = None;
+            let mut broke = None;
             while let Some(chunk) = body.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
                         self.client.give_up_on(endpoint);
-                        failed = Some(self.client.body_error(endpoint, &url, &e));
+                        broke = Some(self.client.body_error(endpoint, &raw_url, &e));
                         break;
                     }
                 };
                 if have + chunk.len() as u64 > want {
-                    return Err(RegistryError::BadResponse {
-                        registry: self.client.registry().to_string(),
-                        detail: format!("{}: a piece longer than asked for", d.digest),
-                    }
-                    .into());
+                    return Err(PieceFail::NoRange(format!(
+                        "bytes {start}-{end} came back longer than asked for; one stream from here"
+                    )));
                 }
                 if let Some(l) = self.limiter {
                     l.take(chunk.len()).await;
                 }
                 file.write_all(&chunk)
                     .await
-                    .map_err(|e| self.cache_err(CacheError::io(&path, e)))?;
+                    .map_err(|e| failed(self.cache_err(CacheError::io(&path, e))))?;
                 have += chunk.len() as u64;
-                fetched += chunk.len() as u64;
+                self.fetched
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 self.reporter.blob_progress(&d.digest, chunk.len() as u64);
             }
-            match failed {
-                None if have == want => break,
-                None => {}
-                Some(e) if attempt >= policy.attempts => return Err(e.into()),
-                Some(_) => {}
+            if have == want {
+                break;
             }
             if attempt >= policy.attempts {
-                return Err(RegistryError::BadResponse {
+                let e = broke.unwrap_or_else(|| RegistryError::BadResponse {
                     registry: self.client.registry().to_string(),
                     detail: format!("{}: bytes {start}-{end} ended early", d.digest),
-                }
-                .into());
+                });
+                return Err(failed(e.into()));
             }
             self.reporter.info(&format!(
                 "{}: piece at byte {start} stopped at {have} of {want} bytes, resuming it",
@@ -250,8 +289,8 @@ impl Job<'_> {
         }
         file.flush()
             .await
-            .map_err(|e| self.cache_err(CacheError::io(&path, e)))?;
-        Ok(fetched)
+            .map_err(|e| failed(self.cache_err(CacheError::io(&path, e))))?;
+        Ok(())
     }
 
     /// Append a finished piece to the blob's writer and remove its file.

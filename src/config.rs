@@ -323,21 +323,27 @@ impl Config {
             }
             Err(e) => return Err(ConfigError::Invalid(format!("stall_timeout: {e}"))),
         }
-        for (key, value) in [
-            ("chunk_size", Some(&cfg.chunk_size)),
-            ("limit_rate", cfg.limit_rate.as_ref()),
+        for (key, value, min, least) in [
+            ("chunk_size", Some(&cfg.chunk_size), 1 << 20, "1MiB"),
+            ("limit_rate", cfg.limit_rate.as_ref(), 1024, "1KiB"),
         ] {
             if let Some(v) = value {
                 match crate::units::parse_size(v) {
-                    Ok(n) if n >= 1024 => {}
+                    Ok(n) if n >= min => {}
                     Ok(_) => {
                         return Err(ConfigError::Invalid(format!(
-                            "{key} = {v:?}: at least 1KiB"
+                            "{key} = {v:?}: at least {least}"
                         )))
                     }
                     Err(e) => return Err(ConfigError::Invalid(format!("{key}: {e}"))),
                 }
             }
+        }
+        if !(1..=16).contains(&cfg.max_chunks) {
+            return Err(ConfigError::Invalid(format!(
+                "max_chunks = {}: between 1 and 16",
+                cfg.max_chunks
+            )));
         }
         // Paths written in a config file are relative to that file.
         if let Ok(v) = fig.find_value("ca_file") {

@@ -72,9 +72,19 @@ impl Endpoints {
     }
 
     /// A mirror stops being asked; the origin never does.
+    /// Skip mirror `index` for the rest of the pull — unless it is the
+    /// last endpoint left (with `mirror_only` and one mirror, a reset must
+    /// not end the pull).
     pub fn give_up_on(&self, index: usize) {
+        let live = self
+            .eps
+            .iter()
+            .filter(|e| !e.dead.load(Ordering::Relaxed))
+            .count();
         if let Some(e) = self.eps.get(index).filter(|e| e.is_mirror) {
-            e.dead.store(true, Ordering::Relaxed);
+            if live > 1 {
+                e.dead.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -178,7 +188,7 @@ impl Endpoints {
             Some(ep) => ep.client.body_error(url, e),
             None => RegistryError::Network {
                 registry: self.registry.clone(),
-                url: url.to_string(),
+                url: crate::client::shown_url(url),
                 detail: e.to_string(),
             },
         }

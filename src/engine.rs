@@ -54,12 +54,21 @@ impl Engine {
         let reg_cfg = self.config.registry(&reference.registry);
         let mut endpoints = Endpoints::new(&reference.registry, reg_cfg.mirror_tags);
         for mirror in &reg_cfg.mirrors {
-            let url = reqwest::Url::parse(mirror)
-                .map_err(|e| Error::Usage(format!("mirror {mirror:?} is not a URL: {e}")))?;
+            let url = reqwest::Url::parse(mirror).map_err(|e| {
+                Error::Usage(format!(
+                    "mirror {:?} is not a URL: {e}",
+                    crate::client::shown_url(mirror)
+                ))
+            })?;
             let host = match (url.host_str(), url.port()) {
                 (Some(h), Some(p)) => format!("{h}:{p}"),
                 (Some(h), None) => h.to_string(),
-                (None, _) => return Err(Error::Usage(format!("mirror {mirror:?} has no host"))),
+                (None, _) => {
+                    return Err(Error::Usage(format!(
+                        "mirror {:?} has no host",
+                        crate::client::shown_url(mirror)
+                    )))
+                }
             };
             let mirror_cfg = self.config.registry(&host);
             let generic = self
@@ -72,8 +81,11 @@ impl Engine {
             opts.insecure |= url.scheme() == "http";
             opts.ns = reg_cfg.mirror_ns.then(|| reference.registry.clone());
             match RegistryClient::connect(opts).await {
-                Ok(c) => endpoints.push(c, mirror.clone(), true),
-                Err(e) => self.reporter.warn(&format!("mirror {mirror} skipped: {e}")),
+                Ok(c) => endpoints.push(c, crate::client::shown_url(mirror), true),
+                Err(e) => self.reporter.warn(&format!(
+                    "mirror {} skipped: {e}",
+                    crate::client::shown_url(mirror)
+                )),
             }
         }
         if !reg_cfg.mirror_only || reg_cfg.mirrors.is_empty() {

@@ -219,7 +219,12 @@ fn proxy_in_use() -> Option<(String, String)> {
         "all_proxy",
     ] {
         if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
-            let host = reqwest::Url::parse(&v)
+            let with_scheme = if v.contains("://") {
+                v.clone()
+            } else {
+                format!("http://{v}")
+            };
+            let host = reqwest::Url::parse(&with_scheme)
                 .ok()
                 .and_then(|u| {
                     u.host_str()

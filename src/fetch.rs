@@ -132,6 +132,13 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
     let mut chunking = ctx.opts.chunking;
     loop {
         attempt += 1;
+        if attempt > 1 {
+            let state = match writer.offset() {
+                0 => crate::progress::BlobState::StartingOver,
+                from => crate::progress::BlobState::Resuming { from },
+            };
+            reporter.blob_state(&d.digest, state);
+        }
         let chunked = match cache.scratch_dir() {
             Some(dir) if chunking.applies(d.size - writer.offset().min(d.size)) => {
                 let job = chunked::Job {
@@ -142,9 +149,13 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
                     chunking,
                     limiter: ctx.opts.limiter.as_ref(),
                     reporter,
+                    fetched: Default::default(),
+                    used: Default::default(),
                 };
-                match job.run(writer.as_mut()).await {
-                    Ok(chunked::Outcome::Done(n)) => Some((n, None, Ok(()))),
+                let ran = job.run(writer.as_mut()).await;
+                fetched += ran.fetched;
+                match ran.result {
+                    Ok(chunked::Outcome::Done) => Some((ran.endpoints, Ok(()))),
                     Ok(chunked::Outcome::Unsupported) => {
                         reporter.info(&format!(
                             "{}: the server does not serve ranges; one stream",
@@ -153,16 +164,19 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
                         chunking.max_chunks = 1;
                         None
                     }
-                    Err(e) => Some((0, None, Err(e))),
+                    Err(e) => Some((ran.endpoints, Err(e))),
                 }
             }
             _ => None,
         };
-        let (n, endpoint, result) = match chunked {
+        let (endpoints, result) = match chunked {
             Some(r) => r,
-            None => download(ctx, d, writer.as_mut()).await,
+            None => {
+                let (n, endpoint, result) = download(ctx, d, writer.as_mut()).await;
+                fetched += n;
+                (endpoint.into_iter().collect::<Vec<_>>(), result)
+            }
         };
-        fetched += n;
         match result {
             Ok(()) => {}
             // A server about to send the wrong number of bytes: like
@@ -197,8 +211,8 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
             // Wrong bytes: they were discarded; one more try from scratch,
             // not from a mirror that served them.
             CacheError::DigestMismatch { .. } => {
-                if let Some(i) = endpoint {
-                    client.give_up_on(i);
+                for i in &endpoints {
+                    client.give_up_on(*i);
                 }
                 !std::mem::replace(&mut started_over, true)
             }
@@ -220,11 +234,6 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
             Begin::Present => break,
             Begin::Writer(w) => w,
         };
-        let state = match writer.offset() {
-            0 => crate::progress::BlobState::StartingOver,
-            from => crate::progress::BlobState::Resuming { from },
-        };
-        reporter.blob_state(&d.digest, state);
     }
     reporter.blob_done(&d.digest);
     Ok(BlobOutcome {
@@ -292,7 +301,8 @@ async fn download(
             },
         );
     }
-    let url = resp.url().to_string();
+    let raw_url = resp.url().to_string();
+    let url = crate::client::shown_url(&raw_url);
     let expected = d.size - writer.offset();
     if let Some(found) = resp.content_length().filter(|n| *n != expected) {
         client.give_up_on(endpoint);
@@ -317,7 +327,7 @@ async fn download(
                 return (
                     got,
                     Some(endpoint),
-                    Err(client.body_error(endpoint, &url, &e).into()),
+                    Err(client.body_error(endpoint, &raw_url, &e).into()),
                 );
             }
         };

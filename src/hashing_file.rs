@@ -82,8 +82,10 @@ impl HashingFile {
                 .name("imgpull-hash".into())
                 .spawn(move || {
                     let r = run(*parts, rx);
+                    // If nobody waits (the writer was dropped), the file is
+                    // flushed and closed here, before the lock goes.
+                    drop(done_tx.send(r));
                     drop(keep);
-                    let _ = done_tx.send(r);
                 })?;
             self.state = State::Busy { tx, done };
         }
@@ -155,6 +157,7 @@ fn run(mut parts: Parts, mut rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<Par
         parts.1.update(&piece);
         parts.0.write_all(&piece)?;
     }
+    parts.0.flush()?;
     Ok(parts)
 }
 

@@ -157,7 +157,9 @@ impl CacheBackend for LocalCache {
     }
 
     fn scratch_dir(&self) -> Option<PathBuf> {
-        let d = self.dir.join("ingest");
+        // Its own directory: pieces are not partial blobs (`cache prune`
+        // leaves them to `maintain`, which checks the digest's lock).
+        let d = self.dir.join("ingest").join("chunks");
         LocalCache::ensure_dir(&d).ok().map(|()| d)
     }
 
@@ -191,7 +193,25 @@ impl CacheBackend for LocalCache {
                 }
             }
         }
-        Ok(())
+        // Pieces of chunked downloads that no process is writing (a killed
+        // run's): the partial holds what was appended, the rest is fetched
+        // again.
+        let (chunks, locks) = (self.dir.join("ingest").join("chunks"), self.dir.join("locks"));
+        blocking(move || {
+            let Ok(rd) = std::fs::read_dir(&chunks) else { return Ok(()) };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some((hex, _)) = name.split_once('-') else { continue };
+                let free = std::fs::File::open(locks.join(format!("{hex}.lock")))
+                    .map(|f| f.try_lock().is_ok())
+                    .unwrap_or(true);
+                if free {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<BlobInfo>, CacheError> {

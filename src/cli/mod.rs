@@ -65,11 +65,18 @@ pub fn main() -> i32 {
             std::process::exit(exit::INTERRUPTED);
         });
         shutdown(rt);
-        if !quiet {
-            eprintln!(
-                "interrupted: partial downloads were kept in the cache (not with --no-cache) and the \
-                 next pull resumes them; the unfinished output was removed"
-            );
+        let message =
+            "interrupted: partial downloads were kept in the cache (not with --no-cache) \
+                       and the next pull resumes them; the unfinished output was removed";
+        if json {
+            progress::emit(serde_json::json!({
+                "event": "error",
+                "message": message,
+                "hint": null,
+                "exit_code": exit::INTERRUPTED,
+            }));
+        } else if !quiet {
+            eprintln!("{message}");
         }
         return exit::INTERRUPTED;
     };

@@ -160,6 +160,8 @@ pub struct Plain {
 struct PlainState {
     total: u64,
     done: u64,
+    /// Bytes held per blob (so a resume or restart corrects `done`).
+    held: HashMap<Digest, u64>,
     last: Instant,
     started: Instant,
 }
@@ -175,6 +177,7 @@ impl Plain {
             state: Mutex::new(PlainState {
                 total: 0,
                 done: 0,
+                held: HashMap::new(),
                 last: now,
                 started: now,
             }),
@@ -193,9 +196,10 @@ impl Reporter for Plain {
         eprintln!("{}: {state} ({:.1} MB)", digest.short(), mb(size));
     }
 
-    fn blob_progress(&self, _digest: &Digest, bytes: u64) {
+    fn blob_progress(&self, digest: &Digest, bytes: u64) {
         let mut s = self.state.lock().expect("no panics while held");
         s.done += bytes;
+        *s.held.entry(digest.clone()).or_default() += bytes;
         if s.last.elapsed() >= Self::EVERY {
             s.last = Instant::now();
             let secs = s.started.elapsed().as_secs_f64().max(0.001);
@@ -209,6 +213,16 @@ impl Reporter for Plain {
     }
 
     fn blob_state(&self, digest: &Digest, state: BlobState) {
+        let now = match state {
+            BlobState::Resuming { from } => Some(from),
+            BlobState::StartingOver => Some(0),
+            BlobState::Verifying => None,
+        };
+        if let Some(now) = now {
+            let mut s = self.state.lock().expect("no panics while held");
+            let before = s.held.insert(digest.clone(), now).unwrap_or(0);
+            s.done = (s.done + now).saturating_sub(before);
+        }
         match state {
             BlobState::Resuming { from } => {
                 eprintln!("{}: resuming at {:.1} MB", digest.short(), mb(from))

@@ -286,7 +286,7 @@ impl RegistryClient {
         desc: &crate::manifest::Descriptor,
     ) -> Result<Vec<u8>, RegistryError> {
         let resp = self.blob(repository, &desc.digest).await?;
-        let url = resp.url().to_string();
+        let url = shown_url(resp.url().as_str());
         let bytes = self.read_capped(resp, &url, CONFIG_MAX).await?;
         let found = Digest::of(&bytes);
         if found != desc.digest || bytes.len() as u64 != desc.size {
@@ -326,7 +326,7 @@ impl RegistryClient {
             }
             let url = build()
                 .build()
-                .map(|r| r.url().to_string())
+                .map(|r| shown_url(r.url().as_str()))
                 .unwrap_or_default();
             let resp = match req.send().await {
                 Ok(r) => r,
@@ -425,7 +425,7 @@ impl RegistryClient {
         let detail = summarize_body(status, b"");
         self.error_for(
             status,
-            resp.url().to_string(),
+            shown_url(resp.url().as_str()),
             None,
             repository,
             what,
@@ -440,7 +440,7 @@ impl RegistryClient {
         what: &str,
     ) -> RegistryError {
         let status = resp.status().as_u16();
-        let url = resp.url().to_string();
+        let url = shown_url(resp.url().as_str());
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -556,6 +556,34 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     Some((start.trim().parse().ok()?, end.trim().parse().ok()?, total))
 }
 
+/// A URL fit for messages: no query or fragment (signed download URLs
+/// carry credentials there) and no user:password.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u)
+            if u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
+                && u.password().is_none() =>
+        {
+            url.to_string()
+        }
+        Ok(mut u) => {
+            let had_query = u.query().is_some();
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            let mut s = u.to_string();
+            if had_query {
+                s.push_str("?…");
+            }
+            s
+        }
+        Err(_) => url.split(['?', '#']).next().unwrap_or("").to_string(),
+    }
+}
+
 /// Same scheme, host and port.
 fn same_origin(url: &reqwest::Url, base: &str) -> bool {
     reqwest::Url::parse(base).is_ok_and(|b| {
@@ -663,7 +691,15 @@ pub(crate) fn classify(registry: &str, url: &str, e: &reqwest::Error) -> Registr
     };
     let lower = detail.to_lowercase();
     let registry = registry.to_string();
-    let url = url.to_string();
+    // Signed download URLs (S3, CloudFront) carry credentials in the
+    // query: never in a message.
+    let shown = shown_url(url);
+    let detail = if url.is_empty() {
+        detail
+    } else {
+        detail.replace(url, &shown)
+    };
+    let url = shown;
     if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
         RegistryError::Tls {
             registry,
@@ -688,6 +724,18 @@ pub(crate) fn classify(registry: &str, url: &str, e: &reqwest::Error) -> Registr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        let signed = "https://user:pw@bucket.s3.amazonaws.com/blob?X-Amz-Signature=abc&X-Amz-Security-Token=t#f";
+        let shown = shown_url(signed);
+        assert_eq!(shown, "https://bucket.s3.amazonaws.com/blob?…");
+        assert_eq!(
+            shown_url("http://h:5000/v2/x/blobs/sha256:1"),
+            "http://h:5000/v2/x/blobs/sha256:1"
+        );
+        assert!(!shown_url("not a url?token=secret").contains("secret"));
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -58,7 +58,7 @@ async fn pull_chunked(work: &std::path::Path, name: &str) -> std::process::Outpu
 }
 
 fn no_pieces_left(work: &std::path::Path) {
-    let left: Vec<_> = std::fs::read_dir(work.join("cache/ingest"))
+    let left: Vec<_> = std::fs::read_dir(work.join("cache/ingest/chunks"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".chunk"))
@@ -195,4 +195,44 @@ async fn limit_rate_holds_the_average_across_connections() {
         "{rate:.0} B/s for a cap of {want} B/s"
     );
     tools::skopeo_copy_to_oci(&work.path().join("out.tar"), work.path());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pieces_fall_back_to_one_stream_when_the_next_endpoint_ignores_range() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = big_image(&reg, "fallback", 4 * MIB as usize).await;
+    // The mirror serves ranges but cuts the big blob's bodies; the origin
+    // (behind its own proxy) ignores Range altogether.
+    let mirror = proxy::start(
+        reg.base_url(),
+        Fault::Reset {
+            digest: img.layers[0].digest.clone(),
+            after: 500_000,
+            times: Arc::new(AtomicUsize::new(1000)),
+        },
+    )
+    .await;
+    let origin = proxy::start(reg.base_url(), Fault::None).await;
+    *origin.ignore_range.lock().unwrap() = true;
+    let work = tempdir();
+    std::fs::write(
+        work.path().join("imgpull.toml"),
+        format!(
+            "[registries.\"{}\"]\nmirrors = [\"http://{}\"]\n",
+            origin.host(),
+            mirror.host()
+        ),
+    )
+    .unwrap();
+    let name = format!("{}/ns/big:1", origin.host());
+    let out = pull_chunked(work.path(), &name).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("one stream"), "{}", text(&out));
+    assert!(
+        !asks(&mirror, &img.layers[0].digest).is_empty(),
+        "the mirror was tried"
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+    no_pieces_left(work.path());
+    crate::support::assert_cache_clean(work.path(), "cache").await;
 }
