@@ -217,8 +217,10 @@ impl Job<'_> {
         let path = self.piece_path(start);
         let want = end - start + 1;
         let failed = |e: Error| PieceFail::Failed(e);
-        let mut file = tokio::fs::File::create(&path)
-            .await
+        // Created synchronously: a piece dropped mid-way (another failed)
+        // leaves no creation in flight to land after the scratch is cleared.
+        let mut file = std::fs::File::create(&path)
+            .map(tokio::fs::File::from_std)
             .map_err(|e| failed(self.cache_err(CacheError::io(&path, e))))?;
         let (mut have, mut attempt) = (0u64, 0u32);
         let policy = self.client.retry_policy();
@@ -299,7 +301,7 @@ impl Job<'_> {
         let mut f = tokio::fs::File::open(path)
             .await
             .map_err(|e| self.cache_err(CacheError::io(path, e)))?;
-        let mut buf = vec![0u8; 1 << 20];
+        let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = f
                 .read(&mut buf)

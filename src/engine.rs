@@ -192,8 +192,9 @@ impl Engine {
                 .prefix(".imgpull-nocache-")
                 .tempdir_in(&parent)
                 .map_err(|e| Error::io(&parent, e))?;
-            let cache: Arc<dyn CacheBackend> =
-                Arc::new(crate::plugins::caches::local::LocalCache::new(tmp.path()));
+            let cache: Arc<dyn CacheBackend> = Arc::new(
+                crate::plugins::caches::local::LocalCache::temporary(tmp.path()),
+            );
             return Ok((cache, Some(tmp)));
         }
         let name = &self.config.cache;

@@ -35,17 +35,26 @@ pub struct HashingFile {
     held: u64,
     /// A file whose lock must outlive every write (dup'ed into the thread).
     keep: Option<File>,
+    /// Start writing back to disk as bytes arrive, so the fsync at the end
+    /// has little left to wait for.
+    early_writeback: bool,
 }
 
 impl HashingFile {
     /// `verifier` has hashed what `file` already holds; `keep` (a locked
     /// file) stays open in the thread while it writes.
-    pub fn new(file: BufWriter<File>, verifier: Verifier, keep: Option<File>) -> HashingFile {
+    pub fn new(
+        file: BufWriter<File>,
+        verifier: Verifier,
+        keep: Option<File>,
+        early_writeback: bool,
+    ) -> HashingFile {
         HashingFile {
             held: verifier.len(),
             state: State::Idle(Box::new((file, verifier))),
             pending: Vec::new(),
             keep,
+            early_writeback,
         }
     }
 
@@ -77,11 +86,12 @@ impl HashingFile {
                 None => None,
             };
             let (tx, rx) = mpsc::channel(DEPTH);
+            let writeback = self.early_writeback;
             let (done_tx, done) = oneshot::channel();
             std::thread::Builder::new()
                 .name("imgpull-hash".into())
                 .spawn(move || {
-                    let r = run(*parts, rx);
+                    let r = run(*parts, rx, writeback);
                     // If nobody waits (the writer was dropped), the file is
                     // flushed and closed here, before the lock goes.
                     drop(done_tx.send(r));
@@ -152,10 +162,24 @@ impl HashingFile {
     }
 }
 
-fn run(mut parts: Parts, mut rx: mpsc::Receiver<Vec<u8>>) -> std::io::Result<Parts> {
+/// Bytes between two early writeback requests.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+
+fn run(
+    mut parts: Parts,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    writeback: bool,
+) -> std::io::Result<Parts> {
+    let mut unsynced = 0u64;
     while let Some(piece) = rx.blocking_recv() {
         parts.1.update(&piece);
         parts.0.write_all(&piece)?;
+        unsynced += piece.len() as u64;
+        if writeback && unsynced >= WRITEBACK_EVERY {
+            parts.0.flush()?;
+            crate::fsutil::start_writeback(parts.0.get_ref());
+            unsynced = 0;
+        }
     }
     parts.0.flush()?;
     Ok(parts)
@@ -170,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = BufWriter::new(File::create(&path).unwrap());
-        let mut h = HashingFile::new(file, Verifier::sha256(), None);
+        let mut h = HashingFile::new(file, Verifier::sha256(), None, true);
         let mut all = Vec::new();
         for i in 0..2000u32 {
             let chunk: Vec<u8> = (0..(i % 700) * 3).map(|j| (i ^ j) as u8).collect();
@@ -192,7 +216,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = BufWriter::new(File::create(&path).unwrap());
-        let mut h = HashingFile::new(file, Verifier::sha256(), None);
+        let mut h = HashingFile::new(file, Verifier::sha256(), None, true);
         h.write(&vec![7u8; 600_000]).await.unwrap();
         h.restart(Verifier::sha256()).await.unwrap();
         h.write(b"fresh").await.unwrap();

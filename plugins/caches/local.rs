@@ -42,6 +42,9 @@ const DEFAULT_PARTIAL_AGE: Duration = Duration::from_secs(7 * 86_400);
 pub struct LocalCache {
     dir: PathBuf,
     partial_max_age: Duration,
+    /// Make every committed blob durable (fsync). Off only for the
+    /// throwaway cache of `--no-cache`, which does not outlive the pull.
+    durable: bool,
 }
 
 impl LocalCache {
@@ -49,6 +52,16 @@ impl LocalCache {
         LocalCache {
             dir: dir.into(),
             partial_max_age: DEFAULT_PARTIAL_AGE,
+            durable: true,
+        }
+    }
+
+    /// A cache for one pull (`--no-cache`): removed afterwards, so blobs
+    /// are not fsync'ed (the output still is).
+    pub fn temporary(dir: impl Into<PathBuf>) -> LocalCache {
+        LocalCache {
+            durable: false,
+            ..LocalCache::new(dir)
         }
     }
 
@@ -120,6 +133,7 @@ impl CacheBackend for LocalCache {
         let verifier = Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
         let (dir, digest, source) = (self.dir.clone(), digest.clone(), source.to_string());
         let final_path = self.blob_file(&digest);
+        let durable = self.durable;
         blocking(move || {
             let (ingest, locks) = (dir.join("ingest"), dir.join("locks"));
             for d in [&ingest, &locks, final_path.parent().expect("blob path has a parent")] {
@@ -149,8 +163,8 @@ impl CacheBackend for LocalCache {
             let m = PartialMeta { digest: digest.to_string(), size, source };
             std::fs::write(&meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&meta, e))?;
             let keep = lock.try_clone().map_err(|e| CacheError::io(&lock_path, e))?;
-            let out = HashingFile::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep));
-            let w = LocalWriter { out, fresh, partial, meta, final_path, digest: digest.clone(), size, _lock: lock };
+            let out = HashingFile::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep), durable);
+            let w = LocalWriter { out, fresh, partial, meta, final_path, digest: digest.clone(), size, durable, _lock: lock };
             Ok(Begin::Writer(Box::new(w)))
         })
         .await
@@ -302,6 +316,7 @@ struct LocalWriter {
     final_path: PathBuf,
     digest: Digest,
     size: u64,
+    durable: bool,
     /// Held until commit or drop: other processes wait for this digest.
     _lock: std::fs::File,
 }
@@ -319,6 +334,7 @@ struct Committing {
     final_path: PathBuf,
     digest: Digest,
     size: u64,
+    durable: bool,
     /// Held until the blob is in place.
     _lock: std::fs::File,
 }
@@ -358,7 +374,7 @@ impl BlobWriter for LocalWriter {
     async fn commit(self: Box<Self>) -> Result<(), CacheError> {
         let w = *self;
         let (file, verifier) = w.out.into_parts().await.map_err(|e| CacheError::io(&w.partial, e))?;
-        let w = Committing { partial: w.partial, meta: w.meta, final_path: w.final_path, digest: w.digest, size: w.size, _lock: w._lock };
+        let w = Committing { partial: w.partial, meta: w.meta, final_path: w.final_path, digest: w.digest, size: w.size, durable: w.durable, _lock: w._lock };
         blocking(move || {
             let file = file.into_inner().map_err(|e| CacheError::io(&w.partial, e.into_error()))?;
             if verifier.len() != w.size {
@@ -370,12 +386,14 @@ impl BlobWriter for LocalWriter {
                 w.discard();
                 return Err(CacheError::DigestMismatch { expected: w.digest.clone(), found });
             }
-            file.sync_all().map_err(|e| CacheError::io(&w.partial, e))?;
+            if w.durable {
+                file.sync_all().map_err(|e| CacheError::io(&w.partial, e))?;
+            }
             drop(file);
             crate::fsutil::set_readable(&w.partial).map_err(|e| CacheError::io(&w.partial, e))?;
             std::fs::rename(&w.partial, &w.final_path).map_err(|e| CacheError::io(&w.final_path, e))?;
             let _ = std::fs::remove_file(&w.meta);
-            if let Some(parent) = w.final_path.parent() {
+            if let Some(parent) = w.final_path.parent().filter(|_| w.durable) {
                 // Make the rename durable too; not every filesystem allows it.
                 let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
             }

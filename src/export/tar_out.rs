@@ -161,7 +161,10 @@ fn append_blob(
         ));
     }
     let pad = ((512 - size % 512) % 512) as usize;
-    file.write_all(&[0u8; 512][..pad])
+    file.write_all(&[0u8; 512][..pad])?;
+    // The disk starts on this blob while the next one is copied.
+    crate::fsutil::start_writeback(file);
+    Ok(())
 }
 
 fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
