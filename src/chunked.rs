@@ -1,11 +1,14 @@
-//! Parallel chunked download of one big blob: the rest of the blob is cut
-//! into `chunk_size` pieces fetched as `Range` requests, at most
-//! `max_chunks` at once, each into a scratch file of the cache; pieces are
-//! appended to the blob's writer in order as they complete (so hashing
-//! runs in order, beside the downloads). A piece that fails mid-way is
-//! retried alone from where it stopped. When the server does not answer the
-//! first piece with exactly that range, nothing is lost: the caller falls
-//! back to one stream.
+//! Parallel chunked download of one big blob. It starts as one stream
+//! (a `Range` request to the end) written straight into the blob's writer;
+//! when that stream turns out to wait on the network rather than on the
+//! hashing, the bytes after the next `chunk_size` are cut into
+//! `chunk_size` pieces fetched as `Range` requests, at most `max_chunks -
+//! 1` at once beside the stream, each into a scratch file of the cache;
+//! pieces are appended to the writer in order once the stream reaches
+//! them (so hashing runs in order, beside the downloads). A piece that
+//! fails mid-way is retried alone from where it stopped. When the server
+//! does not answer with exactly the range asked for, nothing is lost: the
+//! caller falls back to one stream.
 
 use crate::cache::{BlobWriter, CacheError};
 use crate::client::{range_answered, RegistryError};
@@ -19,6 +22,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 /// How big blobs are split.
@@ -63,6 +67,19 @@ pub struct Ran {
     /// The endpoints that served pieces.
     pub endpoints: Vec<usize>,
     pub result: Result<Outcome, Error>,
+}
+
+/// How long the main stream runs before it is judged (and judged again).
+const WATCH: Duration = Duration::from_millis(500);
+
+/// Where the main stream stopped.
+enum Streamed {
+    /// At the end of the blob.
+    All,
+    /// At the first byte the pieces bring.
+    Split,
+    /// The server stopped answering with the range asked for.
+    Unsupported,
 }
 
 /// Why a piece stopped.
@@ -122,43 +139,36 @@ impl Job<'_> {
     async fn pieces(&self, writer: &mut dyn BlobWriter) -> Result<Outcome, Error> {
         let d = self.desc;
         let first = writer.offset();
-        let pieces: Vec<(u64, u64)> = (first..d.size)
-            .step_by(self.chunking.chunk_size as usize)
-            .map(|s| (s, (s + self.chunking.chunk_size).min(d.size) - 1))
-            .collect();
-        let Some(&(s0, e0)) = pieces.first() else {
+        if first >= d.size {
             return Ok(Outcome::Done);
-        };
+        }
         // Pieces left by a killed run are not trusted: the partial holds
         // the contiguous prefix, and that is where we start.
         self.clear_scratch();
-        let (probe, endpoint) = self
+        let (resp, endpoint) = self
             .client
-            .blob_range(self.repository, &d.digest, s0, e0)
+            .blob_range(self.repository, &d.digest, first, d.size - 1)
             .await?;
-        if !range_answered(&probe, s0, e0, d.size) {
+        if !range_answered(&resp, first, d.size - 1, d.size) {
             return Ok(Outcome::Unsupported);
         }
-        self.reporter.info(&format!(
-            "{}: {} pieces of up to {} MiB, {} at once",
-            d.digest.short(),
-            pieces.len(),
-            self.chunking.chunk_size / (1024 * 1024),
-            self.chunking.max_chunks
-        ));
-        let mut probe = Some((probe, endpoint));
+        let most = (d.size - first).div_ceil(self.chunking.chunk_size) as usize + 1;
         // Room for every piece: the downloads never wait for the appender,
         // so no body sits unread while a piece is appended.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<PathBuf, PieceFail>>(pieces.len());
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<PathBuf, PieceFail>>(most);
+        let (split_tx, split_rx) = tokio::sync::oneshot::channel::<u64>();
         let downloads = async move {
+            // Nothing to do unless the stream asks for help.
+            let Ok(from) = split_rx.await else { return };
+            let pieces: Vec<(u64, u64)> = (from..d.size)
+                .step_by(self.chunking.chunk_size as usize)
+                .map(|s| (s, (s + self.chunking.chunk_size).min(d.size) - 1))
+                .collect();
             // Owns the sender: when every piece is sent it is dropped, and
             // the appender sees the end.
-            futures_util::stream::iter(pieces.iter().copied())
-                .map(|(s, e)| {
-                    let first = if s == s0 { probe.take() } else { None };
-                    async move { self.piece(s, e, first).await.map(|()| self.piece_path(s)) }
-                })
-                .buffered(self.chunking.max_chunks)
+            futures_util::stream::iter(pieces)
+                .map(|(s, e)| async move { self.piece(s, e).await.map(|()| self.piece_path(s)) })
+                .buffered(self.chunking.max_chunks - 1)
                 .for_each(move |r| {
                     let tx = tx.clone();
                     async move {
@@ -168,6 +178,11 @@ impl Job<'_> {
                 .await;
         };
         let append = async {
+            match self.stream(writer, (resp, endpoint), split_tx).await? {
+                Streamed::All => return Ok(Outcome::Done),
+                Streamed::Unsupported => return Ok(Outcome::Unsupported),
+                Streamed::Split => {}
+            }
             while let Some(r) = rx.recv().await {
                 match r {
                     Ok(path) => self.append(&path, writer).await?,
@@ -192,6 +207,126 @@ impl Job<'_> {
         }
     }
 
+    /// The main stream, straight into `writer` (hashed as it comes, no
+    /// scratch file). While it runs it watches where its time goes: a
+    /// stream that mostly waits for the network (a slow or far link) asks
+    /// for help — the bytes after the next `chunk_size` go to parallel
+    /// pieces, and the stream stops there. A stream that waits for the
+    /// hashing (loopback, a fast LAN) is left alone: more connections
+    /// would only add copies. Cut mid-way, it resumes from where it
+    /// stopped (up to the retry policy's attempts).
+    async fn stream(
+        &self,
+        writer: &mut dyn BlobWriter,
+        first: (reqwest::Response, usize),
+        split: tokio::sync::oneshot::Sender<u64>,
+    ) -> Result<Streamed, Error> {
+        let d = self.desc;
+        let mut split = Some(split);
+        let mut upto = d.size;
+        let mut first = Some(first);
+        let (mut attempt, policy) = (0u32, self.client.retry_policy());
+        let mut window = Instant::now();
+        let mut waited = Duration::ZERO;
+        loop {
+            let at = writer.offset();
+            if at >= upto {
+                return Ok(if upto == d.size {
+                    Streamed::All
+                } else {
+                    Streamed::Split
+                });
+            }
+            attempt += 1;
+            let (resp, endpoint) = match first.take() {
+                Some(r) => r,
+                None => {
+                    let (resp, endpoint) = self
+                        .client
+                        .blob_range(self.repository, &d.digest, at, d.size - 1)
+                        .await?;
+                    if !range_answered(&resp, at, d.size - 1, d.size) {
+                        self.reporter.info(&format!(
+                            "{}: asked for bytes {at}-, got something else (status {})",
+                            d.digest.short(),
+                            resp.status()
+                        ));
+                        return Ok(Streamed::Unsupported);
+                    }
+                    (resp, endpoint)
+                }
+            };
+            self.used
+                .lock()
+                .expect("no panics while held")
+                .insert(endpoint);
+            let raw_url = resp.url().to_string();
+            let mut body = resp.bytes_stream();
+            let mut broke = None;
+            loop {
+                let asked = Instant::now();
+                let next = body.next().await;
+                waited += asked.elapsed();
+                let chunk = match next {
+                    None => break,
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => {
+                        self.client.give_up_on(endpoint);
+                        broke = Some(self.client.body_error(endpoint, &raw_url, &e));
+                        break;
+                    }
+                };
+                let pos = writer.offset();
+                let take = (chunk.len() as u64).min(upto - pos) as usize;
+                if let Some(l) = self.limiter {
+                    l.take(take).await;
+                }
+                writer
+                    .write(&chunk[..take])
+                    .await
+                    .map_err(|e| self.cache_err(e))?;
+                self.fetched.fetch_add(take as u64, Ordering::Relaxed);
+                self.reporter.blob_progress(&d.digest, take as u64);
+                let pos = pos + take as u64;
+                if pos >= upto {
+                    break;
+                }
+                let spent = window.elapsed();
+                if split.is_some() && spent >= WATCH {
+                    let from = pos + self.chunking.chunk_size;
+                    if waited * 2 > spent && from < d.size {
+                        upto = from;
+                        let pieces = (d.size - from).div_ceil(self.chunking.chunk_size);
+                        self.reporter.info(&format!(
+                            "{}: the link is slower than hashing; bytes from {from} in {pieces} pieces of up to {} MiB, {} at once beside this stream",
+                            d.digest.short(),
+                            self.chunking.chunk_size / (1024 * 1024),
+                            self.chunking.max_chunks - 1
+                        ));
+                        let _ = split.take().map(|s| s.send(from));
+                    }
+                    (window, waited) = (Instant::now(), Duration::ZERO);
+                }
+            }
+            if writer.offset() >= upto {
+                continue;
+            }
+            if attempt >= policy.attempts {
+                let e = broke.unwrap_or_else(|| RegistryError::BadResponse {
+                    registry: self.client.registry().to_string(),
+                    detail: format!("{}: the stream ended early", d.digest),
+                });
+                return Err(e.into());
+            }
+            self.reporter.info(&format!(
+                "{}: stream stopped at byte {}, resuming it",
+                d.digest.short(),
+                writer.offset()
+            ));
+            tokio::time::sleep(policy.backoff(attempt)).await;
+        }
+    }
+
     /// Remove this blob's piece files.
     fn clear_scratch(&self) {
         let prefix = format!("{}-", self.desc.digest.hex());
@@ -207,12 +342,7 @@ impl Job<'_> {
 
     /// Download bytes `start..=end` into the piece's file, retrying from
     /// where it stopped.
-    async fn piece(
-        &self,
-        start: u64,
-        end: u64,
-        mut first: Option<(reqwest::Response, usize)>,
-    ) -> Result<(), PieceFail> {
+    async fn piece(&self, start: u64, end: u64) -> Result<(), PieceFail> {
         let d = self.desc;
         let path = self.piece_path(start);
         let want = end - start + 1;
@@ -226,14 +356,11 @@ impl Job<'_> {
         let policy = self.client.retry_policy();
         while have < want {
             attempt += 1;
-            let (resp, endpoint) = match first.take() {
-                Some(r) => r,
-                None => self
-                    .client
-                    .blob_range(self.repository, &d.digest, start + have, end)
-                    .await
-                    .map_err(|e| failed(e.into()))?,
-            };
+            let (resp, endpoint) = self
+                .client
+                .blob_range(self.repository, &d.digest, start + have, end)
+                .await
+                .map_err(|e| failed(e.into()))?;
             self.used
                 .lock()
                 .expect("no panics while held")

@@ -10,11 +10,13 @@ use crate::client::{resumed_at, RegistryError};
 use crate::digest::Digest;
 use crate::endpoints::Endpoints;
 use crate::error::Error;
+use crate::export::PlacedTar;
 use crate::manifest::Descriptor;
 use crate::progress::Reporter;
 use crate::ratelimit::RateLimiter;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// How blobs are downloaded.
 #[derive(Default)]
@@ -34,6 +36,8 @@ struct Ctx<'a> {
     cache: &'a dyn CacheBackend,
     opts: &'a FetchOptions,
     reporter: &'a dyn Reporter,
+    /// An output the blobs are also written into as they arrive.
+    tee: Option<&'a Arc<PlacedTar>>,
 }
 
 /// What happened to one blob.
@@ -50,7 +54,8 @@ pub struct BlobOutcome {
 
 /// Make sure every blob in `blobs` is in `cache`, downloading at most
 /// `opts.concurrency` at once. Duplicates are fetched once. Outcomes come
-/// back in the order given.
+/// back in the order given. Blobs downloaded are also written into their
+/// places in `tee` (see [`crate::tee`]).
 pub async fn fetch_all(
     client: &Endpoints,
     repository: &str,
@@ -58,6 +63,7 @@ pub async fn fetch_all(
     blobs: &[Descriptor],
     opts: &FetchOptions,
     reporter: &dyn Reporter,
+    tee: Option<&Arc<PlacedTar>>,
 ) -> Result<Vec<BlobOutcome>, Error> {
     let mut seen = HashSet::new();
     let unique: Vec<&Descriptor> = blobs
@@ -70,6 +76,7 @@ pub async fn fetch_all(
         cache,
         opts,
         reporter,
+        tee,
     };
     let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(unique)
         .map(|d| fetch_one(&ctx, d))
@@ -114,6 +121,12 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
         return Ok(hit(0));
     }
     let source = format!("{}/{repository}", client.registry());
+    let tee = |w: Box<dyn BlobWriter>| -> Box<dyn BlobWriter> {
+        match ctx.tee.and_then(|t| Some((t, t.slot(&d.digest)?))) {
+            Some((t, slot)) => Box::new(crate::tee::TeeWriter::new(w, t.clone(), slot)),
+            None => w,
+        }
+    };
     let mut writer = match cache
         .begin(&d.digest, d.size, &source)
         .await
@@ -124,7 +137,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
             reporter.blob_done(&d.digest);
             return Ok(hit(0));
         }
-        Begin::Writer(w) => w,
+        Begin::Writer(w) => tee(w),
     };
     reporter.blob_start(&d.digest, d.size, false);
     let policy = client.retry_policy();
@@ -232,7 +245,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
             .map_err(cache_err)?
         {
             Begin::Present => break,
-            Begin::Writer(w) => w,
+            Begin::Writer(w) => tee(w),
         };
     }
     reporter.blob_done(&d.digest);

@@ -55,6 +55,7 @@ pub mod reference;
 pub mod resolve;
 pub mod reuse;
 pub mod secret;
+pub mod tee;
 pub mod units;
 pub mod unpack;
 

@@ -8,6 +8,7 @@ use crate::credentials::CredentialProvider;
 use crate::digest::Digest;
 use crate::engine::Engine;
 use crate::error::{Error, NoMatch};
+use crate::export::PlacedTar;
 use crate::export::{ExportImage, ExportManifest};
 use crate::fetch::{fetch_all, BlobOutcome};
 use crate::manifest::{Descriptor, ImageConfig};
@@ -16,6 +17,7 @@ use crate::quirks::{Failure, RegistryQuirks};
 use crate::reference::Reference;
 use crate::resolve::{resolve, Resolved};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What to pull and where to put it.
 pub struct PullOptions {
@@ -100,6 +102,8 @@ struct Dest<'a> {
     exporter: &'a dyn crate::export::Exporter,
     output: &'a std::path::Path,
     fetch: &'a crate::fetch::FetchOptions,
+    /// The output may be laid out before the layers arrive (one image).
+    place: bool,
 }
 
 impl Engine {
@@ -136,11 +140,12 @@ impl Engine {
         })?;
         let mut images = Vec::new();
         let mut report: Option<PullReport> = None;
+        let mut placed = None;
         // One rate limit for the whole pull.
         let fetch_opts = self.config.fetch_options();
         for reference in std::iter::once(&opts.reference).chain(&opts.also) {
             let quirks = self.quirks(reference)?;
-            let (image, r) = self
+            let (image, r, p) = self
                 .prepare(
                     reference,
                     &opts,
@@ -150,19 +155,26 @@ impl Engine {
                         exporter: exporter.as_ref(),
                         output: &output,
                         fetch: &fetch_opts,
+                        place: opts.also.is_empty(),
                     },
                 )
                 .await
                 .map_err(|e| add_hint(e, quirks.as_ref(), reference))?;
             images.push(image);
+            placed = p;
             report = Some(match report {
                 None => r,
                 Some(acc) => acc.merge(r),
             });
         }
-        exporter
-            .export(&images, cache.as_ref(), &output, self.reporter.as_ref())
-            .await?;
+        match placed.map(Arc::try_unwrap) {
+            Some(Ok(placed)) => placed.finish(cache.as_ref(), &output).await?,
+            _ => {
+                exporter
+                    .export(&images, cache.as_ref(), &output, self.reporter.as_ref())
+                    .await?
+            }
+        }
         Ok(report.expect("at least one image"))
     }
 
@@ -181,20 +193,22 @@ impl Engine {
         }
     }
 
-    /// Resolve and fetch one image into the cache; what to export and a
-    /// report of it.
+    /// Resolve and fetch one image into the cache; what to export, a
+    /// report of it, and the output if its layers were written into it as
+    /// they arrived.
     async fn prepare(
         &self,
         reference: &Reference,
         opts: &PullOptions,
         quirks: &dyn RegistryQuirks,
         dest: Dest<'_>,
-    ) -> Result<(ExportImage, PullReport), Error> {
+    ) -> Result<(ExportImage, PullReport, Option<Arc<PlacedTar>>), Error> {
         let Dest {
             cache,
             exporter,
             output,
             fetch: fetch_opts,
+            place,
         } = dest;
         let (selection, explicit) = self.selection(opts)?;
         let client = self
@@ -217,11 +231,12 @@ impl Engine {
             ));
         }
 
-        let fetch = |blobs: Vec<Descriptor>| {
+        let fetch = |blobs: Vec<Descriptor>, tee: Option<Arc<PlacedTar>>| {
             let client = &client;
             async move {
                 let r = self.reporter.as_ref();
-                fetch_all(client, &reference.repository, cache, &blobs, fetch_opts, r).await
+                let repo = &reference.repository;
+                fetch_all(client, repo, cache, &blobs, fetch_opts, r, tee.as_ref()).await
             }
         };
         // Configs first: a single-image tag is checked against the wanted
@@ -231,7 +246,7 @@ impl Engine {
             .iter()
             .map(|r| r.manifest.config.clone())
             .collect();
-        let config_outcomes = fetch(configs).await?;
+        let config_outcomes = fetch(configs, None).await?;
         if explicit && resolution.images[0].platform.is_none() {
             let image = &resolution.images[0];
             if !check_single_image(reference, image, cache, &selection).await? {
@@ -251,8 +266,6 @@ impl Engine {
             .iter()
             .flat_map(|r| r.manifest.layers.iter().cloned())
             .collect();
-        let outcomes = fetch(layers).await?;
-
         let tag = match &opts.tag {
             Some(t) => Some(t.clone()),
             None if reference.digest.is_none() => Some(reference.clone()),
@@ -263,6 +276,14 @@ impl Engine {
             tag,
             manifests: resolution.images.iter().map(export_manifest).collect(),
         };
+        let placed = match place {
+            true => exporter
+                .placed(std::slice::from_ref(&image), output)?
+                .map(Arc::new),
+            false => None,
+        };
+        let outcomes = fetch(layers, placed.clone()).await?;
+
         let mut report = report(
             reference,
             &resolution,
@@ -272,7 +293,7 @@ impl Engine {
             cache.describe(),
         );
         report.served = client.served();
-        Ok((image, report))
+        Ok((image, report, placed))
     }
 }
 

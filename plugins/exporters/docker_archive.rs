@@ -22,7 +22,7 @@ use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::Digest;
 use crate::export::tar_out::write_tar;
-use crate::export::{blob_name, name_annotations, parent_dir, Entry, ExportError, ExportImage, ExportManifest, Exporter, Uncompressed};
+use crate::export::{blob_name, name_annotations, parent_dir, Entry, ExportError, ExportImage, ExportManifest, Exporter, PlacedTar, Uncompressed};
 use crate::manifest::{media, with_uncompressed_layers};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -92,6 +92,30 @@ impl Exporter for DockerArchive {
         true
     }
 
+    /// The default layout (compressed layers) is known from the manifests
+    /// alone: the layers can be written into the tar as they download.
+    fn placed(&self, images: &[ExportImage], dest: &Path) -> Result<Option<PlacedTar>, ExportError> {
+        if self.legacy || self.layers == LayerFormat::Uncompressed {
+            return Ok(None);
+        }
+        let mut by_name = BTreeMap::new();
+        for em in images.iter().flat_map(|i| &i.manifests) {
+            for d in std::iter::once(&em.manifest.config).chain(&em.manifest.layers) {
+                by_name.insert(blob_name(&d.digest), d.digest.clone());
+            }
+        }
+        let job = Job {
+            images: images.to_vec(),
+            // Not read: the blobs are placed by digest, not copied by path.
+            files: by_name.iter().map(|(n, d)| (d.clone(), PathBuf::from(n))).collect(),
+            uncompressed: false,
+            legacy: false,
+            dest: dest.to_path_buf(),
+        };
+        let entries = plan(&job, &|em| job.as_pulled(em))?;
+        PlacedTar::create(dest, DIRS, &entries, &|name| by_name.get(name).cloned())
+    }
+
     async fn export(
         &self,
         images: &[ExportImage],
@@ -118,6 +142,9 @@ impl Exporter for DockerArchive {
     }
 }
 
+/// The directories at the start of the Docker 25+ layout.
+const DIRS: &[&str] = &["blobs/", "blobs/sha256/"];
+
 /// Everything the blocking half needs.
 struct Job {
     images: Vec<ExportImage>,
@@ -140,6 +167,20 @@ struct LayerFile {
 impl Job {
     fn file(&self, d: &Digest) -> PathBuf {
         self.files[d].clone()
+    }
+
+    /// The layers as pulled (compressed, by their own digests).
+    fn as_pulled(&self, em: &ExportManifest) -> Vec<LayerFile> {
+        em.manifest
+            .layers
+            .iter()
+            .map(|l| LayerFile {
+                digest: l.digest.clone(),
+                size: l.size,
+                path: self.file(&l.digest),
+                diff_id: None,
+            })
+            .collect()
     }
 
     fn run(self) -> Result<(), ExportError> {
@@ -189,7 +230,7 @@ impl Job {
             write_tar(&[], &entries, &self.dest)
         } else {
             let entries = plan(&self, &layers_of)?;
-            write_tar(&["blobs/", "blobs/sha256/"], &entries, &self.dest)
+            write_tar(DIRS, &entries, &self.dest)
         }
     }
 }

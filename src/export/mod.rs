@@ -9,8 +9,10 @@ use crate::reference::Reference;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 
+pub mod placed;
 pub mod tar_out;
 mod uncompress;
+pub use placed::PlacedTar;
 pub use tar_out::{Entry, TarOut};
 pub use uncompress::Uncompressed;
 
@@ -80,6 +82,20 @@ pub trait Exporter: Send + Sync {
     /// Lets a pull use layers imported from a `docker save` tar.
     fn accepts_uncompressed_layers(&self) -> bool {
         false
+    }
+
+    /// An output laid out before the layers arrive (their sizes are in the
+    /// manifests), so their bytes can go into it as they download: the
+    /// engine fetches the layers of `images` with it, then calls
+    /// [`PlacedTar::finish`] instead of `export`. `Ok(None)` (the default):
+    /// `export` once everything is cached. Same contract on `dest`.
+    fn placed(
+        &self,
+        images: &[ExportImage],
+        dest: &Path,
+    ) -> Result<Option<PlacedTar>, ExportError> {
+        let _ = (images, dest);
+        Ok(None)
     }
 
     async fn export(

@@ -36,15 +36,7 @@ pub struct TarOut {
 
 impl TarOut {
     pub fn create(dest: &Path) -> Result<TarOut, ExportError> {
-        let dir = parent_dir(dest);
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.partial-"))
-            .tempfile_in(&dir)
-            .map_err(|e| ExportError::io(&dir, e))?;
+        let tmp = temp_beside(dest)?;
         let file = tmp
             .as_file()
             .try_clone()
@@ -72,6 +64,20 @@ impl TarOut {
             .map_err(|e| ExportError::io(dest, e.error))?;
         Ok(())
     }
+}
+
+/// A hidden temporary file beside `dest` (`.NAME.partial-XXXX`), removed
+/// when dropped.
+pub(crate) fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
+    let dir = parent_dir(dest);
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}.partial-"))
+        .tempfile_in(&dir)
+        .map_err(|e| ExportError::io(&dir, e))
 }
 
 /// Write `entries` (after the directories `dirs`) as the tar at `dest`.
@@ -167,7 +173,7 @@ fn append_blob(
     Ok(())
 }
 
-fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+pub(crate) fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     h.set_size(size);

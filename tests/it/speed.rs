@@ -66,29 +66,48 @@ fn no_pieces_left(work: &std::path::Path) {
     assert!(left.is_empty(), "{left:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_big_blob_comes_in_parallel_ranges() {
-    let reg = Registry::start(Variant::Anonymous).await;
-    let img = big_image(&reg, "chunky", 6 * MIB as usize).await;
-    let big = &img.layers[0];
-    let proxy = proxy::start(reg.base_url(), Fault::None).await;
-    let work = tempdir();
-    let name = format!("{}/ns/big:1", proxy.host());
-    let out = pull_chunked(work.path(), &name).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let mut spans: Vec<(u64, u64)> = asks(&proxy, &big.digest)
+/// The asks for a chunked blob of `size` bytes: the first is the stream
+/// from byte 0 to the end; the rest (sorted) are pieces.
+fn stream_then_pieces(asks: Vec<(Option<(u64, u64)>, u16)>, size: u64) -> Vec<(u64, u64)> {
+    let spans: Vec<(u64, u64)> = asks
         .into_iter()
         .map(|(span, status)| {
             assert_eq!(status, 206);
             span.expect("every request carries an ending Range")
         })
         .collect();
-    spans.sort();
+    assert_eq!(spans[0], (0, size - 1), "{spans:?}");
+    let mut pieces = spans[1..].to_vec();
+    pieces.sort();
+    pieces
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_blob_on_a_slow_link_comes_in_parallel_ranges() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = big_image(&reg, "chunky", 6 * MIB as usize).await;
+    let big = &img.layers[0];
+    let proxy = proxy::start(reg.base_url(), Fault::None).await;
+    // 2 MiB/s per connection: one stream would take 3 s.
+    *proxy.throttle.lock().unwrap() = Some(2 * MIB);
+    let work = tempdir();
+    let name = format!("{}/ns/big:1", proxy.host());
+    let out = pull_chunked(work.path(), &name).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pieces of up to 1 MiB"),
+        "{}",
+        text(&out)
+    );
     let size = big.blob.len() as u64;
-    assert_eq!(spans.len() as u64, size.div_ceil(MIB), "{spans:?}");
-    let mut next = 0;
-    for (s, e) in &spans {
-        assert_eq!(*s, next, "{spans:?}");
+    let pieces = stream_then_pieces(asks(&proxy, &big.digest), size);
+    // The stream stopped where the pieces start; they cover the rest,
+    // one chunk each.
+    assert!(pieces.len() >= 2, "{pieces:?}");
+    let mut next = pieces[0].0;
+    assert!(next > 0 && next < size, "{pieces:?}");
+    for (s, e) in &pieces {
+        assert_eq!(*s, next, "{pieces:?}");
         assert!(e - s < MIB);
         next = e + 1;
     }
@@ -127,33 +146,31 @@ async fn a_server_ignoring_range_gets_one_stream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_piece_cut_mid_way_is_retried_alone() {
     let reg = Registry::start(Variant::Anonymous).await;
-    let img = big_image(&reg, "cutpiece", 5 * MIB as usize).await;
+    let img = big_image(&reg, "cutpiece", 6 * MIB as usize).await;
     let big = img.layers[0].digest.clone();
-    let fault = Fault::Reset {
+    let fault = Fault::ResetPiece {
         digest: big.clone(),
         after: 300_000,
         times: Arc::new(AtomicUsize::new(1)),
     };
     let proxy = proxy::start(reg.base_url(), fault).await;
+    *proxy.throttle.lock().unwrap() = Some(2 * MIB);
     let work = tempdir();
     let name = format!("{}/ns/big:1", proxy.host());
     let out = pull_chunked(work.path(), &name).await;
     assert!(out.status.success(), "{}", text(&out));
-    let all = asks(&proxy, &big);
-    let pieces = (img.layers[0].blob.len() as u64).div_ceil(MIB) as usize;
-    assert_eq!(all.len(), pieces + 1, "{all:?}");
-    let resumed: Vec<_> = all
-        .iter()
-        .filter_map(|(span, _)| *span)
-        .filter(|(s, _)| s % MIB != 0)
-        .collect();
-    assert_eq!(resumed.len(), 1, "{all:?}");
-    let (s, e) = resumed[0];
-    assert_eq!(s % MIB, 300_000, "{all:?}");
-    assert!(
-        all.iter().any(|(span, _)| *span == Some((s - 300_000, e))),
-        "{all:?}"
-    );
+    let size = img.layers[0].blob.len() as u64;
+    let asked = stream_then_pieces(asks(&proxy, &big), size);
+    // Exactly one piece was asked twice: whole, then from where it was cut.
+    let mut by_end: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for (s, e) in &asked {
+        by_end.entry(*e).or_default().push(*s);
+    }
+    let twice: Vec<_> = by_end.values().filter(|starts| starts.len() > 1).collect();
+    assert_eq!(twice.len(), 1, "{asked:?}");
+    assert_eq!(twice[0].len(), 2, "{asked:?}");
+    assert_eq!(twice[0][1] - twice[0][0], 300_000, "{asked:?}");
+    assert_eq!(asked.len(), by_end.len() + 1, "{asked:?}");
     tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
     no_pieces_left(work.path());
     crate::support::assert_cache_clean(work.path(), "cache").await;

@@ -42,6 +42,14 @@ pub enum Fault {
         digest: String,
         times: Arc<AtomicUsize>,
     },
+    /// Like `Reset`, but only for a request of a range that ends before
+    /// the blob does (a piece of a chunked download, not a stream to the
+    /// end).
+    ResetPiece {
+        digest: String,
+        after: usize,
+        times: Arc<AtomicUsize>,
+    },
     /// Close the connection halfway through every blob body.
     ResetEveryBlob,
     /// Flip a byte of blob `digest` while the counter is above zero.
@@ -83,6 +91,9 @@ pub struct Proxy {
     pub ranges: Arc<Mutex<Vec<BlobGet>>>,
     /// Drop `Range` headers (a server that does not resume).
     pub ignore_range: Arc<Mutex<bool>>,
+    /// Send every blob body at about this many bytes per second (a slow
+    /// link per connection), whatever the fault.
+    pub throttle: Arc<Mutex<Option<u64>>>,
 }
 
 impl Proxy {
@@ -99,6 +110,8 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
     let ignore_range = Arc::new(Mutex::new(false));
     let (f, log, range_log) = (fault.clone(), seen.clone(), ranges.clone());
     let ignore = ignore_range.clone();
+    let throttle = Arc::new(Mutex::new(None));
+    let slow = throttle.clone();
     let http = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -114,6 +127,7 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
         let upstream = upstream.clone();
         let fault = f.lock().unwrap().clone();
         let range_log = range_log.clone();
+        let slow = *slow.lock().unwrap();
         let mut req = req;
         if *ignore.lock().unwrap() {
             req.headers
@@ -126,7 +140,10 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
                     req.header("range").map(str::to_string),
                 )
             });
-            let resp = forward(&http, &upstream, req, fault).await;
+            let mut resp = forward(&http, &upstream, req, fault).await;
+            if blob.is_some() && resp.throttle.is_none() {
+                resp.throttle = slow;
+            }
             if let Some((path, range)) = blob {
                 range_log.lock().unwrap().push((path, range, resp.status));
             }
@@ -140,6 +157,7 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
         seen,
         ranges,
         ignore_range,
+        throttle,
     }
 }
 
@@ -254,6 +272,29 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
     if let Fault::Truncate { digest, times } = &fault {
         if req.path().ends_with(&format!("/blobs/{digest}")) && body.len() > 1 && take(times) {
             body.truncate(body.len() / 2);
+        }
+    }
+    if let Fault::ResetPiece {
+        digest,
+        after,
+        times,
+    } = &fault
+    {
+        let piece = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-range"))
+            .and_then(|(_, v)| {
+                let (span, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+                let end: u64 = span.split_once('-')?.1.parse().ok()?;
+                Some(end + 1 < total.parse::<u64>().ok()?)
+            })
+            .unwrap_or(false);
+        if piece
+            && req.path().ends_with(&format!("/blobs/{digest}"))
+            && body.len() > *after
+            && take(times)
+        {
+            cut_at = Some(*after);
         }
     }
     let mut stall_at = None;

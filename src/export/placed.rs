@@ -1,0 +1,232 @@
+//! A tar output whose layout is fixed before its blobs arrive: every
+//! entry's size is known from the manifests, so every header and every
+//! blob has its offset from the start. Blobs are written into their places
+//! while they download ([`crate::tee::TeeWriter`]), and [`PlacedTar::finish`]
+//! only copies the ones that did not come that way (cached, resumed) —
+//! a cold pull writes its output in the same pass as its cache, instead of
+//! copying every byte again once the last layer is verified.
+//!
+//! The file is created under a hidden temporary name beside the
+//! destination, sized in advance (the padding and the end-of-archive
+//! blocks are the file's zeros), and renamed into place only by `finish`;
+//! dropped unfinished, it is removed.
+
+use super::tar_out::{header, temp_beside};
+use super::{Entry, ExportError};
+use crate::cache::CacheBackend;
+use crate::digest::Digest;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const BLOCK: u64 = 512;
+
+/// Where one blob's bytes go.
+struct Slot {
+    digest: Digest,
+    offset: u64,
+    size: u64,
+    /// Every byte was written here and the cache verified them.
+    filled: AtomicBool,
+}
+
+pub struct PlacedTar {
+    tmp: tempfile::NamedTempFile,
+    file: File,
+    slots: Vec<Slot>,
+}
+
+/// A blob's place in a [`PlacedTar`], for the writer that fills it.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotId(usize);
+
+fn padded(size: u64) -> u64 {
+    size.div_ceil(BLOCK) * BLOCK
+}
+
+impl PlacedTar {
+    /// Lay out `dirs` then `entries`; an [`Entry::File`] is a blob whose
+    /// digest `digest_of(name)` gives. Headers and generated entries are
+    /// written now. `Ok(None)` when an entry cannot be placed (a name a
+    /// plain ustar header cannot hold, a file that is not a blob).
+    pub fn create(
+        dest: &Path,
+        dirs: &[&str],
+        entries: &[Entry],
+        digest_of: &dyn Fn(&str) -> Option<Digest>,
+    ) -> Result<Option<PlacedTar>, ExportError> {
+        let mut headers = Vec::new();
+        let mut bytes = Vec::new();
+        let mut slots = Vec::new();
+        let mut pos = 0u64;
+        for d in dirs {
+            let mut h = header(tar::EntryType::Directory, 0, 0o755);
+            if h.set_path(d).is_err() {
+                return Ok(None);
+            }
+            h.set_cksum();
+            headers.push((pos, h));
+            pos += BLOCK;
+        }
+        for e in entries {
+            let size = match e {
+                Entry::File { size, .. } => *size,
+                Entry::Bytes { data, .. } => data.len() as u64,
+            };
+            let mut h = header(tar::EntryType::Regular, size, 0o644);
+            if h.set_path(e.name()).is_err() {
+                return Ok(None);
+            }
+            h.set_cksum();
+            headers.push((pos, h));
+            let data_at = pos + BLOCK;
+            match e {
+                Entry::File { name, .. } => match digest_of(name) {
+                    Some(digest) => slots.push(Slot {
+                        digest,
+                        offset: data_at,
+                        size,
+                        filled: AtomicBool::new(false),
+                    }),
+                    None => return Ok(None),
+                },
+                Entry::Bytes { data, .. } => bytes.push((data_at, data)),
+            }
+            pos = data_at + padded(size);
+        }
+        // The end of the archive: two zero blocks.
+        let total = pos + 2 * BLOCK;
+        let tmp = temp_beside(dest)?;
+        let path = tmp.path().to_path_buf();
+        let io = |e| ExportError::io(&path, e);
+        let file = tmp.as_file().try_clone().map_err(io)?;
+        file.set_len(total).map_err(io)?;
+        for (at, h) in &headers {
+            file.write_all_at(h.as_bytes(), *at).map_err(io)?;
+        }
+        for (at, data) in bytes {
+            file.write_all_at(data, at).map_err(io)?;
+        }
+        Ok(Some(PlacedTar { tmp, file, slots }))
+    }
+
+    /// The place of `digest`'s bytes, if the output holds that blob.
+    pub fn slot(&self, digest: &Digest) -> Option<SlotId> {
+        self.slots
+            .iter()
+            .position(|s| s.digest == *digest)
+            .map(SlotId)
+    }
+
+    /// Write `data` at `at` bytes into the blob's place (never past it).
+    pub fn write_at(&self, slot: SlotId, at: u64, data: &[u8]) -> std::io::Result<()> {
+        let s = &self.slots[slot.0];
+        if at + data.len() as u64 > s.size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{}: more than {} bytes", s.digest, s.size),
+            ));
+        }
+        self.file.write_all_at(data, s.offset + at)
+    }
+
+    /// Every byte of the blob is in place and the cache verified them.
+    pub fn mark_filled(&self, slot: SlotId) {
+        self.slots[slot.0].filled.store(true, Ordering::Release);
+    }
+
+    /// Start writing back what is written so far (see
+    /// [`crate::fsutil::start_writeback`]).
+    pub fn start_writeback(&self) {
+        crate::fsutil::start_writeback(&self.file);
+    }
+
+    /// Copy in the blobs that were not filled while downloading (from
+    /// `cache`), make the file durable and rename it to `dest`.
+    pub async fn finish(self, cache: &dyn CacheBackend, dest: &Path) -> Result<(), ExportError> {
+        let mut copies = Vec::new();
+        for s in self
+            .slots
+            .iter()
+            .filter(|s| !s.filled.load(Ordering::Acquire))
+        {
+            copies.push((cache.blob_path(&s.digest)?, s.offset, s.size));
+        }
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || self.complete(copies, &dest))
+            .await
+            .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))?
+    }
+
+    fn complete(self, copies: Vec<(PathBuf, u64, u64)>, dest: &Path) -> Result<(), ExportError> {
+        let path = self.tmp.path().to_path_buf();
+        for (src, offset, size) in copies {
+            if crate::cancel::requested() {
+                return Err(ExportError::Invalid("interrupted".into()));
+            }
+            let f = File::open(&src).map_err(|e| ExportError::io(&src, e))?;
+            let len = f.metadata().map_err(|e| ExportError::io(&src, e))?.len();
+            if len != size {
+                return Err(ExportError::Invalid(format!(
+                    "{} is {len} bytes, expected {size} (a damaged cache? run `imgpull cache verify --repair`)",
+                    src.display()
+                )));
+            }
+            copy_range(&f, &self.file, offset, size).map_err(|e| ExportError::io(&path, e))?;
+        }
+        self.file
+            .sync_all()
+            .map_err(|e| ExportError::io(&path, e))?;
+        crate::fsutil::set_readable(&path).map_err(|e| ExportError::io(&path, e))?;
+        self.tmp
+            .persist(dest)
+            .map_err(|e| ExportError::io(dest, e.error))?;
+        Ok(())
+    }
+}
+
+/// Copy all of `src` to `dst` at `at`: in the kernel (`copy_file_range`)
+/// where it can, else through a buffer.
+fn copy_range(src: &File, dst: &File, at: u64, size: u64) -> std::io::Result<()> {
+    let mut done = 0u64;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        while done < size {
+            let mut off_in = done as libc::loff_t;
+            let mut off_out = (at + done) as libc::loff_t;
+            let want = (size - done).min(1 << 30) as usize;
+            // SAFETY: two valid open fds and offsets we own; the kernel
+            // copies between them and advances the offsets.
+            let n = unsafe {
+                libc::copy_file_range(
+                    src.as_raw_fd(),
+                    &mut off_in,
+                    dst.as_raw_fd(),
+                    &mut off_out,
+                    want,
+                    0,
+                )
+            };
+            if n <= 0 {
+                break; // not supported here, or EOF: the buffer below
+            }
+            done += n as u64;
+        }
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    while done < size {
+        let want = (size - done).min(buf.len() as u64) as usize;
+        let n = src.read_at(&mut buf[..want], done)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("copied {done} of {size} bytes"),
+            ));
+        }
+        dst.write_all_at(&buf[..n], at + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! [`TeeWriter`]: a blob writer that also puts every byte into the blob's
+//! place in a [`PlacedTar`] output, on a thread of its own (so the copy
+//! runs beside the hashing, not after it). The place counts as filled only
+//! when the cache verified the blob and every byte from 0 went both ways;
+//! otherwise the output's `finish` copies the blob from the cache, so a
+//! failure here costs time, never correctness.
+
+use crate::cache::{BlobWriter, CacheError};
+use crate::export::placed::{PlacedTar, SlotId};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Bytes gathered before they go to the thread.
+const PIECE: usize = 256 * 1024;
+/// Pieces that may wait for the thread.
+const DEPTH: usize = 4;
+/// Start writeback after this many bytes.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+
+enum Msg {
+    Data(u64, Vec<u8>),
+    /// Answer once everything before is written: were all writes good?
+    Flush(oneshot::Sender<bool>),
+}
+
+pub struct TeeWriter {
+    inner: Box<dyn BlobWriter>,
+    out: Arc<PlacedTar>,
+    slot: SlotId,
+    tx: mpsc::Sender<Msg>,
+    /// Where the next byte goes (the inner writer's offset).
+    pos: u64,
+    /// Bytes not yet sent, and where they start.
+    pending: Vec<u8>,
+    pending_at: u64,
+    /// Every byte from 0 went through here.
+    whole: bool,
+}
+
+impl TeeWriter {
+    pub fn new(inner: Box<dyn BlobWriter>, out: Arc<PlacedTar>, slot: SlotId) -> TeeWriter {
+        let (tx, mut rx) = mpsc::channel::<Msg>(DEPTH);
+        let thread_out = out.clone();
+        std::thread::spawn(move || {
+            let mut ok = true;
+            let mut since = 0u64;
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    Msg::Data(at, data) => {
+                        if ok {
+                            ok = thread_out.write_at(slot, at, &data).is_ok();
+                            since += data.len() as u64;
+                            if since >= WRITEBACK_EVERY {
+                                thread_out.start_writeback();
+                                since = 0;
+                            }
+                        }
+                    }
+                    Msg::Flush(answer) => {
+                        let _ = answer.send(ok);
+                    }
+                }
+            }
+        });
+        let pos = inner.offset();
+        TeeWriter {
+            inner,
+            out,
+            slot,
+            tx,
+            pos,
+            pending: Vec::new(),
+            pending_at: pos,
+            whole: pos == 0,
+        }
+    }
+
+    /// Hand the gathered bytes to the thread (waiting while it is behind).
+    async fn send_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let data = std::mem::take(&mut self.pending);
+        let msg = Msg::Data(self.pending_at, data);
+        self.pending_at = self.pos;
+        // The thread only ends when the sender is gone; a failed send means
+        // it panicked: the place is simply not filled.
+        if self.tx.send(msg).await.is_err() {
+            self.whole = false;
+        }
+    }
+
+    /// Everything sent is written, and every write succeeded.
+    async fn flushed(&mut self) -> bool {
+        self.send_pending().await;
+        let (answer, done) = oneshot::channel();
+        let sent = self.tx.send(Msg::Flush(answer)).await.is_ok();
+        sent && done.await.unwrap_or(false)
+    }
+}
+
+#[async_trait]
+impl BlobWriter for TeeWriter {
+    fn offset(&self) -> u64 {
+        self.inner.offset()
+    }
+
+    async fn restart(&mut self) -> Result<(), CacheError> {
+        self.inner.restart().await?;
+        // Earlier bytes are written over from 0.
+        self.pending.clear();
+        self.pos = 0;
+        self.pending_at = 0;
+        self.whole = true;
+        Ok(())
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
+        self.inner.write(chunk).await?;
+        if self.pending.is_empty() {
+            self.pending_at = self.pos;
+        }
+        self.pending.extend_from_slice(chunk);
+        self.pos += chunk.len() as u64;
+        if self.pending.len() >= PIECE {
+            self.send_pending().await;
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), CacheError> {
+        let written = self.flushed().await;
+        // A writer is only replaced after a commit (which waited for its
+        // thread above), so no stale write can land after a newer one.
+        let TeeWriter {
+            inner,
+            out,
+            slot,
+            whole,
+            ..
+        } = *self;
+        inner.commit().await?;
+        if whole && written {
+            out.mark_filled(slot);
+        }
+        Ok(())
+    }
+}
