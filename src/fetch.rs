@@ -10,13 +10,12 @@ use crate::client::{resumed_at, RegistryError};
 use crate::digest::Digest;
 use crate::endpoints::Endpoints;
 use crate::error::Error;
-use crate::export::PlacedTar;
 use crate::manifest::Descriptor;
 use crate::progress::Reporter;
 use crate::ratelimit::RateLimiter;
+use crate::tee::{PlaceWriter, TeeTo, TeeWriter};
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashSet;
-use std::sync::Arc;
 
 /// How blobs are downloaded.
 #[derive(Default)]
@@ -37,7 +36,7 @@ struct Ctx<'a> {
     opts: &'a FetchOptions,
     reporter: &'a dyn Reporter,
     /// An output the blobs are also written into as they arrive.
-    tee: Option<&'a Arc<PlacedTar>>,
+    tee: Option<&'a TeeTo>,
 }
 
 /// What happened to one blob.
@@ -63,7 +62,7 @@ pub async fn fetch_all(
     blobs: &[Descriptor],
     opts: &FetchOptions,
     reporter: &dyn Reporter,
-    tee: Option<&Arc<PlacedTar>>,
+    tee: Option<&TeeTo>,
 ) -> Result<Vec<BlobOutcome>, Error> {
     let mut seen = HashSet::new();
     let unique: Vec<&Descriptor> = blobs
@@ -121,23 +120,30 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
         return Ok(hit(0));
     }
     let source = format!("{}/{repository}", client.registry());
-    let tee = |w: Box<dyn BlobWriter>| -> Box<dyn BlobWriter> {
-        match ctx.tee.and_then(|t| Some((t, t.slot(&d.digest)?))) {
-            Some((t, slot)) => Box::new(crate::tee::TeeWriter::new(w, t.clone(), slot)),
-            None => w,
+    let place = ctx.tee.and_then(|t| Some((t, t.out.slot(&d.digest)?)));
+    // Where the bytes go: the cache (and the output, when it has a place
+    // for them), or only the output when the cache is a throwaway.
+    let begin = || async {
+        if let Some((t, slot)) = place.filter(|(t, _)| t.only) {
+            if let Some(w) = PlaceWriter::new(t.out.clone(), slot, &d.digest, d.size) {
+                return Ok(Begin::Writer(Box::new(w)));
+            }
         }
+        Ok(match cache.begin(&d.digest, d.size, &source).await? {
+            Begin::Writer(w) => match place {
+                Some((t, slot)) => Begin::Writer(Box::new(TeeWriter::new(w, t.out.clone(), slot))),
+                None => Begin::Writer(w),
+            },
+            present => present,
+        })
     };
-    let mut writer = match cache
-        .begin(&d.digest, d.size, &source)
-        .await
-        .map_err(cache_err)?
-    {
+    let mut writer = match begin().await.map_err(cache_err)? {
         Begin::Present => {
             reporter.blob_start(&d.digest, d.size, true);
             reporter.blob_done(&d.digest);
             return Ok(hit(0));
         }
-        Begin::Writer(w) => tee(w),
+        Begin::Writer(w) => w,
     };
     reporter.blob_start(&d.digest, d.size, false);
     let policy = client.retry_policy();
@@ -239,13 +245,9 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
             return Err(cache_err(e));
         }
         reporter.info(&format!("{}: {e}; trying again", d.digest.short()));
-        writer = match cache
-            .begin(&d.digest, d.size, &source)
-            .await
-            .map_err(cache_err)?
-        {
+        writer = match begin().await.map_err(cache_err)? {
             Begin::Present => break,
-            Begin::Writer(w) => tee(w),
+            Begin::Writer(w) => w,
         };
     }
     reporter.blob_done(&d.digest);

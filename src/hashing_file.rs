@@ -12,25 +12,62 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use tokio::sync::{mpsc, oneshot};
 
+/// Where a [`HashingFile`]'s bytes go: a file (the cache's partial), or a
+/// blob's place in an output.
+pub trait Sink: Send + 'static {
+    /// Append `data`.
+    fn put(&mut self, data: &[u8]) -> std::io::Result<()>;
+    /// Push out anything buffered.
+    fn complete(&mut self) -> std::io::Result<()>;
+    /// Forget everything put so far (the next byte is byte 0 again).
+    fn clear(&mut self) -> std::io::Result<()>;
+    /// Start writing back what is written (see `fsutil::start_writeback`).
+    fn start_writeback(&mut self);
+}
+
+impl Sink for BufWriter<File> {
+    fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.write_all(data)
+    }
+
+    fn complete(&mut self) -> std::io::Result<()> {
+        Write::flush(self)
+    }
+
+    fn clear(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        Write::flush(self)?;
+        self.get_mut().set_len(0)?;
+        self.get_mut().seek(SeekFrom::Start(0))?;
+        Ok(())
+    }
+
+    fn start_writeback(&mut self) {
+        if Write::flush(self).is_ok() {
+            crate::fsutil::start_writeback(self.get_ref());
+        }
+    }
+}
+
 /// Bytes handed to the thread at a time.
 const PIECE: usize = 256 * 1024;
 /// Pieces that may wait for the thread.
 const DEPTH: usize = 4;
 
-type Parts = (BufWriter<File>, Verifier);
+type Parts<S> = (S, Verifier);
 
-enum State {
-    Idle(Box<Parts>),
+enum State<S> {
+    Idle(Box<Parts<S>>),
     Busy {
         tx: mpsc::Sender<Vec<u8>>,
-        done: oneshot::Receiver<std::io::Result<Parts>>,
+        done: oneshot::Receiver<std::io::Result<Parts<S>>>,
     },
     /// The thread failed; its error was returned once.
     Failed,
 }
 
-pub struct HashingFile {
-    state: State,
+pub struct HashingFile<S: Sink = BufWriter<File>> {
+    state: State<S>,
     pending: Vec<u8>,
     held: u64,
     /// A file whose lock must outlive every write (dup'ed into the thread).
@@ -40,15 +77,15 @@ pub struct HashingFile {
     early_writeback: bool,
 }
 
-impl HashingFile {
+impl<S: Sink> HashingFile<S> {
     /// `verifier` has hashed what `file` already holds; `keep` (a locked
     /// file) stays open in the thread while it writes.
     pub fn new(
-        file: BufWriter<File>,
+        file: S,
         verifier: Verifier,
         keep: Option<File>,
         early_writeback: bool,
-    ) -> HashingFile {
+    ) -> HashingFile<S> {
         HashingFile {
             held: verifier.len(),
             state: State::Idle(Box::new((file, verifier))),
@@ -113,12 +150,12 @@ impl HashingFile {
 
     /// Wait until every accepted byte is written and hashed; the file and
     /// verifier are then at hand.
-    pub async fn settle(&mut self) -> std::io::Result<&mut Parts> {
+    pub async fn settle(&mut self) -> std::io::Result<&mut Parts<S>> {
         if !self.pending.is_empty() {
             let piece = std::mem::take(&mut self.pending);
             if let State::Idle(parts) = &mut self.state {
                 parts.1.update(&piece);
-                parts.0.write_all(&piece)?;
+                parts.0.put(&piece)?;
             } else {
                 Box::pin(self.send(piece)).await?;
             }
@@ -140,7 +177,7 @@ impl HashingFile {
     }
 
     /// Settle and hand back the file and verifier.
-    pub async fn into_parts(mut self) -> std::io::Result<Parts> {
+    pub async fn into_parts(mut self) -> std::io::Result<Parts<S>> {
         self.settle().await?;
         match std::mem::replace(&mut self.state, State::Failed) {
             State::Idle(parts) => Ok(*parts),
@@ -150,12 +187,9 @@ impl HashingFile {
 
     /// Drop what is held and start over from byte 0 with `fresh`.
     pub async fn restart(&mut self, fresh: Verifier) -> std::io::Result<()> {
-        use std::io::{Seek, SeekFrom};
         self.pending.clear();
         let parts = self.settle().await?;
-        parts.0.flush()?;
-        parts.0.get_mut().set_len(0)?;
-        parts.0.get_mut().seek(SeekFrom::Start(0))?;
+        parts.0.clear()?;
         parts.1 = fresh;
         self.held = 0;
         Ok(())
@@ -165,24 +199,41 @@ impl HashingFile {
 /// Bytes between two early writeback requests.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
-fn run(
-    mut parts: Parts,
+/// The thread's work: hash each piece, then hand it to a writer thread of
+/// its own, so the hashing (the bottleneck) never waits on a write.
+fn run<S: Sink>(
+    parts: Parts<S>,
     mut rx: mpsc::Receiver<Vec<u8>>,
     writeback: bool,
-) -> std::io::Result<Parts> {
-    let mut unsynced = 0u64;
+) -> std::io::Result<Parts<S>> {
+    let (mut file, mut verifier) = parts;
+    let (to_writer, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(DEPTH);
+    let writer = std::thread::Builder::new()
+        .name("imgpull-write".into())
+        .spawn(move || -> std::io::Result<S> {
+            let mut unsynced = 0u64;
+            for piece in pieces {
+                file.put(&piece)?;
+                unsynced += piece.len() as u64;
+                if writeback && unsynced >= WRITEBACK_EVERY {
+                    file.start_writeback();
+                    unsynced = 0;
+                }
+            }
+            file.complete()?;
+            Ok(file)
+        })?;
     while let Some(piece) = rx.blocking_recv() {
-        parts.1.update(&piece);
-        parts.0.write_all(&piece)?;
-        unsynced += piece.len() as u64;
-        if writeback && unsynced >= WRITEBACK_EVERY {
-            parts.0.flush()?;
-            crate::fsutil::start_writeback(parts.0.get_ref());
-            unsynced = 0;
+        verifier.update(&piece);
+        if to_writer.send(piece).is_err() {
+            break; // the writer failed: its error is below
         }
     }
-    parts.0.flush()?;
-    Ok(parts)
+    drop(to_writer);
+    let file = writer
+        .join()
+        .map_err(|_| std::io::Error::other("the writing thread panicked"))??;
+    Ok((file, verifier))
 }
 
 #[cfg(test)]

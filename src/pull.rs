@@ -16,6 +16,7 @@ use crate::platform::{Matcher, Platform, Selection};
 use crate::quirks::{Failure, RegistryQuirks};
 use crate::reference::Reference;
 use crate::resolve::{resolve, Resolved};
+use crate::tee::TeeTo;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -231,7 +232,7 @@ impl Engine {
             ));
         }
 
-        let fetch = |blobs: Vec<Descriptor>, tee: Option<Arc<PlacedTar>>| {
+        let fetch = |blobs: Vec<Descriptor>, tee: Option<TeeTo>| {
             let client = &client;
             async move {
                 let r = self.reporter.as_ref();
@@ -282,7 +283,11 @@ impl Engine {
                 .map(Arc::new),
             false => None,
         };
-        let outcomes = fetch(layers, placed.clone()).await?;
+        let tee = placed.clone().map(|out| TeeTo {
+            out,
+            only: opts.no_cache,
+        });
+        let outcomes = fetch(layers, tee).await?;
 
         let mut report = report(
             reference,

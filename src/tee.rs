@@ -6,7 +6,9 @@
 //! failure here costs time, never correctness.
 
 use crate::cache::{BlobWriter, CacheError};
+use crate::digest::{Digest, Verifier};
 use crate::export::placed::{PlacedTar, SlotId};
+use crate::hashing_file::{HashingFile, Sink};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -144,6 +146,132 @@ impl BlobWriter for TeeWriter {
         if whole && written {
             out.mark_filled(slot);
         }
+        Ok(())
+    }
+}
+
+/// Where downloaded blobs also go, and whether the cache keeps them too.
+#[derive(Clone)]
+pub struct TeeTo {
+    pub out: Arc<PlacedTar>,
+    /// A throwaway cache (`--no-cache`): a blob with a place in the output
+    /// goes only there, hashed on its way, never into the cache.
+    pub only: bool,
+}
+
+/// A blob's place in the output, as a [`Sink`].
+struct Place {
+    out: Arc<PlacedTar>,
+    slot: SlotId,
+    at: u64,
+}
+
+impl Sink for Place {
+    fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.out.write_at(self.slot, self.at, data)?;
+        self.at += data.len() as u64;
+        Ok(())
+    }
+
+    fn complete(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn clear(&mut self) -> std::io::Result<()> {
+        self.at = 0;
+        Ok(())
+    }
+
+    fn start_writeback(&mut self) {
+        self.out.start_writeback();
+    }
+}
+
+/// A blob written only into its place in the output, hashed on the way
+/// (on a thread of its own) and checked at `commit`: with a throwaway
+/// cache, storing it there too would be a second copy of every byte.
+pub struct PlaceWriter {
+    out: HashingFile<Place>,
+    digest: Digest,
+    size: u64,
+    path: std::path::PathBuf,
+}
+
+impl PlaceWriter {
+    /// `None` for a digest algorithm we cannot compute (the cache's
+    /// writer then refuses it).
+    pub fn new(
+        out: Arc<PlacedTar>,
+        slot: SlotId,
+        digest: &Digest,
+        size: u64,
+    ) -> Option<PlaceWriter> {
+        let verifier = Verifier::new(digest)?;
+        let path = out.path().to_path_buf();
+        let place = Place { out, slot, at: 0 };
+        Some(PlaceWriter {
+            out: HashingFile::new(place, verifier, None, true),
+            digest: digest.clone(),
+            size,
+            path,
+        })
+    }
+}
+
+#[async_trait]
+impl BlobWriter for PlaceWriter {
+    fn offset(&self) -> u64 {
+        self.out.held()
+    }
+
+    async fn restart(&mut self) -> Result<(), CacheError> {
+        let fresh = Verifier::new(&self.digest).expect("checked in new");
+        self.out
+            .restart(fresh)
+            .await
+            .map_err(|e| CacheError::io(&self.path, e))
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
+        if self.out.held() + chunk.len() as u64 > self.size {
+            return Err(CacheError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected: self.size,
+                found: self.out.held() + chunk.len() as u64,
+            });
+        }
+        self.out
+            .write(chunk)
+            .await
+            .map_err(|e| CacheError::io(&self.path, e))
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), CacheError> {
+        let PlaceWriter {
+            out,
+            digest,
+            size,
+            path,
+        } = *self;
+        let (place, verifier) = out
+            .into_parts()
+            .await
+            .map_err(|e| CacheError::io(&path, e))?;
+        if verifier.len() != size {
+            return Err(CacheError::SizeMismatch {
+                digest,
+                expected: size,
+                found: verifier.len(),
+            });
+        }
+        let found = verifier.finish();
+        if found != digest {
+            return Err(CacheError::DigestMismatch {
+                expected: digest,
+                found,
+            });
+        }
+        place.out.mark_filled(place.slot);
         Ok(())
     }
 }

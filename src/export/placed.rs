@@ -111,6 +111,11 @@ impl PlacedTar {
         Ok(Some(PlacedTar { tmp, file, slots }))
     }
 
+    /// The temporary file (for messages).
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
     /// The place of `digest`'s bytes, if the output holds that blob.
     pub fn slot(&self, digest: &Digest) -> Option<SlotId> {
         self.slots

@@ -11,6 +11,7 @@ mod disk;
 mod errors;
 mod exporters;
 mod faults;
+mod placed;
 mod platforms;
 mod pull;
 mod rootfs;
