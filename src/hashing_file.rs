@@ -1,11 +1,14 @@
-//! A file being written and hashed on a thread of its own, so a download
-//! receives its next bytes while the last ones are hashed and written: on a
-//! machine without SHA instructions hashing is the bottleneck, and doing it
-//! inline leaves the network idle meanwhile.
+//! A blob being hashed on a thread of its own and written (to a [`Sink`]:
+//! the cache's partial file, or its place in an output) on another, so a
+//! download receives its next bytes while the last ones are hashed, and
+//! the hashing never waits on a write: on a machine without SHA
+//! instructions hashing is the bottleneck, and anything else on its thread
+//! (or inline in the download) leaves the network idle meanwhile.
 //!
 //! Bytes are gathered into 256 KiB pieces; at most [`DEPTH`] pieces wait
-//! for the thread (the memory a download may hold). [`HashingFile::settle`]
-//! waits until everything accepted is written and hashed.
+//! for each thread (the memory a download may hold).
+//! [`HashingFile::settle`] waits until everything accepted is written and
+//! hashed.
 
 use crate::digest::Verifier;
 use std::fs::File;

@@ -138,8 +138,9 @@ pub struct PullArgs {
     /// Layers downloaded at once (default 3).
     #[arg(long, value_name = "N")]
     pub max_concurrent_downloads: Option<usize>,
-    /// Blobs bigger than this are fetched as parallel Range requests of
-    /// this size (default 64MiB).
+    /// A blob bigger than this whose stream is slower than hashing (a far
+    /// or per-connection-capped link) gets parallel Range requests of this
+    /// size beside the stream (default 64MiB).
     #[arg(long, value_name = "SIZE")]
     pub chunk_size: Option<String>,
     /// Ranges of one big blob fetched at once (default 4; 1 = never split).

@@ -179,6 +179,8 @@ impl PlacedTar {
                 )));
             }
             copy_range(&f, &self.file, offset, size).map_err(|e| ExportError::io(&path, e))?;
+            // The disk starts on this blob while the next one is copied.
+            self.start_writeback();
         }
         self.file
             .sync_all()
