@@ -8,7 +8,11 @@
 //! - [`manifest`], [`platform`]: manifest documents and platform matching.
 //! - [`auth`], [`client`]: challenges, tokens, the registry HTTP client.
 //! - [`resolve`]: reference -> (index ->) image manifest.
-//! - [`fetch`]: blobs into the cache, in parallel, verified.
+//! - [`fetch`]: blobs into the cache, in parallel, verified; [`chunked`]:
+//!   parallel ranges of one big blob on a slow link; [`hashing_file`]:
+//!   hashing and writing off the download's thread; [`tee`]: the same bytes
+//!   into their place in an output laid out in advance
+//!   ([`export::PlacedTar`]).
 //! - [`engine`]: the [`engine::Engine`] and the setup every operation shares;
 //!   [`pull`]: one pull end to end; [`inspect`]: what a reference names;
 //!   [`naming`]: default output names.
