@@ -237,3 +237,78 @@ fn copy_range(src: &File, dst: &File, at: u64, size: u64) -> std::io::Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_a_streamed_tar_and_places_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = b"0123456789".repeat(100);
+        let digest = Digest::of(&blob);
+        let name = crate::export::blob_name(&digest);
+        let entries = vec![
+            Entry::File {
+                name: name.clone(),
+                size: blob.len() as u64,
+                path: PathBuf::from("unused"),
+            },
+            Entry::Bytes {
+                name: "manifest.json".into(),
+                data: b"[]".to_vec(),
+            },
+        ];
+        let dest = dir.path().join("out.tar");
+        let placed = PlacedTar::create(&dest, &["blobs/"], &entries, &|n| {
+            (n == name).then(|| digest.clone())
+        })
+        .unwrap()
+        .expect("every entry has a place");
+        let slot = placed.slot(&digest).unwrap();
+        assert!(placed.slot(&Digest::of(b"other")).is_none());
+        // Never past the blob's place.
+        assert!(placed.write_at(slot, 1, &blob).is_err());
+        placed.write_at(slot, 0, &blob[..300]).unwrap();
+        placed.write_at(slot, 300, &blob[300..]).unwrap();
+        placed.mark_filled(slot);
+        let tmp = placed.path().to_path_buf();
+        placed.complete(Vec::new(), &dest).unwrap();
+        assert!(!tmp.exists());
+        // The tar crate reads back exactly what was placed.
+        let mut ar = tar::Archive::new(std::fs::File::open(&dest).unwrap());
+        let got: Vec<(String, Vec<u8>)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), data)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("blobs/".to_string(), Vec::new()),
+                (name, blob.clone()),
+                ("manifest.json".to_string(), b"[]".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn dropped_unfinished_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.tar");
+        let entries = vec![Entry::Bytes {
+            name: "x".into(),
+            data: b"y".to_vec(),
+        }];
+        let placed = PlacedTar::create(&dest, &[], &entries, &|_| None)
+            .unwrap()
+            .unwrap();
+        drop(placed);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
