@@ -69,6 +69,9 @@ pub struct Ran {
     pub result: Result<Outcome, Error>,
 }
 
+/// Finished pieces that may wait for the appender.
+const MAX_WAITING: u64 = 256;
+
 /// How long the main stream runs before it is judged (and judged again).
 const WATCH: Duration = Duration::from_millis(500);
 
@@ -152,18 +155,23 @@ impl Job<'_> {
         if !range_answered(&resp, first, d.size - 1, d.size) {
             return Ok(Outcome::Unsupported);
         }
-        let most = (d.size - first).div_ceil(self.chunking.chunk_size) as usize + 1;
-        // Room for every piece: the downloads never wait for the appender,
-        // so no body sits unread while a piece is appended.
+        let most = (d.size - first)
+            .div_ceil(self.chunking.chunk_size)
+            .min(MAX_WAITING) as usize
+            + 1;
+        // Room for every piece (up to a bound a lying size cannot push):
+        // the downloads never wait for the appender, so no body sits unread
+        // while a piece is appended.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<PathBuf, PieceFail>>(most);
         let (split_tx, split_rx) = tokio::sync::oneshot::channel::<u64>();
         let downloads = async move {
             // Nothing to do unless the stream asks for help.
             let Ok(from) = split_rx.await else { return };
-            let pieces: Vec<(u64, u64)> = (from..d.size)
-                .step_by(self.chunking.chunk_size as usize)
-                .map(|s| (s, (s + self.chunking.chunk_size).min(d.size) - 1))
-                .collect();
+            // Lazily: a size from the manifest is not trusted to be small.
+            let chunk = self.chunking.chunk_size;
+            let pieces = (from..d.size)
+                .step_by(usize::try_from(chunk).unwrap_or(usize::MAX))
+                .map(move |s| (s, s.saturating_add(chunk).min(d.size) - 1));
             // Owns the sender: when every piece is sent it is dropped, and
             // the appender sees the end.
             futures_util::stream::iter(pieces)
@@ -293,7 +301,7 @@ impl Job<'_> {
                 }
                 let spent = window.elapsed();
                 if split.is_some() && spent >= WATCH {
-                    let from = pos + self.chunking.chunk_size;
+                    let from = pos.saturating_add(self.chunking.chunk_size);
                     if waited * 2 > spent && from < d.size {
                         upto = from;
                         let pieces = (d.size - from).div_ceil(self.chunking.chunk_size);

@@ -131,7 +131,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
         }
         Ok(match cache.begin(&d.digest, d.size, &source).await? {
             Begin::Writer(w) => match place {
-                Some((t, slot)) => Begin::Writer(Box::new(TeeWriter::new(w, t.out.clone(), slot))),
+                Some((t, slot)) => Begin::Writer(TeeWriter::wrap(w, t.out.clone(), slot)),
                 None => Begin::Writer(w),
             },
             present => present,

@@ -9,7 +9,7 @@ use crate::digest::Digest;
 use crate::engine::Engine;
 use crate::error::{Error, NoMatch};
 use crate::export::PlacedTar;
-use crate::export::{ExportImage, ExportManifest};
+use crate::export::{ExportError, ExportImage, ExportManifest};
 use crate::fetch::{fetch_all, BlobOutcome};
 use crate::manifest::{Descriptor, ImageConfig};
 use crate::platform::{Matcher, Platform, Selection};
@@ -169,8 +169,22 @@ impl Engine {
             });
         }
         match placed.map(Arc::try_unwrap) {
-            Some(Ok(placed)) => placed.finish(cache.as_ref(), &output).await?,
-            _ => {
+            Some(Ok(placed)) => {
+                let (written, copied) = placed.finish(cache.as_ref(), &output).await?;
+                self.reporter.info(&format!(
+                    "{}: {written} blobs written as they downloaded, {copied} copied from the cache",
+                    output.display()
+                ));
+            }
+            // Still shared (a bug): with a throwaway cache the blobs are
+            // only in that output, so it cannot be written again.
+            Some(Err(shared)) => {
+                shared.discard();
+                return Err(Error::Export(ExportError::Invalid(
+                    "internal error: the output was still being written; nothing was saved".into(),
+                )));
+            }
+            None => {
                 exporter
                     .export(&images, cache.as_ref(), &output, self.reporter.as_ref())
                     .await?
@@ -287,7 +301,16 @@ impl Engine {
             out,
             only: opts.no_cache,
         });
-        let outcomes = fetch(layers, tee).await?;
+        let outcomes = match fetch(layers, tee).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Now, not when the last download thread lets go of it.
+                if let Some(p) = &placed {
+                    p.discard();
+                }
+                return Err(e);
+            }
+        };
 
         let mut report = report(
             reference,

@@ -20,17 +20,15 @@ const DEPTH: usize = 4;
 /// Start writeback after this many bytes.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
-enum Msg {
-    Data(u64, Vec<u8>),
-    /// Answer once everything before is written: were all writes good?
-    Flush(oneshot::Sender<bool>),
-}
-
 pub struct TeeWriter {
     inner: Box<dyn BlobWriter>,
     out: Arc<PlacedTar>,
     slot: SlotId,
-    tx: mpsc::Sender<Msg>,
+    /// Pieces for the thread: (offset in the blob, bytes).
+    tx: mpsc::Sender<(u64, Vec<u8>)>,
+    /// The thread's last word, sent once it has let go of the output:
+    /// were all writes good?
+    done: oneshot::Receiver<bool>,
     /// Where the next byte goes (the inner writer's offset).
     pos: u64,
     /// Bytes not yet sent, and where they start.
@@ -41,41 +39,51 @@ pub struct TeeWriter {
 }
 
 impl TeeWriter {
-    pub fn new(inner: Box<dyn BlobWriter>, out: Arc<PlacedTar>, slot: SlotId) -> TeeWriter {
-        let (tx, mut rx) = mpsc::channel::<Msg>(DEPTH);
+    /// `inner`, also writing into `slot` of `out`; `inner` alone when no
+    /// thread can be started.
+    pub fn wrap(
+        inner: Box<dyn BlobWriter>,
+        out: Arc<PlacedTar>,
+        slot: SlotId,
+    ) -> Box<dyn BlobWriter> {
+        let (tx, mut rx) = mpsc::channel::<(u64, Vec<u8>)>(DEPTH);
+        let (done_tx, done) = oneshot::channel();
         let thread_out = out.clone();
-        std::thread::spawn(move || {
-            let mut ok = true;
-            let mut since = 0u64;
-            while let Some(msg) = rx.blocking_recv() {
-                match msg {
-                    Msg::Data(at, data) => {
-                        if ok {
-                            ok = thread_out.write_at(slot, at, &data).is_ok();
-                            since += data.len() as u64;
-                            if since >= WRITEBACK_EVERY {
-                                thread_out.start_writeback();
-                                since = 0;
-                            }
+        let spawned = std::thread::Builder::new()
+            .name("imgpull-tee".into())
+            .spawn(move || {
+                let mut ok = true;
+                let mut since = 0u64;
+                while let Some((at, data)) = rx.blocking_recv() {
+                    if ok {
+                        ok = thread_out.write_at(slot, at, &data).is_ok();
+                        since += data.len() as u64;
+                        if since >= WRITEBACK_EVERY {
+                            thread_out.start_writeback();
+                            since = 0;
                         }
                     }
-                    Msg::Flush(answer) => {
-                        let _ = answer.send(ok);
-                    }
                 }
-            }
-        });
+                // Let go of the output first: whoever waits for this may
+                // need to be its only owner.
+                drop(thread_out);
+                let _ = done_tx.send(ok);
+            });
+        if spawned.is_err() {
+            return inner;
+        }
         let pos = inner.offset();
-        TeeWriter {
+        Box::new(TeeWriter {
             inner,
             out,
             slot,
             tx,
+            done,
             pos,
             pending: Vec::new(),
             pending_at: pos,
             whole: pos == 0,
-        }
+        })
     }
 
     /// Hand the gathered bytes to the thread (waiting while it is behind).
@@ -84,21 +92,13 @@ impl TeeWriter {
             return;
         }
         let data = std::mem::take(&mut self.pending);
-        let msg = Msg::Data(self.pending_at, data);
+        let msg = (self.pending_at, data);
         self.pending_at = self.pos;
         // The thread only ends when the sender is gone; a failed send means
         // it panicked: the place is simply not filled.
         if self.tx.send(msg).await.is_err() {
             self.whole = false;
         }
-    }
-
-    /// Everything sent is written, and every write succeeded.
-    async fn flushed(&mut self) -> bool {
-        self.send_pending().await;
-        let (answer, done) = oneshot::channel();
-        let sent = self.tx.send(Msg::Flush(answer)).await.is_ok();
-        sent && done.await.unwrap_or(false)
     }
 }
 
@@ -132,16 +132,21 @@ impl BlobWriter for TeeWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), CacheError> {
-        let written = self.flushed().await;
-        // A writer is only replaced after a commit (which waited for its
-        // thread above), so no stale write can land after a newer one.
+        self.send_pending().await;
         let TeeWriter {
             inner,
             out,
             slot,
+            tx,
+            done,
             whole,
             ..
         } = *self;
+        // The thread writes what it has, lets go of the output and says
+        // whether every write went well. A writer is only replaced after
+        // its commit, so no stale write can land after a newer one.
+        drop(tx);
+        let written = done.await.unwrap_or(false);
         inner.commit().await?;
         if whole && written {
             out.mark_filled(slot);

@@ -147,9 +147,20 @@ impl PlacedTar {
         crate::fsutil::start_writeback(&self.file);
     }
 
+    /// Remove the temporary file now (a failed pull), even while a thread
+    /// still holds this output: nothing that looks like output is left.
+    pub fn discard(&self) {
+        let _ = std::fs::remove_file(self.tmp.path());
+    }
+
     /// Copy in the blobs that were not filled while downloading (from
-    /// `cache`), make the file durable and rename it to `dest`.
-    pub async fn finish(self, cache: &dyn CacheBackend, dest: &Path) -> Result<(), ExportError> {
+    /// `cache`), make the file durable and rename it to `dest`. Says how
+    /// many blobs were written while downloading and how many were copied.
+    pub async fn finish(
+        self,
+        cache: &dyn CacheBackend,
+        dest: &Path,
+    ) -> Result<(usize, usize), ExportError> {
         let mut copies = Vec::new();
         for s in self
             .slots
@@ -158,10 +169,12 @@ impl PlacedTar {
         {
             copies.push((cache.blob_path(&s.digest)?, s.offset, s.size));
         }
+        let counts = (self.slots.len() - copies.len(), copies.len());
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || self.complete(copies, &dest))
             .await
-            .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))?
+            .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))??;
+        Ok(counts)
     }
 
     fn complete(self, copies: Vec<(PathBuf, u64, u64)>, dest: &Path) -> Result<(), ExportError> {
@@ -294,6 +307,61 @@ mod tests {
                 (name, blob.clone()),
                 ("manifest.json".to_string(), b"[]".to_vec()),
             ]
+        );
+    }
+
+    #[test]
+    fn byte_for_byte_the_tar_that_write_tar_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        let mut blobs = Vec::new();
+        for (i, len) in [0usize, 1, 511, 512, 513, 70_000].into_iter().enumerate() {
+            let data: Vec<u8> = (0..len).map(|j| (i * 31 + j) as u8).collect();
+            let path = dir.path().join(format!("blob{i}"));
+            std::fs::write(&path, &data).unwrap();
+            let d = Digest::of(&data);
+            entries.push(Entry::File {
+                name: crate::export::blob_name(&d),
+                size: len as u64,
+                path: path.clone(),
+            });
+            blobs.push((d, path));
+        }
+        entries.push(Entry::Bytes {
+            name: "index.json".into(),
+            data: b"{}".to_vec(),
+        });
+        let dirs = ["blobs/", "blobs/sha256/"];
+        let streamed = dir.path().join("streamed.tar");
+        crate::export::tar_out::write_tar(&dirs, &entries, &streamed).unwrap();
+        let placed_at = dir.path().join("placed.tar");
+        let by_name = |n: &str| {
+            blobs
+                .iter()
+                .find(|(d, _)| crate::export::blob_name(d) == n)
+                .map(|(d, _)| d.clone())
+        };
+        let placed = PlacedTar::create(&placed_at, &dirs, &entries, &by_name)
+            .unwrap()
+            .unwrap();
+        // Half filled as if downloaded, half copied at the end.
+        let mut copies = Vec::new();
+        for (i, (d, path)) in blobs.iter().enumerate() {
+            let slot = placed.slot(d).unwrap();
+            let s = &placed.slots[slot.0];
+            if i % 2 == 0 {
+                placed
+                    .write_at(slot, 0, &std::fs::read(path).unwrap())
+                    .unwrap();
+                placed.mark_filled(slot);
+            } else {
+                copies.push((path.clone(), s.offset, s.size));
+            }
+        }
+        placed.complete(copies, &placed_at).unwrap();
+        assert_eq!(
+            std::fs::read(&streamed).unwrap(),
+            std::fs::read(&placed_at).unwrap()
         );
     }
 

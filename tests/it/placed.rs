@@ -28,15 +28,30 @@ async fn written_while_downloading_equals_copied_from_the_cache() {
     let name = format!("{}/ns/app:1", reg.host());
     let work = tempdir();
     let w = work.path();
-    for (out, extra) in [
-        ("cold.tar", vec!["--cache-dir", "cache"]),
-        ("warm.tar", vec!["--cache-dir", "cache"]),
-        ("nocache.tar", vec!["--no-cache"]),
+    // The 4 layers arrive into the tar; the config (fetched first, to
+    // check the platform) and everything of a warm pull are copied.
+    for (out, extra, said) in [
+        (
+            "cold.tar",
+            vec!["--cache-dir", "cache"],
+            "4 blobs written as they downloaded, 1 copied",
+        ),
+        (
+            "warm.tar",
+            vec!["--cache-dir", "cache"],
+            "0 blobs written as they downloaded, 5 copied",
+        ),
+        (
+            "nocache.tar",
+            vec!["--no-cache"],
+            "4 blobs written as they downloaded, 1 copied",
+        ),
     ] {
-        let mut args = vec!["pull", &name, "-o", out];
+        let mut args = vec!["pull", &name, "-o", out, "-v"];
         args.extend(extra);
         let o = imgpull(w, &args, None).await;
         assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains(said), "{out}: {}", text(&o));
     }
     let cold = std::fs::read(w.join("cold.tar")).unwrap();
     assert_eq!(cold, std::fs::read(w.join("warm.tar")).unwrap());

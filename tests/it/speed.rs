@@ -117,6 +117,35 @@ async fn a_big_blob_on_a_slow_link_comes_in_parallel_ranges() {
     tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
     no_pieces_left(work.path());
     crate::support::assert_cache_clean(work.path(), "cache").await;
+
+    // The same with a throwaway cache: the stream and the pieces go
+    // straight into their places in the tar, which comes out the same.
+    let before = asks(&proxy, &big.digest).len();
+    let again = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "nocache.tar",
+            "--no-cache",
+            "-v",
+            "--chunk-size",
+            "1MiB",
+            "--max-chunks",
+            "3",
+        ],
+        None,
+    )
+    .await;
+    assert!(again.status.success(), "{}", text(&again));
+    let more = asks(&proxy, &big.digest).len() - before;
+    assert!(more >= 3, "a stream and pieces: {more} requests");
+    assert!(
+        std::fs::read(work.path().join("out.tar")).unwrap()
+            == std::fs::read(work.path().join("nocache.tar")).unwrap(),
+        "the --no-cache tar differs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,7 +163,8 @@ async fn a_server_ignoring_range_gets_one_stream() {
         "{}",
         text(&out)
     );
-    // The probe (answered whole, dropped) and the one stream.
+    // The stream's Range request (answered whole, dropped), then one plain
+    // stream.
     assert_eq!(
         asks(&proxy, &img.layers[0].digest),
         vec![(None, 200), (None, 200)]
@@ -217,18 +247,19 @@ async fn limit_rate_holds_the_average_across_connections() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pieces_fall_back_to_one_stream_when_the_next_endpoint_ignores_range() {
     let reg = Registry::start(Variant::Anonymous).await;
-    let img = big_image(&reg, "fallback", 4 * MIB as usize).await;
-    // The mirror serves ranges but cuts the big blob's bodies; the origin
-    // (behind its own proxy) ignores Range altogether.
+    let img = big_image(&reg, "fallback", 6 * MIB as usize).await;
+    // The mirror is slow (so the stream splits) and cuts every piece; the
+    // origin (behind its own proxy) ignores Range altogether.
     let mirror = proxy::start(
         reg.base_url(),
-        Fault::Reset {
+        Fault::ResetPiece {
             digest: img.layers[0].digest.clone(),
             after: 500_000,
             times: Arc::new(AtomicUsize::new(1000)),
         },
     )
     .await;
+    *mirror.throttle.lock().unwrap() = Some(2 * MIB);
     let origin = proxy::start(reg.base_url(), Fault::None).await;
     *origin.ignore_range.lock().unwrap() = true;
     let work = tempdir();
@@ -245,9 +276,13 @@ async fn pieces_fall_back_to_one_stream_when_the_next_endpoint_ignores_range() {
     let out = pull_chunked(work.path(), &name).await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("one stream"), "{}", text(&out));
+    let size = img.layers[0].blob.len() as u64;
+    let mirror_asks = asks(&mirror, &img.layers[0].digest);
     assert!(
-        !asks(&mirror, &img.layers[0].digest).is_empty(),
-        "the mirror was tried"
+        mirror_asks
+            .iter()
+            .any(|(span, _)| span.is_some_and(|(_, e)| e + 1 < size)),
+        "pieces were asked of the mirror: {mirror_asks:?}"
     );
     tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
     no_pieces_left(work.path());
