@@ -37,24 +37,26 @@ fn asks(proxy: &Proxy, digest: &str) -> Vec<(Option<(u64, u64)>, u16)> {
 }
 
 async fn pull_chunked(work: &std::path::Path, name: &str) -> std::process::Output {
-    imgpull(
-        work,
-        &[
-            "pull",
-            name,
-            "-o",
-            "out.tar",
-            "--cache-dir",
-            "cache",
-            "-v",
-            "--chunk-size",
-            "1MiB",
-            "--max-chunks",
-            "3",
-        ],
-        None,
-    )
-    .await
+    pull_chunked_with(work, name, &["-o", "out.tar", "--cache-dir", "cache"]).await
+}
+
+/// A pull with pieces of 1 MiB, 3 connections at most, and `args`.
+async fn pull_chunked_with(
+    work: &std::path::Path,
+    name: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut all = vec![
+        "pull",
+        name,
+        "-v",
+        "--chunk-size",
+        "1MiB",
+        "--max-chunks",
+        "3",
+    ];
+    all.extend(args);
+    imgpull(work, &all, None).await
 }
 
 fn no_pieces_left(work: &std::path::Path) {
@@ -121,23 +123,7 @@ async fn a_big_blob_on_a_slow_link_comes_in_parallel_ranges() {
     // The same with a throwaway cache: the stream and the pieces go
     // straight into their places in the tar, which comes out the same.
     let before = asks(&proxy, &big.digest).len();
-    let again = imgpull(
-        work.path(),
-        &[
-            "pull",
-            &name,
-            "-o",
-            "nocache.tar",
-            "--no-cache",
-            "-v",
-            "--chunk-size",
-            "1MiB",
-            "--max-chunks",
-            "3",
-        ],
-        None,
-    )
-    .await;
+    let again = pull_chunked_with(work.path(), &name, &["-o", "nocache.tar", "--no-cache"]).await;
     assert!(again.status.success(), "{}", text(&again));
     let more = asks(&proxy, &big.digest).len() - before;
     assert!(more >= 3, "a stream and pieces: {more} requests");
@@ -215,23 +201,17 @@ async fn limit_rate_holds_the_average_across_connections() {
     let total: u64 =
         img.layers.iter().map(|l| l.blob.len() as u64).sum::<u64>() + img.config.len() as u64;
     let started = Instant::now();
-    let out = imgpull(
+    let out = pull_chunked_with(
         work.path(),
+        &name,
         &[
-            "pull",
-            &name,
             "-o",
             "out.tar",
             "--cache-dir",
             "cache",
             "--limit-rate",
             "1MiB",
-            "--chunk-size",
-            "1MiB",
-            "--max-chunks",
-            "3",
         ],
-        None,
     )
     .await;
     assert!(out.status.success(), "{}", text(&out));
