@@ -29,11 +29,8 @@ pub struct TeeWriter {
     /// The thread's last word, sent once it has let go of the output:
     /// were all writes good?
     done: oneshot::Receiver<bool>,
-    /// Where the next byte goes (the inner writer's offset).
-    pos: u64,
-    /// Bytes not yet sent, and where they start.
+    /// Bytes not yet sent (they end at the inner writer's offset).
     pending: Vec<u8>,
-    pending_at: u64,
     /// Every byte from 0 went through here.
     whole: bool,
 }
@@ -72,17 +69,15 @@ impl TeeWriter {
         if spawned.is_err() {
             return inner;
         }
-        let pos = inner.offset();
+        let whole = inner.offset() == 0;
         Box::new(TeeWriter {
             inner,
             out,
             slot,
             tx,
             done,
-            pos,
             pending: Vec::new(),
-            pending_at: pos,
-            whole: pos == 0,
+            whole,
         })
     }
 
@@ -91,9 +86,8 @@ impl TeeWriter {
         if self.pending.is_empty() {
             return;
         }
-        let data = std::mem::take(&mut self.pending);
-        let msg = (self.pending_at, data);
-        self.pending_at = self.pos;
+        let at = self.inner.offset() - self.pending.len() as u64;
+        let msg = (at, std::mem::take(&mut self.pending));
         // The thread only ends when the sender is gone; a failed send means
         // it panicked: the place is simply not filled.
         if self.tx.send(msg).await.is_err() {
@@ -112,19 +106,13 @@ impl BlobWriter for TeeWriter {
         self.inner.restart().await?;
         // Earlier bytes are written over from 0.
         self.pending.clear();
-        self.pos = 0;
-        self.pending_at = 0;
         self.whole = true;
         Ok(())
     }
 
     async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
         self.inner.write(chunk).await?;
-        if self.pending.is_empty() {
-            self.pending_at = self.pos;
-        }
         self.pending.extend_from_slice(chunk);
-        self.pos += chunk.len() as u64;
         if self.pending.len() >= PIECE {
             self.send_pending().await;
         }
