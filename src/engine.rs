@@ -22,6 +22,7 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Result<Engine, Error> {
+        crate::fsutil::set_sync_output(config.sync_output);
         Ok(Engine {
             config,
             catalog: Catalog::builtin()?,

@@ -1,6 +1,34 @@
 //! Small filesystem helpers shared by the cache and the exporters.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether outputs are fsynced before they are renamed into place (config
+/// `sync_output`, `--sync`). Set once, from the configuration, when an
+/// engine is made.
+static SYNC_OUTPUT: AtomicBool = AtomicBool::new(false);
+
+pub fn set_sync_output(on: bool) {
+    SYNC_OUTPUT.store(on, Ordering::Relaxed);
+}
+
+/// Make a finished output durable when `sync_output` asks for it. Without
+/// it an output is still never seen incomplete (it is renamed into place
+/// when written), but a power cut soon after may lose its contents.
+pub fn sync_output(file: &std::fs::File) -> std::io::Result<()> {
+    if SYNC_OUTPUT.load(Ordering::Relaxed) {
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
+/// [`start_writeback`] for an output, when it will be synced (otherwise
+/// the kernel writes it back in its own time, off the pull's path).
+pub fn start_output_writeback(file: &std::fs::File) {
+    if SYNC_OUTPUT.load(Ordering::Relaxed) {
+        start_writeback(file);
+    }
+}
 
 /// Temporary files are created 0600; what we commit is meant to be read by
 /// others as `docker save` output and cached blobs are (0644).

@@ -196,6 +196,7 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
         chunk_size: args.chunk_size.clone(),
         max_chunks: args.max_chunks,
         limit_rate: args.limit_rate.clone(),
+        sync_output: args.sync.then_some(true),
     };
     let mode = progress::Mode::choose(args.json, global.quiet);
     let verbose = global.verbose > 0;

@@ -144,7 +144,7 @@ impl PlacedTar {
     /// Start writing back what is written so far (see
     /// [`crate::fsutil::start_writeback`]).
     pub fn start_writeback(&self) {
-        crate::fsutil::start_writeback(&self.file);
+        crate::fsutil::start_output_writeback(&self.file);
     }
 
     /// Remove the temporary file now (a failed pull), even while a thread
@@ -154,7 +154,8 @@ impl PlacedTar {
     }
 
     /// Copy in the blobs that were not filled while downloading (from
-    /// `cache`), make the file durable and rename it to `dest`. Says how
+    /// `cache`), sync it if `sync_output` asks (see
+    /// [`crate::fsutil::sync_output`]) and rename it to `dest`. Says how
     /// many blobs were written while downloading and how many were copied.
     pub async fn finish(
         self,
@@ -195,9 +196,7 @@ impl PlacedTar {
             // The disk starts on this blob while the next one is copied.
             self.start_writeback();
         }
-        self.file
-            .sync_all()
-            .map_err(|e| ExportError::io(&path, e))?;
+        crate::fsutil::sync_output(&self.file).map_err(|e| ExportError::io(&path, e))?;
         crate::fsutil::set_readable(&path).map_err(|e| ExportError::io(&path, e))?;
         self.tmp
             .persist(dest)

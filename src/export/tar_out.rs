@@ -57,7 +57,7 @@ impl TarOut {
         let mut out = self.tar.into_inner().map_err(io)?;
         out.flush().map_err(io)?;
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
+        crate::fsutil::sync_output(&file).map_err(io)?;
         crate::fsutil::set_readable(&path).map_err(io)?;
         self.tmp
             .persist(dest)
@@ -169,7 +169,7 @@ fn append_blob(
     let pad = ((512 - size % 512) % 512) as usize;
     file.write_all(&[0u8; 512][..pad])?;
     // The disk starts on this blob while the next one is copied.
-    crate::fsutil::start_writeback(file);
+    crate::fsutil::start_output_writeback(file);
     Ok(())
 }
 

@@ -46,6 +46,11 @@ async fn written_while_downloading_equals_copied_from_the_cache() {
             vec!["--no-cache"],
             "4 blobs written as they downloaded, 1 copied",
         ),
+        (
+            "synced.tar",
+            vec!["--no-cache", "--sync"],
+            "4 blobs written as they downloaded, 1 copied",
+        ),
     ] {
         let mut args = vec!["pull", &name, "-o", out, "-v"];
         args.extend(extra);
@@ -56,6 +61,7 @@ async fn written_while_downloading_equals_copied_from_the_cache() {
     let cold = std::fs::read(w.join("cold.tar")).unwrap();
     assert_eq!(cold, std::fs::read(w.join("warm.tar")).unwrap());
     assert_eq!(cold, std::fs::read(w.join("nocache.tar")).unwrap());
+    assert_eq!(cold, std::fs::read(w.join("synced.tar")).unwrap());
     tools::check_archive(&w.join("cold.tar"), w, Some(&name));
     crate::support::assert_cache_clean(w, "cache").await;
 }
