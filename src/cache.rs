@@ -9,6 +9,7 @@
 
 use crate::digest::Digest;
 use async_trait::async_trait;
+use bytes::Bytes;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -116,7 +117,7 @@ pub trait CacheBackend: Send + Sync {
     async fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
         if let Begin::Writer(mut w) = self.begin(digest, bytes.len() as u64, "manifest").await? {
             w.restart().await?;
-            w.write(bytes).await?;
+            w.write(Bytes::copy_from_slice(bytes)).await?;
             w.commit().await?;
         }
         Ok(())
@@ -156,9 +157,10 @@ pub trait BlobWriter: Send {
     /// resume).
     async fn restart(&mut self) -> Result<(), CacheError>;
 
-    /// Append bytes. Fails early with `SizeMismatch` when more bytes arrive
-    /// than the descriptor announced.
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError>;
+    /// Append bytes (shared with the caller, who may hand the same chunk
+    /// elsewhere: a writer keeps them without copying). Fails early with
+    /// `SizeMismatch` when more bytes arrive than the descriptor announced.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), CacheError>;
 
     /// Check size and digest, make the blob durable and visible under its
     /// digest. On `Err` nothing was committed and the partial is deleted

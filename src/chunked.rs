@@ -290,7 +290,7 @@ impl Job<'_> {
                     l.take(take).await;
                 }
                 writer
-                    .write(&chunk[..take])
+                    .write(chunk.slice(..take))
                     .await
                     .map_err(|e| self.cache_err(e))?;
                 self.fetched.fetch_add(take as u64, Ordering::Relaxed);
@@ -446,7 +446,7 @@ impl Job<'_> {
                 break;
             }
             writer
-                .write(&buf[..n])
+                .write(bytes::Bytes::copy_from_slice(&buf[..n]))
                 .await
                 .map_err(|e| self.cache_err(e))?;
         }

@@ -346,14 +346,15 @@ async fn download(
                 );
             }
         };
+        let n = chunk.len();
         if let Some(l) = &ctx.opts.limiter {
-            l.take(chunk.len()).await;
+            l.take(n).await;
         }
-        if let Err(e) = writer.write(&chunk).await {
+        if let Err(e) = writer.write(chunk).await {
             return (got, Some(endpoint), Err(cache_err(e)));
         }
-        got += chunk.len() as u64;
-        reporter.blob_progress(&d.digest, chunk.len() as u64);
+        got += n as u64;
+        reporter.blob_progress(&d.digest, n as u64);
     }
     (got, Some(endpoint), Ok(()))
 }

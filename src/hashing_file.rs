@@ -5,12 +5,14 @@
 //! instructions hashing is the bottleneck, and anything else on its thread
 //! (or inline in the download) leaves the network idle meanwhile.
 //!
-//! Bytes are gathered into 256 KiB pieces; at most [`DEPTH`] pieces wait
-//! for each thread (the memory a download may hold).
+//! Chunks of [`DIRECT`] bytes or more go to the thread as they are (shared,
+//! not copied); smaller ones are gathered into 256 KiB pieces. At most
+//! [`DEPTH`] pieces wait for each thread (the memory a download may hold).
 //! [`HashingFile::settle`] waits until everything accepted is written and
 //! hashed.
 
 use crate::digest::Verifier;
+use bytes::{Bytes, BytesMut};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use tokio::sync::{mpsc, oneshot};
@@ -52,8 +54,10 @@ impl Sink for BufWriter<File> {
     }
 }
 
-/// Bytes handed to the thread at a time.
+/// Small chunks are gathered into pieces of this size for the thread.
 const PIECE: usize = 256 * 1024;
+/// A chunk this big goes to the thread by itself, without a copy.
+pub const DIRECT: usize = 64 * 1024;
 /// Pieces that may wait for the thread.
 const DEPTH: usize = 4;
 
@@ -62,7 +66,7 @@ type Parts<S> = (S, Verifier);
 enum State<S> {
     Idle(Box<Parts<S>>),
     Busy {
-        tx: mpsc::Sender<Vec<u8>>,
+        tx: mpsc::Sender<Bytes>,
         done: oneshot::Receiver<std::io::Result<Parts<S>>>,
     },
     /// The thread failed; its error was returned once.
@@ -71,7 +75,7 @@ enum State<S> {
 
 pub struct HashingFile<S: Sink = BufWriter<File>> {
     state: State<S>,
-    pending: Vec<u8>,
+    pending: BytesMut,
     held: u64,
     /// A file whose lock must outlive every write (dup'ed into the thread).
     keep: Option<File>,
@@ -92,7 +96,7 @@ impl<S: Sink> HashingFile<S> {
         HashingFile {
             held: verifier.len(),
             state: State::Idle(Box::new((file, verifier))),
-            pending: Vec::new(),
+            pending: BytesMut::new(),
             keep,
             early_writeback,
         }
@@ -103,20 +107,24 @@ impl<S: Sink> HashingFile<S> {
         self.held
     }
 
-    pub async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+    pub async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
         self.held += chunk.len() as u64;
-        if self.pending.is_empty() && chunk.len() >= PIECE {
-            return self.send(chunk.to_vec()).await;
+        if chunk.len() >= DIRECT {
+            if !self.pending.is_empty() {
+                let gathered = self.pending.split().freeze();
+                self.send(gathered).await?;
+            }
+            return self.send(chunk).await;
         }
-        self.pending.extend_from_slice(chunk);
+        self.pending.extend_from_slice(&chunk);
         if self.pending.len() >= PIECE {
-            let piece = std::mem::replace(&mut self.pending, Vec::with_capacity(PIECE));
+            let piece = self.pending.split().freeze();
             self.send(piece).await?;
         }
         Ok(())
     }
 
-    async fn send(&mut self, piece: Vec<u8>) -> std::io::Result<()> {
+    async fn send(&mut self, piece: Bytes) -> std::io::Result<()> {
         if let State::Idle(_) = self.state {
             let State::Idle(parts) = std::mem::replace(&mut self.state, State::Failed) else {
                 unreachable!("checked above")
@@ -155,7 +163,7 @@ impl<S: Sink> HashingFile<S> {
     /// verifier are then at hand.
     pub async fn settle(&mut self) -> std::io::Result<&mut Parts<S>> {
         if !self.pending.is_empty() {
-            let piece = std::mem::take(&mut self.pending);
+            let piece = self.pending.split().freeze();
             if let State::Idle(parts) = &mut self.state {
                 parts.1.update(&piece);
                 parts.0.put(&piece)?;
@@ -206,11 +214,11 @@ const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 /// its own, so the hashing (the bottleneck) never waits on a write.
 fn run<S: Sink>(
     parts: Parts<S>,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Bytes>,
     writeback: bool,
 ) -> std::io::Result<Parts<S>> {
     let (mut file, mut verifier) = parts;
-    let (to_writer, pieces) = std::sync::mpsc::sync_channel::<Vec<u8>>(DEPTH);
+    let (to_writer, pieces) = std::sync::mpsc::sync_channel::<Bytes>(DEPTH);
     let writer = std::thread::Builder::new()
         .name("imgpull-write".into())
         .spawn(move || -> std::io::Result<S> {
@@ -251,9 +259,16 @@ mod tests {
         let mut h = HashingFile::new(file, Verifier::sha256(), None, true);
         let mut all = Vec::new();
         for i in 0..2000u32 {
-            let chunk: Vec<u8> = (0..(i % 700) * 3).map(|j| (i ^ j) as u8).collect();
-            h.write(&chunk).await.unwrap();
-            all.extend(chunk);
+            // Mostly small chunks (gathered), now and then one that goes
+            // to the thread by itself: the order must hold across both.
+            let len = if i % 97 == 0 {
+                DIRECT as u32 + i
+            } else {
+                (i % 700) * 3
+            };
+            let chunk: Vec<u8> = (0..len).map(|j| (i ^ j) as u8).collect();
+            all.extend_from_slice(&chunk);
+            h.write(chunk.into()).await.unwrap();
             if i == 1000 {
                 assert_eq!(h.settle().await.unwrap().1.len(), all.len() as u64);
             }
@@ -271,9 +286,9 @@ mod tests {
         let path = dir.path().join("f");
         let file = BufWriter::new(File::create(&path).unwrap());
         let mut h = HashingFile::new(file, Verifier::sha256(), None, true);
-        h.write(&vec![7u8; 600_000]).await.unwrap();
+        h.write(vec![7u8; 600_000].into()).await.unwrap();
         h.restart(Verifier::sha256()).await.unwrap();
-        h.write(b"fresh").await.unwrap();
+        h.write(Bytes::from_static(b"fresh")).await.unwrap();
         let (mut f, v) = h.into_parts().await.unwrap();
         f.flush().unwrap();
         assert_eq!(v.finish(), crate::digest::Digest::of(b"fresh"));

@@ -88,7 +88,9 @@ pub async fn import_tar(path: &Path, cache: &dyn CacheBackend) -> Result<ImportR
             if n == 0 {
                 break;
             }
-            w.write(&buf[..n]).await.map_err(err)?;
+            w.write(bytes::Bytes::copy_from_slice(&buf[..n]))
+                .await
+                .map_err(err)?;
         }
         w.commit().await.map_err(err)?;
         report.added += 1;

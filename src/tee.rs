@@ -10,10 +10,12 @@ use crate::digest::{Digest, Verifier};
 use crate::export::placed::{PlacedTar, SlotId};
 use crate::hashing_file::{HashingFile, Sink};
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Bytes gathered before they go to the thread.
+/// Small chunks are gathered into pieces of this size for the thread
+/// (bigger ones go as they are, shared with the cache's writer).
 const PIECE: usize = 256 * 1024;
 /// Pieces that may wait for the thread.
 const DEPTH: usize = 4;
@@ -25,12 +27,12 @@ pub struct TeeWriter {
     out: Arc<PlacedTar>,
     slot: SlotId,
     /// Pieces for the thread: (offset in the blob, bytes).
-    tx: mpsc::Sender<(u64, Vec<u8>)>,
+    tx: mpsc::Sender<(u64, Bytes)>,
     /// The thread's last word, sent once it has let go of the output:
     /// were all writes good?
     done: oneshot::Receiver<bool>,
     /// Bytes not yet sent (they end at the inner writer's offset).
-    pending: Vec<u8>,
+    pending: BytesMut,
     /// Every byte from 0 went through here.
     whole: bool,
 }
@@ -43,7 +45,7 @@ impl TeeWriter {
         out: Arc<PlacedTar>,
         slot: SlotId,
     ) -> Box<dyn BlobWriter> {
-        let (tx, mut rx) = mpsc::channel::<(u64, Vec<u8>)>(DEPTH);
+        let (tx, mut rx) = mpsc::channel::<(u64, Bytes)>(DEPTH);
         let (done_tx, done) = oneshot::channel();
         let thread_out = out.clone();
         let spawned = std::thread::Builder::new()
@@ -76,21 +78,26 @@ impl TeeWriter {
             slot,
             tx,
             done,
-            pending: Vec::new(),
+            pending: BytesMut::new(),
             whole,
         })
     }
 
     /// Hand the gathered bytes to the thread (waiting while it is behind).
-    async fn send_pending(&mut self) {
+    /// They end where the inner writer is, less `after` bytes.
+    async fn send_pending(&mut self, after: usize) {
         if self.pending.is_empty() {
             return;
         }
-        let at = self.inner.offset() - self.pending.len() as u64;
-        let msg = (at, std::mem::take(&mut self.pending));
+        let at = self.inner.offset() - (self.pending.len() + after) as u64;
+        let piece = self.pending.split().freeze();
+        self.send(at, piece).await;
+    }
+
+    async fn send(&mut self, at: u64, piece: Bytes) {
         // The thread only ends when the sender is gone; a failed send means
         // it panicked: the place is simply not filled.
-        if self.tx.send(msg).await.is_err() {
+        if self.tx.send((at, piece)).await.is_err() {
             self.whole = false;
         }
     }
@@ -110,17 +117,23 @@ impl BlobWriter for TeeWriter {
         Ok(())
     }
 
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
-        self.inner.write(chunk).await?;
-        self.pending.extend_from_slice(chunk);
+    async fn write(&mut self, chunk: Bytes) -> Result<(), CacheError> {
+        self.inner.write(chunk.clone()).await?;
+        if chunk.len() >= crate::hashing_file::DIRECT {
+            self.send_pending(chunk.len()).await;
+            let at = self.inner.offset() - chunk.len() as u64;
+            self.send(at, chunk).await;
+            return Ok(());
+        }
+        self.pending.extend_from_slice(&chunk);
         if self.pending.len() >= PIECE {
-            self.send_pending().await;
+            self.send_pending(0).await;
         }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), CacheError> {
-        self.send_pending().await;
+        self.send_pending(0).await;
         let TeeWriter {
             inner,
             out,
@@ -225,7 +238,7 @@ impl BlobWriter for PlaceWriter {
             .map_err(|e| CacheError::io(&self.path, e))
     }
 
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), CacheError> {
         if self.out.held() + chunk.len() as u64 > self.size {
             return Err(CacheError::SizeMismatch {
                 digest: self.digest.clone(),

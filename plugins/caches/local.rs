@@ -361,7 +361,7 @@ impl BlobWriter for LocalWriter {
         self.out.restart(fresh).await.map_err(|e| CacheError::io(&self.partial, e))
     }
 
-    async fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
+    async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), CacheError> {
         let found = self.out.held() + chunk.len() as u64;
         if found > self.size {
             let _ = self.out.settle().await;
