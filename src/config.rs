@@ -49,10 +49,11 @@ pub struct Config {
     /// A cap on the total download rate, bytes per second (`10M`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_rate: Option<String>,
-    /// fsync an output file before renaming it into place, so it survives
-    /// a power cut too. Off (as in `docker save` and skopeo): a failed or
-    /// interrupted pull leaves no complete-looking file either way, and on
-    /// a slow disk the fsync can double a pull. The cache always syncs.
+    /// fsync a tar output (and its directory) when it is renamed into
+    /// place, so it survives a power cut too. Off (as in `docker save` and
+    /// skopeo): a failed or interrupted pull leaves no complete-looking file
+    /// either way, and on a slow disk the fsync can double a pull. The
+    /// cache, and blobs copied into an OCI layout, are always synced.
     #[serde(default)]
     pub sync_output: bool,
     /// Cache backend plugin name.

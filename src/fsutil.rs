@@ -3,9 +3,11 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether outputs are fsynced before they are renamed into place (config
-/// `sync_output`, `--sync`). Set once, from the configuration, when an
-/// engine is made.
+/// Whether tar outputs are fsynced before they are renamed into place (config
+/// `sync_output`, `--sync`). Process-wide: set from the configuration when
+/// an engine is made (the CLI makes one per run). An OCI layout directory,
+/// which may be updated in place, always syncs copied blobs before its
+/// `index.json` names them.
 static SYNC_OUTPUT: AtomicBool = AtomicBool::new(false);
 
 pub fn set_sync_output(on: bool) {
@@ -13,13 +15,27 @@ pub fn set_sync_output(on: bool) {
 }
 
 /// Make a finished output durable when `sync_output` asks for it. Without
-/// it an output is still never seen incomplete (it is renamed into place
-/// when written), but a power cut soon after may lose its contents.
+/// it an output is still never seen incomplete after a failed or killed
+/// pull (it is renamed into place when written), but after a power cut
+/// soon after, the file may show up empty or cut short under its name.
 pub fn sync_output(file: &std::fs::File) -> std::io::Result<()> {
     if SYNC_OUTPUT.load(Ordering::Relaxed) {
         file.sync_all()?;
     }
     Ok(())
+}
+
+/// After an output was renamed to `dest`: make the rename durable too
+/// (fsync its directory) when `sync_output` asks. Errors are ignored, as
+/// some filesystems refuse to sync a directory.
+pub fn sync_output_dir(dest: &Path) {
+    if SYNC_OUTPUT.load(Ordering::Relaxed) {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
 }
 
 /// [`start_writeback`] for an output, when it will be synced (otherwise

@@ -149,7 +149,7 @@ pub struct PullArgs {
     /// Cap the total download rate, bytes per second: 500K, 10M (= 10^6), 2MiB.
     #[arg(long, value_name = "RATE")]
     pub limit_rate: Option<String>,
-    /// fsync the output before renaming it into place (survives a power
+    /// fsync a tar output before renaming it into place (survives a power
     /// cut; slower on a slow disk). Config: sync_output = true.
     #[arg(long)]
     pub sync: bool,

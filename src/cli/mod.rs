@@ -238,10 +238,14 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
     opts.output = output;
     opts.no_cache = args.no_cache;
     opts.cli_credentials = cli_credentials(&args.registry, global.quiet)?;
-    let report = engine.pull(opts).await?;
+    let result = engine.pull(opts).await;
     if let Some(b) = &bars {
-        b.finish();
+        match &result {
+            Ok(_) => b.finish(),
+            Err(_) => b.stop(),
+        }
     }
+    let report = result?;
     let format = engine.config().export.as_str();
     match mode {
         progress::Mode::Json => {

@@ -148,6 +148,18 @@ impl Bars {
     pub fn finish(&self) {
         self.total.finish_with_message("done");
     }
+
+    /// The pull failed: freeze every bar still moving, marked as stopped,
+    /// so the screen shows where it ended (no ETA ticking on above the
+    /// error).
+    pub fn stop(&self) {
+        for pb in self.bars.lock().expect("no panics while held").values() {
+            if !pb.is_finished() {
+                pb.abandon_with_message("stopped");
+            }
+        }
+        self.total.abandon_with_message("failed");
+    }
 }
 
 /// Not a terminal: a line when a blob starts and ends, and one progress

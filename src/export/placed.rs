@@ -201,6 +201,7 @@ impl PlacedTar {
         self.tmp
             .persist(dest)
             .map_err(|e| ExportError::io(dest, e.error))?;
+        crate::fsutil::sync_output_dir(dest);
         Ok(())
     }
 }

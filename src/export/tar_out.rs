@@ -27,8 +27,8 @@ impl Entry {
 }
 
 /// A tar being written under a hidden temporary name beside its
-/// destination; [`TarOut::finish`] makes it durable and renames it into
-/// place, and dropping it unfinished removes it.
+/// destination; [`TarOut::finish`] syncs it (when `sync_output` asks) and
+/// renames it into place, and dropping it unfinished removes it.
 pub struct TarOut {
     pub tar: tar::Builder<std::io::BufWriter<std::fs::File>>,
     tmp: tempfile::NamedTempFile,
@@ -62,6 +62,7 @@ impl TarOut {
         self.tmp
             .persist(dest)
             .map_err(|e| ExportError::io(dest, e.error))?;
+        crate::fsutil::sync_output_dir(dest);
         Ok(())
     }
 }

@@ -8,20 +8,21 @@ use crate::support::{imgpull, tempdir, text};
 use std::process::Command;
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_terminal_shows_one_line_per_layer_and_a_total() {
+/// Run `imgpull ARGS` in a real terminal (tmux, 120x50) in `dir` and
+/// return the screen once it has exited (its exit code shows as `EXIT=N`).
+async fn in_terminal(dir: &std::path::Path, args: &str) -> String {
     if Command::new("tmux").arg("-V").output().is_err() {
         panic!("tmux is needed (apt-get install tmux; scripts/test installs it)");
     }
-    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/six", Format::Oci, 6).await;
-    // Slow enough that the bars are drawn while several layers are in flight.
-    let proxy = proxy::start(reg.base_url(), Fault::SlowBlobs(256 * 1024)).await;
-    let work = tempdir();
-    let name = format!("{}/ns/six:1", proxy.host());
-    let session = format!("imgpull-{}", std::process::id());
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let session = format!(
+        "imgpull-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let cmd = format!(
-        "cd {} && env -u NO_COLOR TERM=xterm {} pull {name} -o out.tar --cache-dir cache; echo EXIT=$?; sleep 60",
-        work.path().display(),
+        "cd {} && env -u NO_COLOR TERM=xterm {} {args}; echo EXIT=$?; sleep 60",
+        dir.display(),
         env!("CARGO_BIN_EXE_imgpull"),
     );
     let started = Command::new("tmux")
@@ -57,6 +58,21 @@ async fn a_terminal_shows_one_line_per_layer_and_a_total() {
     let _ = Command::new("tmux")
         .args(["kill-session", "-t", &session])
         .status();
+    pane
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_shows_one_line_per_layer_and_a_total() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/six", Format::Oci, 6).await;
+    // Slow enough that the bars are drawn while several layers are in flight.
+    let proxy = proxy::start(reg.base_url(), Fault::SlowBlobs(256 * 1024)).await;
+    let work = tempdir();
+    let name = format!("{}/ns/six:1", proxy.host());
+    let pane = in_terminal(
+        work.path(),
+        &format!("pull {name} -o out.tar --cache-dir cache"),
+    )
+    .await;
     assert!(pane.contains("EXIT=0"), "{pane}");
     let lines: Vec<&str> = pane.lines().collect();
     for l in &img.layers {
@@ -77,6 +93,36 @@ async fn a_terminal_shows_one_line_per_layer_and_a_total() {
         assert!(n <= 1, "garbled line {x:?}:\n{pane}");
     }
     assert!(pane.contains("Next: docker load -i out.tar"), "{pane}");
+}
+
+/// A failed pull leaves the bars where they stopped: the total says it
+/// failed, the broken layer says it stopped, nothing claims to be done
+/// that is not, and the error follows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_pull_freezes_the_bars() {
+    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/six", Format::Oci, 6).await;
+    let bad = img.layers[2].digest.clone();
+    let proxy = proxy::start(reg.base_url(), Fault::CorruptBlob(bad.clone())).await;
+    let work = tempdir();
+    let name = format!("{}/ns/six:1", proxy.host());
+    let pane = in_terminal(
+        work.path(),
+        &format!("pull {name} -o out.tar --cache-dir cache"),
+    )
+    .await;
+    assert!(pane.contains("EXIT=7"), "{pane}");
+    let lines: Vec<&str> = pane.lines().collect();
+    let total: Vec<&&str> = lines.iter().filter(|x| x.starts_with("total")).collect();
+    assert_eq!(total.len(), 1, "{pane}");
+    assert!(total[0].contains("failed"), "{pane}");
+    let short = &bad[7..19];
+    let line = lines
+        .iter()
+        .find(|x| x.contains(short))
+        .expect("a line for the bad layer");
+    assert!(line.contains("stopped") && !line.contains("done"), "{pane}");
+    assert!(pane.contains("error"), "{pane}");
+    assert!(!work.path().join("out.tar").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
