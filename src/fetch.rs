@@ -51,10 +51,14 @@ pub struct BlobOutcome {
     pub fetched: u64,
 }
 
-/// Make sure every blob in `blobs` is in `cache`, downloading at most
-/// `opts.concurrency` at once. Duplicates are fetched once. Outcomes come
-/// back in the order given. Blobs downloaded are also written into their
-/// places in `tee` (see [`crate::tee`]).
+/// Blobs of one repository to fetch.
+pub struct Source<'a> {
+    pub client: &'a Endpoints,
+    pub repository: &'a str,
+    pub blobs: &'a [Descriptor],
+}
+
+/// Fetch the blobs of one repository into the cache (see [`fetch_many`]).
 pub async fn fetch_all(
     client: &Endpoints,
     repository: &str,
@@ -64,33 +68,71 @@ pub async fn fetch_all(
     reporter: &dyn Reporter,
     tee: Option<&TeeTo>,
 ) -> Result<Vec<BlobOutcome>, Error> {
-    let mut seen = HashSet::new();
-    let unique: Vec<&Descriptor> = blobs
-        .iter()
-        .filter(|d| seen.insert(d.digest.clone()))
-        .collect();
-    let ctx = Ctx {
+    let source = Source {
         client,
         repository,
-        cache,
-        opts,
-        reporter,
-        tee,
+        blobs,
     };
-    let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(unique)
-        .map(|d| fetch_one(&ctx, d))
+    let mut all = fetch_many(&[source], cache, opts, reporter, tee).await?;
+    Ok(all.pop().expect("one outcome list per source"))
+}
+
+/// Make sure every blob the sources list is in `cache`, downloading at
+/// most `opts.concurrency` at once across all of them; a digest listed
+/// twice (by one source or several) is fetched once, from the first source
+/// that lists it. Returns one outcome per listed blob, per source, in the
+/// order given; a blob that an earlier source fetched counts as cached for
+/// a later one. Blobs downloaded are also written into their places in
+/// `tee` (see [`crate::tee`]).
+pub async fn fetch_many(
+    sources: &[Source<'_>],
+    cache: &dyn CacheBackend,
+    opts: &FetchOptions,
+    reporter: &dyn Reporter,
+    tee: Option<&TeeTo>,
+) -> Result<Vec<Vec<BlobOutcome>>, Error> {
+    let ctxs: Vec<Ctx> = sources
+        .iter()
+        .map(|s| Ctx {
+            client: s.client,
+            repository: s.repository,
+            cache,
+            opts,
+            reporter,
+            tee,
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let unique: Vec<(usize, &Descriptor)> = sources
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.blobs.iter().map(move |d| (i, d)))
+        .filter(|(_, d)| seen.insert(d.digest.clone()))
+        .collect();
+    let ctxs = &ctxs;
+    let outcomes: Vec<(usize, BlobOutcome)> = futures_util::stream::iter(unique)
+        .map(|(i, d)| async move { fetch_one(&ctxs[i], d).await.map(|o| (i, o)) })
         .buffer_unordered(opts.concurrency.max(1))
         .try_collect()
         .await?;
-    Ok(blobs
+    let outcome_for = |i: usize, d: &Descriptor| {
+        let (owner, o) = outcomes
+            .iter()
+            .find(|(_, o)| o.digest == d.digest)
+            .expect("every unique blob has an outcome");
+        match *owner == i {
+            true => o.clone(),
+            false => BlobOutcome {
+                cached: true,
+                fetched: 0,
+                ..o.clone()
+            },
+        }
+    };
+    Ok(sources
         .iter()
-        .map(|d| {
-            outcomes
-                .iter()
-                .find(|o| o.digest == d.digest)
-                .cloned()
-                .expect("every unique blob has an outcome")
-        })
+        .enumerate()
+        .map(|(i, s)| s.blobs.iter().map(|d| outcome_for(i, d)).collect())
         .collect())
 }
 

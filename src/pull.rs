@@ -6,11 +6,11 @@ use crate::cache::CacheBackend;
 use crate::catalog::PluginConfig;
 use crate::credentials::CredentialProvider;
 use crate::digest::Digest;
+use crate::endpoints::Endpoints;
 use crate::engine::Engine;
 use crate::error::{Error, NoMatch};
-use crate::export::PlacedTar;
 use crate::export::{ExportError, ExportImage, ExportManifest};
-use crate::fetch::{fetch_all, BlobOutcome};
+use crate::fetch::{fetch_all, fetch_many, BlobOutcome, Source};
 use crate::manifest::{Descriptor, ImageConfig};
 use crate::platform::{Matcher, Platform, Selection};
 use crate::quirks::{Failure, RegistryQuirks};
@@ -77,7 +77,12 @@ impl PullReport {
         self.cache_hits += other.cache_hits;
         self.bytes_reused += other.bytes_reused;
         self.bytes_downloaded += other.bytes_downloaded;
-        self.served.extend(other.served);
+        for (endpoint, n) in other.served {
+            match self.served.iter_mut().find(|(e, _)| *e == endpoint) {
+                Some((_, m)) => *m += n,
+                None => self.served.push((endpoint, n)),
+            }
+        }
         self
     }
 
@@ -97,14 +102,15 @@ impl PullReport {
     }
 }
 
-/// Where one image's blobs go, and how they are fetched.
-struct Dest<'a> {
-    cache: &'a dyn CacheBackend,
-    exporter: &'a dyn crate::export::Exporter,
-    output: &'a std::path::Path,
-    fetch: &'a crate::fetch::FetchOptions,
-    /// The output may be laid out before the layers arrive (one image).
-    place: bool,
+/// One reference resolved, its configs fetched and checked: what is left
+/// is to fetch its layers.
+struct Prepared {
+    reference: Reference,
+    client: Endpoints,
+    resolution: crate::resolve::Resolution,
+    image: ExportImage,
+    layers: Vec<Descriptor>,
+    config_outcomes: Vec<BlobOutcome>,
 }
 
 impl Engine {
@@ -139,30 +145,73 @@ impl Engine {
             registry: opts.reference.registry.clone(),
             source,
         })?;
-        let mut images = Vec::new();
-        let mut report: Option<PullReport> = None;
-        let mut placed = None;
         // One rate limit for the whole pull.
         let fetch_opts = self.config.fetch_options();
+        // Every image is resolved (and its configs checked) before any
+        // layer is downloaded: a wrong name or platform fails at once, and
+        // the layers of all images then download together, each shared
+        // one once, into one output laid out for all of them.
+        let mut prepared = Vec::new();
         for reference in std::iter::once(&opts.reference).chain(&opts.also) {
             let quirks = self.quirks(reference)?;
-            let (image, r, p) = self
+            let p = self
                 .prepare(
                     reference,
                     &opts,
                     quirks.as_ref(),
-                    Dest {
-                        cache: cache.as_ref(),
-                        exporter: exporter.as_ref(),
-                        output: &output,
-                        fetch: &fetch_opts,
-                        place: opts.also.is_empty(),
-                    },
+                    cache.as_ref(),
+                    exporter.as_ref(),
+                    &fetch_opts,
                 )
                 .await
                 .map_err(|e| add_hint(e, quirks.as_ref(), reference))?;
-            images.push(image);
-            placed = p;
+            prepared.push(p);
+        }
+        let images: Vec<ExportImage> = prepared.iter().map(|p| p.image.clone()).collect();
+        let placed = exporter.placed(&images, &output)?.map(Arc::new);
+        let tee = placed.clone().map(|out| TeeTo {
+            out,
+            only: opts.no_cache,
+        });
+        let sources: Vec<Source> = prepared
+            .iter()
+            .map(|p| Source {
+                client: &p.client,
+                repository: &p.reference.repository,
+                blobs: &p.layers,
+            })
+            .collect();
+        let fetched = fetch_many(
+            &sources,
+            cache.as_ref(),
+            &fetch_opts,
+            self.reporter.as_ref(),
+            tee.as_ref(),
+        )
+        .await;
+        drop(tee);
+        let outcomes = match fetched {
+            Ok(o) => o,
+            Err(e) => {
+                // Now, not when the last download thread lets go of it.
+                if let Some(p) = &placed {
+                    p.discard();
+                }
+                let first = &opts.reference;
+                return Err(add_hint(e, self.quirks(first)?.as_ref(), first));
+            }
+        };
+        let mut report: Option<PullReport> = None;
+        for (p, layer_outcomes) in prepared.iter().zip(&outcomes) {
+            let mut r = report_of(
+                &p.reference,
+                &p.resolution,
+                layer_outcomes,
+                &p.config_outcomes,
+                output.clone(),
+                cache.describe(),
+            );
+            r.served = p.client.served();
             report = Some(match report {
                 None => r,
                 Some(acc) => acc.merge(r),
@@ -208,23 +257,17 @@ impl Engine {
         }
     }
 
-    /// Resolve and fetch one image into the cache; what to export, a
-    /// report of it, and the output if its layers were written into it as
-    /// they arrived.
+    /// Resolve one image, fetch its configs into the cache and check them;
+    /// its layers are left to fetch.
     async fn prepare(
         &self,
         reference: &Reference,
         opts: &PullOptions,
         quirks: &dyn RegistryQuirks,
-        dest: Dest<'_>,
-    ) -> Result<(ExportImage, PullReport, Option<Arc<PlacedTar>>), Error> {
-        let Dest {
-            cache,
-            exporter,
-            output,
-            fetch: fetch_opts,
-            place,
-        } = dest;
+        cache: &dyn CacheBackend,
+        exporter: &dyn crate::export::Exporter,
+        fetch_opts: &crate::fetch::FetchOptions,
+    ) -> Result<Prepared, Error> {
         let (selection, explicit) = self.selection(opts)?;
         let client = self
             .connect(reference, quirks, opts.cli_credentials.as_deref())
@@ -246,22 +289,23 @@ impl Engine {
             ));
         }
 
-        let fetch = |blobs: Vec<Descriptor>, tee: Option<TeeTo>| {
-            let client = &client;
-            async move {
-                let r = self.reporter.as_ref();
-                let repo = &reference.repository;
-                fetch_all(client, repo, cache, &blobs, fetch_opts, r, tee.as_ref()).await
-            }
-        };
         // Configs first: a single-image tag is checked against the wanted
         // platform before any layer is downloaded.
-        let configs = resolution
+        let configs: Vec<Descriptor> = resolution
             .images
             .iter()
             .map(|r| r.manifest.config.clone())
             .collect();
-        let config_outcomes = fetch(configs, None).await?;
+        let config_outcomes = fetch_all(
+            &client,
+            &reference.repository,
+            cache,
+            &configs,
+            fetch_opts,
+            self.reporter.as_ref(),
+            None,
+        )
+        .await?;
         if explicit && resolution.images[0].platform.is_none() {
             let image = &resolution.images[0];
             if !check_single_image(reference, image, cache, &selection).await? {
@@ -291,41 +335,18 @@ impl Engine {
             tag,
             manifests: resolution.images.iter().map(export_manifest).collect(),
         };
-        let placed = match place {
-            true => exporter
-                .placed(std::slice::from_ref(&image), output)?
-                .map(Arc::new),
-            false => None,
-        };
-        let tee = placed.clone().map(|out| TeeTo {
-            out,
-            only: opts.no_cache,
-        });
-        let outcomes = match fetch(layers, tee).await {
-            Ok(o) => o,
-            Err(e) => {
-                // Now, not when the last download thread lets go of it.
-                if let Some(p) = &placed {
-                    p.discard();
-                }
-                return Err(e);
-            }
-        };
-
-        let mut report = report(
-            reference,
-            &resolution,
-            &outcomes,
-            &config_outcomes,
-            output.to_path_buf(),
-            cache.describe(),
-        );
-        report.served = client.served();
-        Ok((image, report, placed))
+        Ok(Prepared {
+            reference: reference.clone(),
+            client,
+            resolution,
+            image,
+            layers,
+            config_outcomes,
+        })
     }
 }
 
-fn report(
+fn report_of(
     reference: &Reference,
     resolution: &crate::resolve::Resolution,
     layers: &[BlobOutcome],

@@ -378,13 +378,54 @@ async fn several_images_go_into_one_archive() {
     image::push(&reg, "ns/a", "1", &a).await;
     image::push(&reg, "ns/b", "2", &b).await;
     let work = tempdir();
+    // Through a proxy that counts blob requests.
+    let proxy =
+        crate::support::proxy::start(reg.base_url(), crate::support::proxy::Fault::None).await;
     let (an, bn) = (
-        format!("{}/ns/a:1", reg.host()),
-        format!("{}/ns/b:2", reg.host()),
+        format!("{}/ns/a:1", proxy.host()),
+        format!("{}/ns/b:2", proxy.host()),
     );
-    let out = imgpull(work.path(), &["pull", &an, &bn, "-o", "bundle.tar"], None).await;
+    // Both resolved first, then their layers downloaded together straight
+    // into one tar laid out for both: each shared layer once.
+    let out = imgpull(
+        work.path(),
+        &["pull", &an, &bn, "-o", "bundle.tar", "--no-cache", "-v"],
+        None,
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("3 blobs written as they downloaded, 2 copied"),
+        "{}",
+        text(&out)
+    );
+    // One origin served both images: counted once, so no "Served by"
+    // line (it appears when mirrors or several endpoints served).
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("Served by:"),
+        "{}",
+        text(&out)
+    );
+    for l in &a.layers {
+        let gets = proxy
+            .ranges
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p.ends_with(&l.digest))
+            .count();
+        assert_eq!(gets, 1, "{} fetched {gets} times", l.digest);
+    }
     let tar = work.path().join("bundle.tar");
+    // The same bytes through a cache.
+    let cached = imgpull(
+        work.path(),
+        &["pull", &an, &bn, "-o", "cached.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(cached.status.success(), "{}", text(&cached));
+    assert!(std::fs::read(&tar).unwrap() == std::fs::read(work.path().join("cached.tar")).unwrap());
     let manifest = json(tar_file(&tar, "manifest.json"));
     assert_eq!(manifest[0]["RepoTags"], serde_json::json!([an]));
     assert_eq!(manifest[1]["RepoTags"], serde_json::json!([bn]));
