@@ -73,7 +73,9 @@ pub async fn fetch_all(
         repository,
         blobs,
     };
-    let mut all = fetch_many(&[source], cache, opts, reporter, tee).await?;
+    let mut all = fetch_many(&[source], cache, opts, reporter, tee)
+        .await
+        .map_err(|(_, e)| e)?;
     Ok(all.pop().expect("one outcome list per source"))
 }
 
@@ -81,16 +83,17 @@ pub async fn fetch_all(
 /// most `opts.concurrency` at once across all of them; a digest listed
 /// twice (by one source or several) is fetched once, from the first source
 /// that lists it. Returns one outcome per listed blob, per source, in the
-/// order given; a blob that an earlier source fetched counts as cached for
-/// a later one. Blobs downloaded are also written into their places in
-/// `tee` (see [`crate::tee`]).
+/// order given; a blob listed earlier (by an earlier source, or earlier by
+/// the same one) counts as cached where it is listed again. Blobs
+/// downloaded are also written into their places in `tee` (see
+/// [`crate::tee`]). An error says which source's blob failed.
 pub async fn fetch_many(
     sources: &[Source<'_>],
     cache: &dyn CacheBackend,
     opts: &FetchOptions,
     reporter: &dyn Reporter,
     tee: Option<&TeeTo>,
-) -> Result<Vec<Vec<BlobOutcome>>, Error> {
+) -> Result<Vec<Vec<BlobOutcome>>, (usize, Error)> {
     let ctxs: Vec<Ctx> = sources
         .iter()
         .map(|s| Ctx {
@@ -111,28 +114,37 @@ pub async fn fetch_many(
         .collect();
     let ctxs = &ctxs;
     let outcomes: Vec<(usize, BlobOutcome)> = futures_util::stream::iter(unique)
-        .map(|(i, d)| async move { fetch_one(&ctxs[i], d).await.map(|o| (i, o)) })
+        .map(|(i, d)| async move {
+            fetch_one(&ctxs[i], d)
+                .await
+                .map(|o| (i, o))
+                .map_err(|e| (i, e))
+        })
         .buffer_unordered(opts.concurrency.max(1))
         .try_collect()
         .await?;
-    let outcome_for = |i: usize, d: &Descriptor| {
-        let (owner, o) = outcomes
-            .iter()
-            .find(|(_, o)| o.digest == d.digest)
-            .expect("every unique blob has an outcome");
-        match *owner == i {
-            true => o.clone(),
-            false => BlobOutcome {
-                cached: true,
-                fetched: 0,
-                ..o.clone()
-            },
-        }
-    };
+    let mut reported = HashSet::new();
     Ok(sources
         .iter()
-        .enumerate()
-        .map(|(i, s)| s.blobs.iter().map(|d| outcome_for(i, d)).collect())
+        .map(|s| {
+            s.blobs
+                .iter()
+                .map(|d| {
+                    let (_, o) = outcomes
+                        .iter()
+                        .find(|(_, o)| o.digest == d.digest)
+                        .expect("every unique blob has an outcome");
+                    match reported.insert(d.digest.clone()) {
+                        true => o.clone(),
+                        false => BlobOutcome {
+                            cached: true,
+                            fetched: 0,
+                            ..o.clone()
+                        },
+                    }
+                })
+                .collect()
+        })
         .collect())
 }
 
@@ -262,6 +274,20 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
                 continue;
             }
             Err(e) => return Err(e),
+        }
+        // The body ended cleanly but early (no length was announced, or
+        // a piece came up short): continue from what was received, with
+        // any writer (the output's own cannot be reopened at an offset
+        // once committed).
+        if writer.offset() < d.size && attempt < policy.attempts {
+            reporter.info(&format!(
+                "{}: the answer ended at byte {} of {}, resuming",
+                d.digest.short(),
+                writer.offset(),
+                d.size
+            ));
+            tokio::time::sleep(policy.backoff(attempt)).await;
+            continue;
         }
         reporter.blob_state(&d.digest, crate::progress::BlobState::Verifying);
         let e = match writer.commit().await {

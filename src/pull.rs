@@ -192,13 +192,16 @@ impl Engine {
         drop(tee);
         let outcomes = match fetched {
             Ok(o) => o,
-            Err(e) => {
+            Err((i, e)) => {
                 // Now, not when the last download thread lets go of it.
                 if let Some(p) = &placed {
                     p.discard();
                 }
-                let first = &opts.reference;
-                return Err(add_hint(e, self.quirks(first)?.as_ref(), first));
+                let failed = &prepared[i].reference;
+                return Err(match self.quirks(failed) {
+                    Ok(quirks) => add_hint(e, quirks.as_ref(), failed),
+                    Err(_) => e,
+                });
             }
         };
         let mut report: Option<PullReport> = None;

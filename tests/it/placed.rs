@@ -95,6 +95,13 @@ async fn faults_are_put_right_in_the_output_without_a_cache() {
             },
             "starting over",
         ),
+        (
+            Fault::TruncateUnsized {
+                digest: digest.clone(),
+                times: times(1),
+            },
+            "the answer ended at byte",
+        ),
     ];
     for (fault, seen) in faults {
         let label = format!("{fault:?}");

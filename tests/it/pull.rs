@@ -460,4 +460,30 @@ async fn several_images_go_into_one_archive() {
         "several images need -o: {}",
         text(&out)
     );
+    // Every image is resolved before any layer is fetched: a missing
+    // second image fails the pull with no layer downloaded and no output.
+    let before = proxy.ranges.lock().unwrap().len();
+    let missing = format!("{}/ns/nothing:1", proxy.host());
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &an,
+            &missing,
+            "-o",
+            "partial.tar",
+            "--cache-dir",
+            "fresh",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let layer_gets: Vec<_> = proxy.ranges.lock().unwrap()[before..]
+        .iter()
+        .filter(|(p, _, _)| a.layers.iter().any(|l| p.ends_with(&l.digest)))
+        .cloned()
+        .collect();
+    assert!(layer_gets.is_empty(), "{layer_gets:?}");
+    assert!(!work.path().join("partial.tar").exists());
 }

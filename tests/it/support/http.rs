@@ -63,6 +63,8 @@ pub struct Response {
     /// Send this many bytes of the body, then nothing (a stalled body; the
     /// connection stays open until the client gives up).
     pub stall_at: Option<usize>,
+    /// Announce no length: the body ends when the connection closes.
+    pub unsized_body: bool,
 }
 
 impl Response {
@@ -74,6 +76,7 @@ impl Response {
             throttle: None,
             cut_at: None,
             stall_at: None,
+            unsized_body: false,
         }
     }
     pub fn header(mut self, k: &str, v: &str) -> Response {
@@ -134,7 +137,7 @@ where
                     }
                     out.push_str(&format!("{k}: {v}\r\n"));
                 }
-                if !has_len {
+                if !has_len && !resp.unsized_body {
                     out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
                 }
                 out.push_str("Connection: close\r\n\r\n");

@@ -42,6 +42,12 @@ pub enum Fault {
         digest: String,
         times: Arc<AtomicUsize>,
     },
+    /// Answer blob `digest` with half its body, announcing no length, and
+    /// close: a clean end, too early, while the counter is above zero.
+    TruncateUnsized {
+        digest: String,
+        times: Arc<AtomicUsize>,
+    },
     /// Like `Reset`, but only for a request of a range that ends before
     /// the blob does (a piece of a chunked download, not a stream to the
     /// end).
@@ -274,6 +280,13 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
             body.truncate(body.len() / 2);
         }
     }
+    let mut unsized_body = false;
+    if let Fault::TruncateUnsized { digest, times } = &fault {
+        if req.path().ends_with(&format!("/blobs/{digest}")) && body.len() > 1 && take(times) {
+            body.truncate(body.len() / 2);
+            unsized_body = true;
+        }
+    }
     if let Fault::ResetPiece {
         digest,
         after,
@@ -336,5 +349,6 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         throttle,
         cut_at,
         stall_at,
+        unsized_body,
     }
 }
