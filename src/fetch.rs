@@ -113,13 +113,8 @@ pub async fn fetch_many(
         .filter(|(_, d)| seen.insert(d.digest.clone()))
         .collect();
     let ctxs = &ctxs;
-    let outcomes: Vec<(usize, BlobOutcome)> = futures_util::stream::iter(unique)
-        .map(|(i, d)| async move {
-            fetch_one(&ctxs[i], d)
-                .await
-                .map(|o| (i, o))
-                .map_err(|e| (i, e))
-        })
+    let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(unique)
+        .map(|(i, d)| async move { fetch_one(&ctxs[i], d).await.map_err(|e| (i, e)) })
         .buffer_unordered(opts.concurrency.max(1))
         .try_collect()
         .await?;
@@ -130,9 +125,9 @@ pub async fn fetch_many(
             s.blobs
                 .iter()
                 .map(|d| {
-                    let (_, o) = outcomes
+                    let o = outcomes
                         .iter()
-                        .find(|(_, o)| o.digest == d.digest)
+                        .find(|o| o.digest == d.digest)
                         .expect("every unique blob has an outcome");
                     match reported.insert(d.digest.clone()) {
                         true => o.clone(),
@@ -303,10 +298,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
                 }
                 !std::mem::replace(&mut started_over, true)
             }
-            // Short (the server ended early without an error): resume.
-            CacheError::SizeMismatch {
-                found, expected, ..
-            } => found < expected && attempt < policy.attempts,
+            // A short blob resumed above, before its commit.
             _ => false,
         };
         if !again {

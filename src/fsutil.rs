@@ -25,15 +25,11 @@ pub fn sync_output(file: &std::fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// After an output was renamed to `dest`: make the rename durable too
-/// (fsync its directory) when `sync_output` asks. Errors are ignored, as
+/// After an output was renamed into `dir`: make the rename durable too
+/// (fsync the directory) when `sync_output` asks. Errors are ignored, as
 /// some filesystems refuse to sync a directory.
-pub fn sync_output_dir(dest: &Path) {
+pub fn sync_output_dir(dir: &Path) {
     if SYNC_OUTPUT.load(Ordering::Relaxed) {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
     }
 }

@@ -5,9 +5,8 @@
 //! instructions hashing is the bottleneck, and anything else on its thread
 //! (or inline in the download) leaves the network idle meanwhile.
 //!
-//! Chunks of [`DIRECT`] bytes or more go to the thread as they are (shared,
-//! not copied); smaller ones are gathered into 256 KiB pieces. At most
-//! [`DEPTH`] pieces wait for each thread (the memory a download may hold).
+//! Bytes reach the thread through a [`Gather`]; at most [`DEPTH`] pieces
+//! wait for each thread (the memory a download may hold).
 //! [`HashingFile::settle`] waits until everything accepted is written and
 //! hashed.
 
@@ -54,10 +53,48 @@ impl Sink for BufWriter<File> {
     }
 }
 
-/// Small chunks are gathered into pieces of this size for the thread.
+/// Small chunks are gathered into pieces of this size for a thread.
 const PIECE: usize = 256 * 1024;
-/// A chunk this big goes to the thread by itself, without a copy.
-pub const DIRECT: usize = 64 * 1024;
+/// A chunk this big goes to a thread by itself, without a copy.
+const DIRECT: usize = 64 * 1024;
+
+/// Bytes on their way to a thread: small chunks gathered into [`PIECE`]s
+/// (one hand-off per piece, not per chunk), a chunk of [`DIRECT`] bytes or
+/// more passed on as it is (shared, not copied).
+#[derive(Default)]
+pub struct Gather {
+    pending: BytesMut,
+}
+
+impl Gather {
+    /// Take `chunk`; what is ready to hand on, in order (the bytes
+    /// gathered before it come first).
+    pub fn push(&mut self, chunk: Bytes) -> [Option<Bytes>; 2] {
+        if chunk.len() >= DIRECT {
+            return [self.take(), Some(chunk)];
+        }
+        self.pending.extend_from_slice(&chunk);
+        match self.pending.len() >= PIECE {
+            true => [self.take(), None],
+            false => [None, None],
+        }
+    }
+
+    /// Whatever is gathered.
+    pub fn take(&mut self) -> Option<Bytes> {
+        (!self.pending.is_empty()).then(|| self.pending.split().freeze())
+    }
+
+    /// Bytes gathered and not yet handed on.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+}
+
 /// Pieces that may wait for the thread.
 const DEPTH: usize = 4;
 
@@ -75,7 +112,7 @@ enum State<S> {
 
 pub struct HashingFile<S: Sink = BufWriter<File>> {
     state: State<S>,
-    pending: BytesMut,
+    gather: Gather,
     held: u64,
     /// A file whose lock must outlive every write (dup'ed into the thread).
     keep: Option<File>,
@@ -96,7 +133,7 @@ impl<S: Sink> HashingFile<S> {
         HashingFile {
             held: verifier.len(),
             state: State::Idle(Box::new((file, verifier))),
-            pending: BytesMut::new(),
+            gather: Gather::default(),
             keep,
             early_writeback,
         }
@@ -109,16 +146,7 @@ impl<S: Sink> HashingFile<S> {
 
     pub async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
         self.held += chunk.len() as u64;
-        if chunk.len() >= DIRECT {
-            if !self.pending.is_empty() {
-                let gathered = self.pending.split().freeze();
-                self.send(gathered).await?;
-            }
-            return self.send(chunk).await;
-        }
-        self.pending.extend_from_slice(&chunk);
-        if self.pending.len() >= PIECE {
-            let piece = self.pending.split().freeze();
+        for piece in self.gather.push(chunk).into_iter().flatten() {
             self.send(piece).await?;
         }
         Ok(())
@@ -162,8 +190,7 @@ impl<S: Sink> HashingFile<S> {
     /// Wait until every accepted byte is written and hashed; the file and
     /// verifier are then at hand.
     pub async fn settle(&mut self) -> std::io::Result<&mut Parts<S>> {
-        if !self.pending.is_empty() {
-            let piece = self.pending.split().freeze();
+        if let Some(piece) = self.gather.take() {
             if let State::Idle(parts) = &mut self.state {
                 parts.1.update(&piece);
                 parts.0.put(&piece)?;
@@ -198,7 +225,7 @@ impl<S: Sink> HashingFile<S> {
 
     /// Drop what is held and start over from byte 0 with `fresh`.
     pub async fn restart(&mut self, fresh: Verifier) -> std::io::Result<()> {
-        self.pending.clear();
+        self.gather.clear();
         let parts = self.settle().await?;
         parts.0.clear()?;
         parts.1 = fresh;

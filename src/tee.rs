@@ -8,15 +8,12 @@
 use crate::cache::{BlobWriter, CacheError};
 use crate::digest::{Digest, Verifier};
 use crate::export::placed::{PlacedTar, SlotId};
-use crate::hashing_file::{HashingFile, Sink};
+use crate::hashing_file::{Gather, HashingFile, Sink};
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-/// Small chunks are gathered into pieces of this size for the thread
-/// (bigger ones go as they are, shared with the cache's writer).
-const PIECE: usize = 256 * 1024;
 /// Pieces that may wait for the thread.
 const DEPTH: usize = 4;
 /// Start writeback after this many bytes.
@@ -32,7 +29,7 @@ pub struct TeeWriter {
     /// were all writes good?
     done: oneshot::Receiver<bool>,
     /// Bytes not yet sent (they end at the inner writer's offset).
-    pending: BytesMut,
+    gather: Gather,
     /// Every byte from 0 went through here.
     whole: bool,
 }
@@ -78,27 +75,25 @@ impl TeeWriter {
             slot,
             tx,
             done,
-            pending: BytesMut::new(),
+            gather: Gather::default(),
             whole,
         })
     }
 
-    /// Hand the gathered bytes to the thread (waiting while it is behind).
-    /// They end where the inner writer is, less `after` bytes.
-    async fn send_pending(&mut self, after: usize) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let at = self.inner.offset() - (self.pending.len() + after) as u64;
-        let piece = self.pending.split().freeze();
-        self.send(at, piece).await;
-    }
-
-    async fn send(&mut self, at: u64, piece: Bytes) {
-        // The thread only ends when the sender is gone; a failed send means
-        // it panicked: the place is simply not filled.
-        if self.tx.send((at, piece)).await.is_err() {
-            self.whole = false;
+    /// Hand `ready` pieces to the thread (waiting while it is behind).
+    /// They are consecutive and end where the gathered bytes start, which
+    /// end at the inner writer's offset.
+    async fn send(&mut self, ready: [Option<Bytes>; 2]) {
+        let ready_len: usize = ready.iter().flatten().map(Bytes::len).sum();
+        let mut at = self.inner.offset() - (self.gather.held() + ready_len) as u64;
+        for piece in ready.into_iter().flatten() {
+            let len = piece.len() as u64;
+            // The thread only ends when the sender is gone; a failed send
+            // means it panicked: the place is simply not filled.
+            if self.tx.send((at, piece)).await.is_err() {
+                self.whole = false;
+            }
+            at += len;
         }
     }
 }
@@ -112,28 +107,21 @@ impl BlobWriter for TeeWriter {
     async fn restart(&mut self) -> Result<(), CacheError> {
         self.inner.restart().await?;
         // Earlier bytes are written over from 0.
-        self.pending.clear();
+        self.gather.clear();
         self.whole = true;
         Ok(())
     }
 
     async fn write(&mut self, chunk: Bytes) -> Result<(), CacheError> {
         self.inner.write(chunk.clone()).await?;
-        if chunk.len() >= crate::hashing_file::DIRECT {
-            self.send_pending(chunk.len()).await;
-            let at = self.inner.offset() - chunk.len() as u64;
-            self.send(at, chunk).await;
-            return Ok(());
-        }
-        self.pending.extend_from_slice(&chunk);
-        if self.pending.len() >= PIECE {
-            self.send_pending(0).await;
-        }
+        let ready = self.gather.push(chunk);
+        self.send(ready).await;
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), CacheError> {
-        self.send_pending(0).await;
+        let rest = [self.gather.take(), None];
+        self.send(rest).await;
         let TeeWriter {
             inner,
             out,

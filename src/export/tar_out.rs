@@ -62,7 +62,7 @@ impl TarOut {
         self.tmp
             .persist(dest)
             .map_err(|e| ExportError::io(dest, e.error))?;
-        crate::fsutil::sync_output_dir(dest);
+        crate::fsutil::sync_output_dir(&super::parent_dir(dest));
         Ok(())
     }
 }

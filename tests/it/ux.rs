@@ -61,11 +61,14 @@ async fn in_terminal(dir: &std::path::Path, args: &str) -> String {
     pane
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_terminal_shows_one_line_per_layer_and_a_total() {
+/// Pull a six-layer image through a proxy with `fault` (chosen knowing the
+/// image) to `out.tar` in a terminal: the image, the screen at the end and
+/// the work directory.
+async fn pull_in_terminal(
+    fault: impl FnOnce(&image::TestImage) -> Fault,
+) -> (image::TestImage, String, tempfile::TempDir) {
     let (reg, img) = image::registry_with(Variant::Anonymous, "ns/six", Format::Oci, 6).await;
-    // Slow enough that the bars are drawn while several layers are in flight.
-    let proxy = proxy::start(reg.base_url(), Fault::SlowBlobs(256 * 1024)).await;
+    let proxy = proxy::start(reg.base_url(), fault(&img)).await;
     let work = tempdir();
     let name = format!("{}/ns/six:1", proxy.host());
     let pane = in_terminal(
@@ -73,6 +76,13 @@ async fn a_terminal_shows_one_line_per_layer_and_a_total() {
         &format!("pull {name} -o out.tar --cache-dir cache"),
     )
     .await;
+    (img, pane, work)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_shows_one_line_per_layer_and_a_total() {
+    // Slow enough that the bars are drawn while several layers are in flight.
+    let (img, pane, _work) = pull_in_terminal(|_| Fault::SlowBlobs(256 * 1024)).await;
     assert!(pane.contains("EXIT=0"), "{pane}");
     let lines: Vec<&str> = pane.lines().collect();
     for l in &img.layers {
@@ -100,16 +110,9 @@ async fn a_terminal_shows_one_line_per_layer_and_a_total() {
 /// that is not, and the error follows.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_pull_freezes_the_bars() {
-    let (reg, img) = image::registry_with(Variant::Anonymous, "ns/six", Format::Oci, 6).await;
+    let (img, pane, work) =
+        pull_in_terminal(|img| Fault::CorruptBlob(img.layers[2].digest.clone())).await;
     let bad = img.layers[2].digest.clone();
-    let proxy = proxy::start(reg.base_url(), Fault::CorruptBlob(bad.clone())).await;
-    let work = tempdir();
-    let name = format!("{}/ns/six:1", proxy.host());
-    let pane = in_terminal(
-        work.path(),
-        &format!("pull {name} -o out.tar --cache-dir cache"),
-    )
-    .await;
     assert!(pane.contains("EXIT=7"), "{pane}");
     let lines: Vec<&str> = pane.lines().collect();
     let total: Vec<&&str> = lines.iter().filter(|x| x.starts_with("total")).collect();
