@@ -123,6 +123,16 @@ pub trait CacheBackend: Send + Sync {
         Ok(())
     }
 
+    /// Whether committed blob `digest` is intact. `Ok(true)` only when its
+    /// bytes were found to match the digest — now, or earlier with nothing
+    /// changed since; a blob found wrong is removed and `Ok(false)`
+    /// returned, so the caller fetches it again. Called before a cached
+    /// blob is used: a blob changed on disk never reaches an output.
+    async fn check(&self, digest: &Digest) -> Result<bool, CacheError> {
+        let _ = digest;
+        Ok(true)
+    }
+
     /// Record that a blob was used now (least-recently-used pruning).
     async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
         let _ = digest;

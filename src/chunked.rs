@@ -11,7 +11,7 @@
 //! caller falls back to one stream.
 
 use crate::cache::{BlobWriter, CacheError};
-use crate::client::{range_answered, RegistryError};
+use crate::client::{range_answered, RegistryError, Tries};
 use crate::endpoints::Endpoints;
 use crate::error::Error;
 use crate::manifest::Descriptor;
@@ -104,6 +104,8 @@ pub struct Job<'a> {
     pub fetched: AtomicU64,
     /// Endpoints that served pieces.
     pub used: Mutex<BTreeSet<usize>>,
+    /// The blob's retry budget, shared by the stream and every piece.
+    pub tries: &'a Tries,
 }
 
 impl Job<'_> {
@@ -150,7 +152,13 @@ impl Job<'_> {
         self.clear_scratch();
         let (resp, endpoint) = self
             .client
-            .blob_range(self.repository, &d.digest, first, d.size - 1)
+            .blob_range(
+                self.repository,
+                &d.digest,
+                first,
+                Some(d.size - 1),
+                self.tries,
+            )
             .await?;
         if !range_answered(&resp, first, d.size - 1, d.size) {
             return Ok(Outcome::Unsupported);
@@ -222,7 +230,7 @@ impl Job<'_> {
     /// pieces, and the stream stops there. A stream that waits for the
     /// hashing (loopback, a fast LAN) is left alone: more connections
     /// would only add copies. Cut mid-way, it resumes from where it
-    /// stopped (up to the retry policy's attempts).
+    /// stopped (within the blob's retry budget).
     async fn stream(
         &self,
         writer: &mut dyn BlobWriter,
@@ -251,7 +259,7 @@ impl Job<'_> {
                 None => {
                     let (resp, endpoint) = self
                         .client
-                        .blob_range(self.repository, &d.digest, at, d.size - 1)
+                        .blob_range(self.repository, &d.digest, at, Some(d.size - 1), self.tries)
                         .await?;
                     if !range_answered(&resp, at, d.size - 1, d.size) {
                         self.reporter.info(&format!(
@@ -268,8 +276,7 @@ impl Job<'_> {
                 .lock()
                 .expect("no panics while held")
                 .insert(endpoint);
-            let raw_url = resp.url().to_string();
-            let mut body = resp.bytes_stream();
+            let mut body = self.client.body(endpoint, resp);
             let mut broke = None;
             loop {
                 let asked = Instant::now();
@@ -280,7 +287,7 @@ impl Job<'_> {
                     Some(Ok(c)) => c,
                     Some(Err(e)) => {
                         self.client.give_up_on(endpoint);
-                        broke = Some(self.client.body_error(endpoint, &raw_url, &e));
+                        broke = Some(e);
                         break;
                     }
                 };
@@ -319,7 +326,7 @@ impl Job<'_> {
             if writer.offset() >= upto {
                 continue;
             }
-            if attempt >= policy.attempts {
+            if self.tries.left() == 0 {
                 let e = broke.unwrap_or_else(|| RegistryError::BadResponse {
                     registry: self.client.registry().to_string(),
                     detail: format!("{}: the stream ended early", d.digest),
@@ -366,7 +373,13 @@ impl Job<'_> {
             attempt += 1;
             let (resp, endpoint) = self
                 .client
-                .blob_range(self.repository, &d.digest, start + have, end)
+                .blob_range(
+                    self.repository,
+                    &d.digest,
+                    start + have,
+                    Some(end),
+                    self.tries,
+                )
                 .await
                 .map_err(|e| failed(e.into()))?;
             self.used
@@ -380,15 +393,14 @@ impl Job<'_> {
                     resp.status()
                 )));
             }
-            let raw_url = resp.url().to_string();
-            let mut body = resp.bytes_stream();
+            let mut body = self.client.body(endpoint, resp);
             let mut broke = None;
             while let Some(chunk) = body.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
                     Err(e) => {
                         self.client.give_up_on(endpoint);
-                        broke = Some(self.client.body_error(endpoint, &raw_url, &e));
+                        broke = Some(e);
                         break;
                     }
                 };
@@ -411,7 +423,7 @@ impl Job<'_> {
             if have == want {
                 break;
             }
-            if attempt >= policy.attempts {
+            if self.tries.left() == 0 {
                 let e = broke.unwrap_or_else(|| RegistryError::BadResponse {
                     registry: self.client.registry().to_string(),
                     detail: format!("{}: bytes {start}-{end} ended early", d.digest),

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Top-level keys that `IMGPULL_<KEY>` may override.
-const ENV_KEYS: [&str; 11] = [
+const ENV_KEYS: [&str; 14] = [
+    "max_layer_uncompressed",
+    "timeout",
     "max_concurrent_downloads",
     "retries",
     "stall_timeout",
+    "min_speed",
     "chunk_size",
     "max_chunks",
     "limit_rate",
@@ -40,6 +43,11 @@ pub struct Config {
     /// for response headers.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout: String,
+    /// A body slower than this (bytes per second, averaged over a
+    /// `stall_timeout` window) counts as a failed attempt too; `0` turns
+    /// the rule off. Lowered automatically under `limit_rate`.
+    #[serde(default = "default_min_speed")]
+    pub min_speed: String,
     /// Blobs bigger than this are fetched as parallel ranges of this size.
     #[serde(default = "default_chunk_size")]
     pub chunk_size: String,
@@ -49,6 +57,14 @@ pub struct Config {
     /// A cap on the total download rate, bytes per second (`10M`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_rate: Option<String>,
+    /// The most bytes one layer may uncompress to in outputs that
+    /// uncompress (rootfs, uncompressed and legacy docker-archives): a size,
+    /// `auto` (100x the compressed size, at least 1 GiB) or `none`.
+    #[serde(default = "default_auto")]
+    pub max_layer_uncompressed: String,
+    /// Give up on a whole command after this long; none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
     /// fsync a tar output (and its directory) when it is renamed into
     /// place, so it survives a power cut too. Off (as in `docker save` and
     /// skopeo): a failed or interrupted pull leaves no complete-looking file
@@ -163,6 +179,14 @@ fn default_stall_timeout() -> String {
     "60s".into()
 }
 
+fn default_auto() -> String {
+    "auto".into()
+}
+
+fn default_min_speed() -> String {
+    "1KiB".into()
+}
+
 fn default_chunk_size() -> String {
     "64MiB".into()
 }
@@ -188,6 +212,31 @@ impl Config {
         }
     }
 
+    /// The minimum body speed in bytes per second (0: none), lowered
+    /// below what `limit_rate` leaves each stream (a capped pull is slow on
+    /// purpose).
+    pub fn min_speed(&self) -> u64 {
+        let size = |s: &str| crate::units::parse_size(s).unwrap_or(0);
+        let floor = size(&self.min_speed);
+        match self.limit_rate.as_deref().map(size) {
+            Some(limit) => {
+                let streams = (self.max_concurrent_downloads * self.max_chunks).max(1) as u64;
+                floor.min(limit / streams / 2)
+            }
+            None => floor,
+        }
+    }
+
+    /// `max_layer_uncompressed` (checked when the config is loaded).
+    pub fn layer_limit(&self) -> crate::layer::Limit {
+        crate::layer::Limit::parse(&self.max_layer_uncompressed).unwrap_or_default()
+    }
+
+    /// `timeout` as a duration (checked when the config is loaded).
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        crate::units::parse_duration(self.timeout.as_deref()?).ok()
+    }
+
     /// `stall_timeout` as a duration (checked when the config is loaded).
     pub fn stall_timeout(&self) -> std::time::Duration {
         crate::units::parse_duration(&self.stall_timeout)
@@ -201,6 +250,9 @@ impl Default for Config {
             max_concurrent_downloads: 3,
             retries: 5,
             stall_timeout: default_stall_timeout(),
+            min_speed: default_min_speed(),
+            max_layer_uncompressed: default_auto(),
+            timeout: None,
             chunk_size: default_chunk_size(),
             max_chunks: default_max_chunks(),
             limit_rate: None,
@@ -245,6 +297,13 @@ pub struct Overrides {
     pub limit_rate: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_output: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_layer_uncompressed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// `--devices`: applied to `exporters.rootfs.devices`.
+    #[serde(skip)]
+    pub devices: bool,
     /// `--cache-dir`: not a top-level key; applied to `caches.local.dir`.
     #[serde(skip)]
     pub cache_dir: Option<PathBuf>,
@@ -277,6 +336,7 @@ impl Config {
         let mut read = Vec::new();
         for f in default_files() {
             if f.is_file() {
+                check_toml(&f)?;
                 fig = fig.merge(Toml::file(&f));
                 read.push(f);
             }
@@ -285,6 +345,7 @@ impl Config {
             if !f.is_file() {
                 return Err(ConfigError::Missing(f.to_path_buf()));
             }
+            check_toml(f)?;
             fig = fig.merge(Toml::file(f));
             read.push(f.to_path_buf());
         }
@@ -302,6 +363,9 @@ impl Config {
         if flags.legacy {
             fig = fig.merge(Serialized::default("exporters.docker-archive.legacy", true));
         }
+        if flags.devices {
+            fig = fig.merge(Serialized::default("exporters.rootfs.devices", true));
+        }
         let mut cfg = Config::extract(fig)?;
         cfg.warnings = read
             .iter()
@@ -316,6 +380,7 @@ impl Config {
         if !path.is_file() {
             return Err(ConfigError::Missing(path.to_path_buf()));
         }
+        check_toml(path)?;
         Config::extract(
             Figment::from(Serialized::defaults(Config::default())).merge(Toml::file(path)),
         )
@@ -324,7 +389,7 @@ impl Config {
     fn extract(fig: Figment) -> Result<Config, ConfigError> {
         let mut cfg: Config = fig
             .extract()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
         match crate::units::parse_duration(&cfg.stall_timeout) {
             Ok(d) if !d.is_zero() => {}
             Ok(_) => {
@@ -336,6 +401,7 @@ impl Config {
         }
         for (key, value, min, least) in [
             ("chunk_size", Some(&cfg.chunk_size), 1 << 20, "1MiB"),
+            ("min_speed", Some(&cfg.min_speed), 0, "0"),
             ("limit_rate", cfg.limit_rate.as_ref(), 1024, "1KiB"),
         ] {
             if let Some(v) = value {
@@ -349,6 +415,12 @@ impl Config {
                     Err(e) => return Err(ConfigError::Invalid(format!("{key}: {e}"))),
                 }
             }
+        }
+        crate::layer::Limit::parse(&cfg.max_layer_uncompressed)
+            .map_err(|e| ConfigError::Invalid(format!("max_layer_uncompressed: {e}")))?;
+        if let Some(t) = &cfg.timeout {
+            crate::units::parse_duration(t)
+                .map_err(|e| ConfigError::Invalid(format!("timeout: {e}")))?;
         }
         if !(1..=16).contains(&cfg.max_chunks) {
             return Err(ConfigError::Invalid(format!(
@@ -383,6 +455,81 @@ impl Config {
     /// The settings for `registry`, or the defaults.
     pub fn registry(&self, registry: &str) -> RegistryConfig {
         self.registries.get(registry).cloned().unwrap_or_default()
+    }
+}
+
+/// Refuse a file that is not TOML, saying where, but never quoting it: the
+/// line may hold a password.
+fn check_toml(path: &Path) -> Result<(), ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?;
+    let Err(e) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let at = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let line = text[..at].matches('\n').count() + 1;
+    let column = at - text[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    Err(ConfigError::Invalid(format!(
+        "{}: not valid TOML at line {line}, column {column}: {}",
+        path.display(),
+        e.message()
+    )))
+}
+
+/// A figment error as text that names the key and the file but no value
+/// (a value in a config file may be a secret).
+fn describe(e: figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+    let kind_of = |a: &Actual| match a {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Bytes(_) => "bytes",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        _ => "a value of another kind",
+    };
+    e.into_iter()
+        .map(|e| {
+            let what = match &e.kind {
+                Kind::InvalidType(a, expected) | Kind::InvalidValue(a, expected) => {
+                    format!("found {}, expected {expected}", kind_of(a))
+                }
+                Kind::InvalidLength(n, expected) => format!("{n} items, expected {expected}"),
+                Kind::UnknownVariant(_, known) => {
+                    format!("not one of the known values ({})", known.join(", "))
+                }
+                Kind::UnknownField(name, known) => {
+                    format!("unknown key `{name}` (known: {})", known.join(", "))
+                }
+                Kind::MissingField(name) => format!("missing key `{name}`"),
+                Kind::DuplicateField(name) => format!("key `{name}` given twice"),
+                Kind::Message(_) => "invalid value".to_string(),
+                other => describe_other(other).to_string(),
+            };
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .and_then(|m| m.source.as_ref())
+                .map(|s| format!(" (in {s})"))
+                .unwrap_or_default();
+            match key.is_empty() {
+                true => format!("{what}{source}"),
+                false => format!("`{key}`: {what}{source}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn describe_other(kind: &figment::error::Kind) -> &'static str {
+    use figment::error::Kind;
+    match kind {
+        Kind::ISizeOutOfRange(_) | Kind::USizeOutOfRange(_) => "a number out of range",
+        Kind::Unsupported(_) | Kind::UnsupportedKey(..) => "a value of a kind not supported here",
+        _ => "invalid",
     }
 }
 
@@ -489,6 +636,29 @@ mod tests {
             "relative to the file"
         );
         assert_eq!(cfg.registry("h:1").ca_file, Some(PathBuf::from("/abs.pem")));
+    }
+
+    #[test]
+    fn errors_never_quote_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        // A type error on a value, and a line that does not parse.
+        std::fs::write(&p, "retries = \"alice:s3cret\"\n").unwrap();
+        let e = Config::from_file(&p).unwrap_err().to_string();
+        assert!(
+            !e.contains("s3cret") && e.contains("retries") && e.contains("a string"),
+            "{e}"
+        );
+        std::fs::write(
+            &p,
+            "[registries.\"h\"]\ncredentials = [{ provider = \"static\", password = \"s3cret }]\n",
+        )
+        .unwrap();
+        let e = Config::from_file(&p).unwrap_err().to_string();
+        assert!(!e.contains("s3cret") && e.contains("line 2"), "{e}");
+        std::fs::write(&p, "[registries.\"h\"]\nkind = 7\ncredentials = [{ provider = \"static\", password = \"s3cret\" }]\n").unwrap();
+        let e = Config::from_file(&p).unwrap_err().to_string();
+        assert!(!e.contains("s3cret") && e.contains("kind"), "{e}");
     }
 
     #[test]

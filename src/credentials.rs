@@ -18,6 +18,28 @@ pub enum Credential {
     IdentityToken(Secret),
 }
 
+impl Credential {
+    /// Every form in which this credential's secrets travel (the secret
+    /// itself, URL-encoded, and the Basic header value), for scrubbing
+    /// what a server echoes back.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            Credential::Basic { username, password } => {
+                let raw = format!("{username}:{}", password.expose());
+                let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw);
+                let mut v = vec![password.expose().to_string(), b64];
+                v.extend(crate::secret::encodings(password.expose()));
+                v
+            }
+            Credential::Bearer(t) | Credential::IdentityToken(t) => {
+                let mut v = vec![t.expose().to_string()];
+                v.extend(crate::secret::encodings(t.expose()));
+                v
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CredentialError {

@@ -5,7 +5,7 @@
 //! endpoint is asked. With `mirror_tags = false` mirrors are asked only for
 //! content named by digest, as skopeo's digest-only mode.
 
-use crate::client::{FetchedManifest, RegistryClient, RegistryError, RetryPolicy};
+use crate::client::{Body, FetchedManifest, RegistryClient, RegistryError, RetryPolicy, Tries};
 use crate::digest::Digest;
 use reqwest::header::HeaderMap;
 use reqwest::Response;
@@ -132,9 +132,10 @@ impl Endpoints {
         &self,
         repository: &str,
         reference: &str,
+        max: usize,
     ) -> Result<FetchedManifest, RegistryError> {
         let by_digest = reference.parse::<Digest>().is_ok();
-        self.first(by_digest, |c| c.manifest(repository, reference))
+        self.first(by_digest, |c| c.manifest(repository, reference, max))
             .await
             .map(|(m, _)| m)
     }
@@ -160,37 +161,26 @@ impl Endpoints {
             .map(|(b, _)| b)
     }
 
-    /// A blob from byte `offset`, and the index of the endpoint serving it
-    /// (so a failure mid-body can give up on that mirror).
-    pub async fn blob_from(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        offset: u64,
-    ) -> Result<(Response, usize), RegistryError> {
-        self.first(true, |c| c.blob_from(repository, digest, offset))
-            .await
-    }
-
+    /// A blob from byte `offset` (to `end`, or to its end), and the index
+    /// of the endpoint serving it (so a failure mid-body can give up on
+    /// that mirror). Every request made for it takes from `tries`.
     pub async fn blob_range(
         &self,
         repository: &str,
         digest: &Digest,
         start: u64,
-        end: u64,
+        end: Option<u64>,
+        tries: &Tries,
     ) -> Result<(Response, usize), RegistryError> {
-        self.first(true, |c| c.blob_range(repository, digest, start, Some(end)))
-            .await
+        self.first(true, |c| {
+            c.blob_range(repository, digest, start, end, tries)
+        })
+        .await
     }
 
-    pub fn body_error(&self, index: usize, url: &str, e: &reqwest::Error) -> RegistryError {
-        match self.eps.get(index) {
-            Some(ep) => ep.client.body_error(url, e),
-            None => RegistryError::Network {
-                registry: self.registry.clone(),
-                url: crate::client::shown_url(url),
-                detail: e.to_string(),
-            },
-        }
+    /// The body of an answer from endpoint `index`, read under its rules.
+    pub fn body(&self, index: usize, resp: Response) -> Body {
+        let ep = self.eps.get(index).or(self.eps.last());
+        ep.expect("answered by an endpoint").client.body(resp)
     }
 }

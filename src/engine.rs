@@ -23,6 +23,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Result<Engine, Error> {
         crate::fsutil::set_sync_output(config.sync_output);
+        crate::layer::set_limit(config.layer_limit());
         Ok(Engine {
             config,
             catalog: Catalog::builtin()?,
@@ -146,7 +147,12 @@ impl Engine {
                 ..Default::default()
             },
             stall_timeout: self.config.stall_timeout(),
+            min_speed: self.config.min_speed(),
             ns: None,
+            notes: {
+                let reporter = self.reporter.clone();
+                crate::client::Notes::new(move |m| reporter.info(m))
+            },
         })
     }
 
@@ -186,13 +192,9 @@ impl Engine {
         &self,
         no_cache: bool,
         output: &Path,
-    ) -> Result<(Arc<dyn CacheBackend>, Option<tempfile::TempDir>), Error> {
+    ) -> Result<(Arc<dyn CacheBackend>, Option<crate::export::temp::Dir>), Error> {
         if no_cache {
-            let parent = crate::export::parent_dir(output);
-            let tmp = tempfile::Builder::new()
-                .prefix(".imgpull-nocache-")
-                .tempdir_in(&parent)
-                .map_err(|e| Error::io(&parent, e))?;
+            let tmp = crate::export::temp::Dir::beside(output, Some(".imgpull-nocache-"))?;
             let cache: Arc<dyn CacheBackend> = Arc::new(
                 crate::plugins::caches::local::LocalCache::temporary(tmp.path()),
             );

@@ -31,8 +31,13 @@ pub mod exit {
     pub const INTEGRITY: i32 = 7;
     /// The image has no manifest for the requested platform.
     pub const PLATFORM: i32 = 8;
+    /// The registry's content was refused: over one of the limits (README
+    /// "Limits") or unsafe to unpack (a path outside the target).
+    pub const REFUSED: i32 = 9;
     /// Interrupted (Ctrl-C / SIGINT), as shells report it.
     pub const INTERRUPTED: i32 = 130;
+    /// Terminated (SIGTERM), as shells report it; handled as SIGINT is.
+    pub const TERMINATED: i32 = 143;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("gave up after {} s (timeout)", .0.as_secs())]
+    TimedOut(std::time::Duration),
     /// Another error with a registry-specific hint from its adapter.
     #[error("{source}")]
     Hinted { source: Box<Error>, hint: String },
@@ -120,6 +127,7 @@ impl Error {
                 R::NotFound { .. } => exit::NOT_FOUND,
                 R::RateLimited { .. } => exit::RATE_LIMITED,
                 R::DigestMismatch { .. } | R::LengthMismatch { .. } => exit::INTEGRITY,
+                R::TooLarge { .. } => exit::REFUSED,
                 _ => exit::NETWORK,
             },
             Error::Cache { source, .. } | Error::Export(ExportError::Cache(source)) => match source
@@ -133,10 +141,20 @@ impl Error {
                 source: ManifestError::SizeMismatch { .. },
                 ..
             } => exit::INTEGRITY,
+            Error::Manifest {
+                source: ManifestError::TooMany { .. } | ManifestError::TooBig { .. },
+                ..
+            } => exit::REFUSED,
             // The registry answered something we cannot use.
             Error::Manifest { .. } => exit::NETWORK,
             Error::NoMatchingPlatform(_) => exit::PLATFORM,
+            Error::TimedOut(_) => exit::NETWORK,
             Error::Hinted { source, .. } => source.exit_code(),
+            Error::Export(ExportError::DiffId { .. }) => exit::INTEGRITY,
+            Error::Export(
+                ExportError::Refused { .. }
+                | ExportError::Unpack(crate::unpack::UnpackError::Unsafe { .. }),
+            ) => exit::REFUSED,
             Error::Export(_) | Error::Io { .. } => exit::OTHER,
         }
     }
@@ -154,6 +172,11 @@ impl Error {
                 .into(),
             Error::Registry(R::Unauthorized { .. }) => {
                 "check the username and password (or token) for this registry".into()
+            }
+            Error::Registry(R::Denied { anonymous: true, .. }) => {
+                "the registry refuses anonymous pulls of this repository (private, or it does not exist): \
+                 pass --username with --password-stdin, or configure credentials for the registry"
+                    .into()
             }
             Error::Registry(R::Denied { .. }) => {
                 "the credentials were accepted but lack pull access to this repository".into()
@@ -182,6 +205,21 @@ impl Error {
                 ..
             } => "the registry (or something between it and you) served corrupt data; nothing corrupt was kept. Retry, or try another mirror".into(),
             Error::NoMatchingPlatform(_) => "pick one of the listed platforms with --platform".into(),
+            Error::TimedOut(_) => {
+                "raise --timeout (config `timeout`) for a slow link; partial downloads were kept and the next pull resumes them".into()
+            }
+            Error::Export(ExportError::DiffId { .. }) => {
+                "the layer's content does not match the image config (a broken or tampered image); nothing was written".into()
+            }
+            Error::Export(ExportError::Refused { source: crate::layer::GuardError::TooBig { .. }, .. }) => {
+                "if the image is trusted and its layers really are this large, raise max_layer_uncompressed (or --max-layer-uncompressed; \"none\" for no limit)".into()
+            }
+            Error::Registry(R::TooLarge { .. })
+            | Error::Export(ExportError::Refused { .. })
+            | Error::Manifest {
+                source: ManifestError::TooMany { .. } | ManifestError::TooBig { .. },
+                ..
+            } => "imgpull refuses content over its limits (README \"Limits\"); a registry should never need them".into(),
             _ => match self.io_kind()? {
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
                     "the disk is full: free space there, or put the cache (--cache-dir) or the output (-o) on another disk; partial downloads are kept and resume".into()

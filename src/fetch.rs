@@ -6,7 +6,7 @@
 use crate::cache::BlobWriter;
 use crate::cache::{Begin, CacheBackend, CacheError};
 use crate::chunked::{self, Chunking};
-use crate::client::{resumed_at, RegistryError};
+use crate::client::{resumed_at, RegistryError, Tries};
 use crate::digest::Digest;
 use crate::endpoints::Endpoints;
 use crate::error::Error;
@@ -161,8 +161,9 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
         cached: fetched == 0,
         fetched,
     };
-    // A cached blob of the wrong size is a miss (and is replaced).
-    if cache.stat(&d.digest).await.map_err(cache_err)? == Some(d.size) {
+    // A cached blob of the wrong size is a miss (and is replaced); so is
+    // one whose bytes changed on disk (removed by `check`).
+    if cache.stat(&d.digest).await.map_err(cache_err)? == Some(d.size) && intact(ctx, d).await? {
         cache.touch(&d.digest).await.map_err(cache_err)?;
         reporter.blob_start(&d.digest, d.size, true);
         reporter.blob_done(&d.digest);
@@ -187,15 +188,23 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
         })
     };
     let mut writer = match begin().await.map_err(cache_err)? {
-        Begin::Present => {
+        // Committed by another process while we waited for its lock.
+        Begin::Present if intact(ctx, d).await? => {
             reporter.blob_start(&d.digest, d.size, true);
             reporter.blob_done(&d.digest);
             return Ok(hit(0));
         }
+        Begin::Present => match begin().await.map_err(cache_err)? {
+            Begin::Writer(w) => w,
+            Begin::Present => return Err(cache_err(CacheError::Missing(d.digest.clone()))),
+        },
         Begin::Writer(w) => w,
     };
     reporter.blob_start(&d.digest, d.size, false);
     let policy = client.retry_policy();
+    // One budget for every request made for this blob (as docker's five
+    // attempts per layer): resumes, pieces and retries alike.
+    let tries = Tries::new(policy.attempts);
     let (mut fetched, mut attempt, mut started_over) = (0, 0, false);
     let mut chunking = ctx.opts.chunking;
     loop {
@@ -219,6 +228,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
                     reporter,
                     fetched: Default::default(),
                     used: Default::default(),
+                    tries: &tries,
                 };
                 let ran = job.run(writer.as_mut()).await;
                 fetched += ran.fetched;
@@ -240,7 +250,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
         let (endpoints, result) = match chunked {
             Some(r) => r,
             None => {
-                let (n, endpoint, result) = download(ctx, d, writer.as_mut()).await;
+                let (n, endpoint, result) = download(ctx, d, writer.as_mut(), &tries).await;
                 fetched += n;
                 (endpoint.into_iter().collect::<Vec<_>>(), result)
             }
@@ -259,7 +269,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
                 continue;
             }
             // A reset or stall mid-blob: continue from what was received.
-            Err(Error::Registry(RegistryError::Network { .. })) if attempt < policy.attempts => {
+            Err(Error::Registry(RegistryError::Network { .. })) if tries.left() > 0 => {
                 reporter.info(&format!(
                     "{}: connection lost at byte {}, resuming",
                     d.digest.short(),
@@ -274,7 +284,7 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
         // a piece came up short): continue from what was received, with
         // any writer (the output's own cannot be reopened at an offset
         // once committed).
-        if writer.offset() < d.size && attempt < policy.attempts {
+        if writer.offset() < d.size && tries.left() > 0 {
             reporter.info(&format!(
                 "{}: the answer ended at byte {} of {}, resuming",
                 d.digest.short(),
@@ -319,12 +329,33 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
     })
 }
 
+/// Whether the cached copy of `d` is intact (see [`CacheBackend::check`]);
+/// a wrong one was removed, and is said so.
+async fn intact(ctx: &Ctx<'_>, d: &Descriptor) -> Result<bool, Error> {
+    let ok = ctx
+        .cache
+        .check(&d.digest)
+        .await
+        .map_err(|source| Error::Cache {
+            registry: ctx.client.registry().to_string(),
+            source,
+        })?;
+    if !ok {
+        ctx.reporter.warn(&format!(
+            "cached blob {} did not match its digest (changed on disk?); removed, downloading it again",
+            d.digest
+        ));
+    }
+    Ok(ok)
+}
+
 /// Fetch the rest of a blob into `writer` (from its offset). Returns the
 /// bytes received, the endpoint that sent them, and how it ended.
 async fn download(
     ctx: &Ctx<'_>,
     d: &Descriptor,
     writer: &mut dyn BlobWriter,
+    tries: &Tries,
 ) -> (u64, Option<usize>, Result<(), Error>) {
     let Ctx {
         client,
@@ -340,7 +371,10 @@ async fn download(
     if offset >= d.size {
         return (0, None, Ok(()));
     }
-    let (resp, endpoint) = match client.blob_from(repository, &d.digest, offset).await {
+    let (resp, endpoint) = match client
+        .blob_range(repository, &d.digest, offset, None, tries)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return (0, None, Err(e.into())),
     };
@@ -355,7 +389,10 @@ async fn download(
         } else {
             // A range we did not ask for: ask again for everything.
             drop(resp);
-            match client.blob_from(repository, &d.digest, 0).await {
+            match client
+                .blob_range(repository, &d.digest, 0, None, tries)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => return (0, None, Err(e.into())),
             }
@@ -376,8 +413,7 @@ async fn download(
             },
         );
     }
-    let raw_url = resp.url().to_string();
-    let url = crate::client::shown_url(&raw_url);
+    let url = crate::client::shown_url(resp.url().as_str());
     let expected = d.size - writer.offset();
     if let Some(found) = resp.content_length().filter(|n| *n != expected) {
         client.give_up_on(endpoint);
@@ -390,7 +426,7 @@ async fn download(
         };
         return (0, Some(endpoint), Err(e.into()));
     }
-    let mut body = resp.bytes_stream();
+    let mut body = client.body(endpoint, resp);
     let mut got = 0;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -399,11 +435,7 @@ async fn download(
                 // A mirror that drops us is not asked again: the next
                 // endpoint continues from here with Range.
                 client.give_up_on(endpoint);
-                return (
-                    got,
-                    Some(endpoint),
-                    Err(client.body_error(endpoint, &raw_url, &e).into()),
-                );
+                return (got, Some(endpoint), Err(e.into()));
             }
         };
         let n = chunk.len();

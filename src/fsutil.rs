@@ -42,17 +42,50 @@ pub fn start_output_writeback(file: &std::fs::File) {
     }
 }
 
-/// Temporary files are created 0600; what we commit is meant to be read by
-/// others as `docker save` output and cached blobs are (0644).
+/// The process's umask, read once (from `/proc/self/status`, which does
+/// not change it; `umask(2)` would, for a moment, for every thread).
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+                u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+            })
+            // SAFETY: umask has no preconditions; it is set back at once.
+            .unwrap_or_else(|| unsafe {
+                let m = libc::umask(0o022);
+                libc::umask(m);
+                m as u32
+            })
+    })
+}
+
+/// The mode a new file gets from `open(2)` under the umask (0644 under the
+/// usual 022, 0600 under 077).
+pub fn file_mode() -> u32 {
+    0o666 & !umask()
+}
+
+/// The mode a new directory gets from `mkdir(2)` under the umask.
+pub fn dir_mode() -> u32 {
+    0o777 & !umask()
+}
+
+/// Temporary files are created 0600; what we commit gets the mode any new
+/// file would (readable by others only if the umask allows it, as
+/// `docker save` output and `cp` copies are).
 pub fn set_readable(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(file_mode()))
+}
+
+/// A directory built under a temporary name (0700) gets the mode a new
+/// directory would before it is renamed into place.
+pub fn set_dir_mode(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(dir_mode()))
 }
 
 /// Ask the kernel to start writing `file`'s dirty pages now (without

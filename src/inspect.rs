@@ -110,7 +110,7 @@ impl Engine {
                     digest: top.digest,
                     size: top.bytes.len(),
                     manifests: index.manifests.iter().map(index_entry).collect(),
-                    raw: top.bytes,
+                    raw: top.bytes.to_vec(),
                 });
             }
             (Manifest::Index(index), Some(sel)) => {
@@ -144,7 +144,7 @@ impl Engine {
                 })
                 .collect(),
             config: summarize_config(&manifest.config.digest, &config_bytes),
-            raw: fetched.bytes,
+            raw: fetched.bytes.to_vec(),
         })
     }
 }

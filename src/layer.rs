@@ -3,6 +3,9 @@
 //! else is read as a plain tar. Both decoders read every member / frame, as
 //! `docker load` does for concatenated streams.
 
+mod guard;
+pub use guard::{GuardError, TarGuard, MAX_RECORD};
+
 use crate::digest::{Digest, Verifier};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -50,39 +53,108 @@ pub fn decoder<R: BufRead + Send + 'static>(
     })
 }
 
+/// How many uncompressed bytes one layer may yield (`max_layer_uncompressed`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Limit {
+    /// 100 times the compressed size, and at least 1 GiB.
+    #[default]
+    Auto,
+    Fixed(u64),
+    Unlimited,
+}
+
+/// `auto`'s multiple of the compressed size, and its floor.
+pub const AUTO_RATIO: u64 = 100;
+pub const AUTO_FLOOR: u64 = 1 << 30;
+
+impl Limit {
+    /// `auto`, `none`, or a size (`20GiB`).
+    pub fn parse(s: &str) -> Result<Limit, String> {
+        match s.trim() {
+            "auto" => Ok(Limit::Auto),
+            "none" | "unlimited" => Ok(Limit::Unlimited),
+            size => crate::units::parse_size(size)
+                .map(Limit::Fixed)
+                .map_err(|e| format!("{e}, or \"auto\" or \"none\"")),
+        }
+    }
+
+    /// The bound for a layer whose blob is `compressed` bytes.
+    pub fn bound(self, compressed: u64) -> Option<u64> {
+        match self {
+            Limit::Auto => Some(compressed.saturating_mul(AUTO_RATIO).max(AUTO_FLOOR)),
+            Limit::Fixed(n) => Some(n),
+            Limit::Unlimited => None,
+        }
+    }
+}
+
+static LIMIT: std::sync::Mutex<Limit> = std::sync::Mutex::new(Limit::Auto);
+
+/// Set the process-wide bound (from the configuration, when an engine is made).
+pub fn set_limit(limit: Limit) {
+    *LIMIT.lock().unwrap_or_else(|e| e.into_inner()) = limit;
+}
+
+/// The bound for the layer blob at `path`.
+pub fn bound_for(path: &Path) -> Option<u64> {
+    let limit = *LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    limit.bound(size)
+}
+
+/// Why a layer could not be uncompressed.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("layer uncompresses to {found}, but the image config says {expected}")]
+    DiffIdMismatch { expected: Digest, found: Digest },
+    #[error("{0}")]
+    Refused(GuardError),
+}
+
+impl LayerError {
+    /// An I/O error of a guarded stream: the guard's refusal if it is one.
+    pub fn from_io(e: std::io::Error) -> LayerError {
+        if GuardError::find(&e).is_none() {
+            return LayerError::Io(e);
+        }
+        match e.into_inner().map(|inner| inner.downcast::<GuardError>()) {
+            Some(Ok(g)) => LayerError::Refused(*g),
+            _ => unreachable!("found above"),
+        }
+    }
+}
+
 /// Decompress `src` into `out`, hashing the uncompressed bytes; fails when
 /// they do not hash to `diff_id` (a corrupt or mislabelled layer is never
-/// handed on). Returns the uncompressed size.
+/// handed on) or pass the layer's bound. Returns the uncompressed size.
 pub fn decompress_verified(
     src: &Path,
     diff_id: &Digest,
     out: &mut impl std::io::Write,
-) -> std::io::Result<u64> {
-    let mut verifier = Verifier::new(diff_id).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("diff_id {diff_id}: unsupported digest algorithm"),
-        )
-    })?;
-    let mut r = open(src)?;
+) -> Result<u64, LayerError> {
+    let mut verifier = Verifier::of(diff_id.algorithm());
+    let mut r = TarGuard::bytes(open(src)?, bound_for(src));
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(LayerError::from_io(e)),
         };
         verifier.update(&buf[..n]);
         out.write_all(&buf[..n])?;
     }
     let len = verifier.len();
-    let got = verifier.finish();
-    if got != *diff_id {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("layer uncompresses to {got}, but the image config says {diff_id}"),
-        ));
+    let found = verifier.finish();
+    if found != *diff_id {
+        return Err(LayerError::DiffIdMismatch {
+            expected: diff_id.clone(),
+            found,
+        });
     }
     Ok(len)
 }
@@ -251,6 +323,10 @@ mod tests {
         assert_eq!(decompress_verified(&p, &good, &mut out).unwrap(), 15);
         let bad = Digest::of(b"other");
         let err = decompress_verified(&p, &bad, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("image config says"), "{err}");
+        assert!(
+            matches!(err, LayerError::DiffIdMismatch { .. })
+                && err.to_string().contains("image config says"),
+            "{err}"
+        );
     }
 }

@@ -22,6 +22,8 @@
 //! - [`config`]: layered TOML/env/flag configuration.
 //! - [`error`]: the engine's error and exit codes; [`progress`]: the
 //!   [`progress::Reporter`] trait.
+//! - [`text`]: network text made fit to print; [`secret`]: secrets that
+//!   never print.
 //! - [`cli`]: the command line (the only module that prints).
 
 pub mod auth;
@@ -60,6 +62,7 @@ pub mod resolve;
 pub mod reuse;
 pub mod secret;
 pub mod tee;
+pub mod text;
 pub mod units;
 pub mod unpack;
 

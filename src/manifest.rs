@@ -104,6 +104,8 @@ pub enum ManifestError {
         found: usize,
         max: usize,
     },
+    #[error("{what} take {size} bytes; more than {max} is refused")]
+    TooBig { what: String, size: u64, max: u64 },
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -127,6 +129,10 @@ const KNOWN_MANIFESTS: [&str; 4] = [
 pub const MAX_LAYERS: usize = 1000;
 /// Most entries an index may have.
 pub const MAX_INDEX_ENTRIES: usize = 4096;
+/// The largest layer a descriptor may announce (1 TiB: the largest real
+/// layers are tens of GB; a size near 2^63 is a lie that would break
+/// arithmetic downstream).
+pub const MAX_BLOB: u64 = 1 << 40;
 
 impl ImageManifest {
     /// Refuse what no exporter can write: too many layers, a config or
@@ -140,6 +146,20 @@ impl ImageManifest {
                 found: self.layers.len(),
                 max: MAX_LAYERS,
             });
+        }
+        let too_big = |what: String, size: u64, max: u64| ManifestError::TooBig { what, size, max };
+        let config_max = crate::client::CONFIG_MAX as u64;
+        if self.config.size > config_max {
+            return Err(too_big(
+                format!("config {}", self.config.digest),
+                self.config.size,
+                config_max,
+            ));
+        }
+        for l in &self.layers {
+            if l.size > MAX_BLOB {
+                return Err(too_big(format!("layer {}", l.digest), l.size, MAX_BLOB));
+            }
         }
         let t = &self.config.media_type;
         if !t.is_empty() && !media::CONFIGS.contains(&t.as_str()) {
@@ -211,6 +231,18 @@ impl Manifest {
             image.check()?;
             Ok(Manifest::Image(image))
         }
+    }
+}
+
+/// An image manifest's media type: its own `mediaType` when that is one of
+/// the two image manifest types, else Docker's when its config is a
+/// Docker config, else OCI's.
+pub fn image_media_type(m: &ImageManifest) -> &'static str {
+    match m.media_type.as_deref() {
+        Some(media::DOCKER_MANIFEST) => media::DOCKER_MANIFEST,
+        Some(media::OCI_MANIFEST) => media::OCI_MANIFEST,
+        _ if m.config.media_type == media::DOCKER_CONFIG => media::DOCKER_MANIFEST,
+        _ => media::OCI_MANIFEST,
     }
 }
 

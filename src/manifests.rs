@@ -15,10 +15,12 @@ pub struct ManifestSource<'a> {
 }
 
 impl ManifestSource<'_> {
+    /// The manifest `reference` names, of at most `max` bytes.
     pub async fn get(
         &self,
         repository: &str,
         reference: &str,
+        max: usize,
     ) -> Result<FetchedManifest, RegistryError> {
         if let Some(cache) = self.cache {
             let digest = match reference.parse::<Digest>() {
@@ -26,9 +28,9 @@ impl ManifestSource<'_> {
                 Err(_) => self.head_digest(repository, reference).await,
             };
             if let Some(digest) = digest {
-                if let Ok(bytes) = cache.read(&digest).await {
+                if let Ok(bytes) = cache.read(&digest).await.map(bytes::Bytes::from) {
                     // Re-check: a manifest is small and this is the only copy read.
-                    if Digest::of(&bytes) == digest {
+                    if crate::digest::digest_like(&bytes, &digest) == digest {
                         let _ = cache.touch(&digest).await;
                         return Ok(FetchedManifest {
                             bytes,
@@ -39,7 +41,7 @@ impl ManifestSource<'_> {
                 }
             }
         }
-        let fetched = self.client.manifest(repository, reference).await?;
+        let fetched = self.client.manifest(repository, reference, max).await?;
         if let Some(cache) = self.cache {
             // Best effort: a read-only cache still lets the pull go on.
             let _ = cache.put(&fetched.digest, &fetched.bytes).await;

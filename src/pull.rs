@@ -138,6 +138,8 @@ impl Engine {
                 ))
             }
         };
+        // What a killed pull of this output left beside it goes first.
+        crate::export::temp::clear_stale(&output);
         // The temporary store for --no-cache lives beside the output so
         // exporters can hardlink from it.
         let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &output)?;
@@ -425,15 +427,12 @@ fn export_manifest(r: &Resolved) -> ExportManifest {
     }
 }
 
+/// The image manifest's media type, as written into an output's index:
+/// from the document itself (or, when it names none, from its config's
+/// type), never from the registry's `Content-Type`, which is the server's
+/// say (`text/html` has been seen), not the manifest's.
 fn media_type_of(r: &Resolved) -> String {
-    let declared = r.fetched.media_type.split(';').next().unwrap_or("").trim();
-    if !declared.is_empty() && declared != "application/json" {
-        return declared.to_string();
-    }
-    r.manifest
-        .media_type
-        .clone()
-        .unwrap_or_else(|| crate::manifest::media::OCI_MANIFEST.to_string())
+    crate::manifest::image_media_type(&r.manifest).to_string()
 }
 
 fn add_hint(e: Error, quirks: &dyn RegistryQuirks, reference: &Reference) -> Error {

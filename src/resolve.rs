@@ -1,12 +1,16 @@
 //! From a reference to image manifests: fetch, follow a manifest list or
 //! OCI index to the wanted platforms, verify every step.
 
-use crate::client::FetchedManifest;
+use crate::client::{FetchedManifest, MANIFEST_MAX};
 use crate::error::{Error, NoMatch};
 use crate::manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError};
 use crate::manifests::ManifestSource;
 use crate::platform::{Matcher, Platform, Selection};
 use crate::reference::Reference;
+
+/// The most bytes the manifests of one reference may total (an index and
+/// the images chosen from it): real ones are a few KiB each.
+pub const MAX_MANIFESTS_TOTAL: u64 = 8 << 20;
 
 /// One image, resolved.
 #[derive(Clone, Debug)]
@@ -32,7 +36,11 @@ pub async fn fetch_top(
     reference: &Reference,
 ) -> Result<(FetchedManifest, Manifest), Error> {
     let top = source
-        .get(&reference.repository, &reference.manifest_ref())
+        .get(
+            &reference.repository,
+            &reference.manifest_ref(),
+            MANIFEST_MAX,
+        )
         .await?;
     let parsed = parse(reference, &top)?;
     Ok((top, parsed))
@@ -58,8 +66,24 @@ pub async fn resolve(
         }
         Manifest::Index(index) => index,
     };
+    let chosen = choose_all(reference, &index, selection)?;
+    // What the children would take, before one is fetched (their sizes
+    // are checked as they arrive).
+    let total = chosen
+        .iter()
+        .fold(top.bytes.len() as u64, |n, d| n.saturating_add(d.size));
+    if total > MAX_MANIFESTS_TOTAL {
+        return Err(Error::Manifest {
+            reference: reference.to_string(),
+            source: ManifestError::TooBig {
+                what: format!("the {} manifests chosen", chosen.len() + 1),
+                size: total,
+                max: MAX_MANIFESTS_TOTAL,
+            },
+        });
+    }
     let mut images = Vec::new();
-    for entry in choose_all(reference, &index, selection)? {
+    for entry in chosen {
         images.push(fetch_child(source, reference, entry).await?);
     }
     Ok(Resolution { top, images })
@@ -118,8 +142,10 @@ pub(crate) async fn fetch_child(
     reference: &Reference,
     entry: &Descriptor,
 ) -> Result<Resolved, Error> {
+    // No more than the index says (an index cannot make us read more).
+    let max = usize::try_from(entry.size).unwrap_or(usize::MAX);
     let child = source
-        .get(&reference.repository, &entry.digest.to_string())
+        .get(&reference.repository, &entry.digest.to_string(), max)
         .await?;
     if child.bytes.len() as u64 != entry.size {
         return Err(Error::Manifest {

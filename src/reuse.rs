@@ -35,7 +35,9 @@ pub async fn use_uncompressed(
             continue;
         }
         if let Ok(Some(size)) = cache.stat(diff).await {
-            swaps.push((i, diff.clone(), size));
+            if cache.check(diff).await.unwrap_or(false) {
+                swaps.push((i, diff.clone(), size));
+            }
         }
     }
     if swaps.is_empty() {
@@ -57,7 +59,7 @@ pub async fn use_uncompressed(
     r.fetched = FetchedManifest {
         digest: Digest::of(&bytes),
         media_type: r.fetched.media_type.clone(),
-        bytes,
+        bytes: bytes.into(),
     };
     r.manifest = manifest;
     Ok(swaps.len())

@@ -7,8 +7,10 @@
 //!   not hide entries of their own layer, whatever the order.
 //! - An entry replaces what is at its path (a directory over a directory
 //!   keeps the contents). Modes are applied, directories' last (a read-only
-//!   directory must still be filled); ownership only when running as root;
-//!   device nodes are skipped with a warning when not root.
+//!   directory must still be filled); ownership only when running as root.
+//!   Device nodes are created only when asked ([`Unpacker::devices`]) and
+//!   running as root; otherwise they are skipped and counted (FIFOs are
+//!   always created).
 //!
 //! Safety: paths are cleaned component by component and never handed to the
 //! OS with `..` in them. An absolute path, a `..` that climbs above the
@@ -19,7 +21,7 @@
 //! image's `run`). The final component is never followed: what is there
 //! is replaced.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
@@ -57,6 +59,12 @@ struct DirMeta {
 pub struct Unpacker {
     root: PathBuf,
     as_root: bool,
+    /// Create character and block devices (`--devices`); off by default:
+    /// an extracted tree is not a container runtime's, and a device node
+    /// in it opens the device to whoever can reach the tree.
+    pub devices: bool,
+    /// Device nodes not created.
+    skipped_devices: usize,
     dirs: BTreeMap<PathBuf, DirMeta>,
     /// Things worth telling the user (skipped device nodes).
     pub warnings: Vec<String>,
@@ -64,6 +72,10 @@ pub struct Unpacker {
 
 /// A path under the root as cleaned components.
 type Rel = Vec<OsString>;
+
+/// Paths (joined with `/`) this layer wrote, which its whiteouts spare;
+/// sorted, so "anything under DIR" is one range lookup.
+type Added = BTreeSet<OsString>;
 
 fn joined(rel: &[OsString]) -> OsString {
     let mut out = OsString::new();
@@ -86,6 +98,8 @@ impl Unpacker {
             root: root.to_path_buf(),
             // SAFETY: geteuid has no preconditions and cannot fail.
             as_root: unsafe { libc::geteuid() } == 0,
+            devices: false,
+            skipped_devices: 0,
             dirs: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -101,7 +115,7 @@ impl Unpacker {
     pub fn apply(&mut self, tar: impl Read) -> Result<(), UnpackError> {
         let mut ar = tar::Archive::new(tar);
         // Paths written by this layer (resolved), which its whiteouts spare.
-        let mut added: HashSet<OsString> = HashSet::new();
+        let mut added: Added = BTreeSet::new();
         for entry in ar.entries().map_err(UnpackError::Tar)? {
             if crate::cancel::requested() {
                 return Err(UnpackError::Interrupted);
@@ -119,7 +133,7 @@ impl Unpacker {
         entry: &mut tar::Entry<'_, R>,
         name: &str,
         raw: &[u8],
-        added: &mut HashSet<OsString>,
+        added: &mut Added,
     ) -> Result<(), UnpackError> {
         use tar::EntryType as T;
         let kind = entry.header().entry_type();
@@ -131,9 +145,14 @@ impl Unpacker {
         }
         let rel = clean(name, raw)?;
         let Some((base, parent)) = rel.split_last() else {
-            // The root itself ("./"): its mode, like any directory's.
+            // The root itself ("./"): its time, like any directory's; its
+            // mode stays what the umask gave it (the layer's 0755 must not
+            // open a private extraction to everyone).
             if kind == T::Directory {
                 self.remember_dir(PathBuf::new(), entry.header());
+                if let Some(m) = self.dirs.get_mut(&PathBuf::new()) {
+                    m.mode = crate::fsutil::dir_mode();
+                }
             }
             return Ok(());
         };
@@ -163,9 +182,11 @@ impl Unpacker {
             }
             let mut prefix = key.clone();
             prefix.push("/");
+            // Sorted: whatever starts with the prefix comes right after it.
             if added
-                .iter()
-                .any(|a| a.as_bytes().starts_with(prefix.as_bytes()))
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|a| a.as_bytes().starts_with(prefix.as_bytes()))
             {
                 // This layer put things inside it: only what is below goes.
                 return self.opaque(&dir, name, added);
@@ -253,9 +274,8 @@ impl Unpacker {
                 fs::hard_link(&src, &path).map_err(io)?;
             }
             T::Char | T::Block | T::Fifo => {
-                if kind != T::Fifo && !self.as_root {
-                    self.warnings
-                        .push(format!("device node {name} skipped (not running as root)"));
+                if kind != T::Fifo && !(self.devices && self.as_root) {
+                    self.skipped_devices += 1;
                     return Ok(());
                 }
                 let dev = libc::makedev(
@@ -293,7 +313,7 @@ impl Unpacker {
         parent: &[OsString],
         entry: &str,
         create: bool,
-        added: &mut HashSet<OsString>,
+        added: &mut Added,
     ) -> Result<Option<Rel>, UnpackError> {
         let mut done: Rel = Vec::new();
         let mut todo: VecDeque<OsString> = parent.iter().cloned().collect();
@@ -356,12 +376,7 @@ impl Unpacker {
     }
 
     /// Empty `dir` of what lower layers put there (what this layer added stays).
-    fn opaque(
-        &mut self,
-        dir: &[OsString],
-        entry: &str,
-        added: &HashSet<OsString>,
-    ) -> Result<(), UnpackError> {
+    fn opaque(&mut self, dir: &[OsString], entry: &str, added: &Added) -> Result<(), UnpackError> {
         let path = self.path(dir);
         let list = match fs::read_dir(&path) {
             Ok(l) => l,
@@ -385,8 +400,19 @@ impl Unpacker {
     /// the directory modes recorded at or under it.
     fn remove_at(&mut self, rel: &[OsString], entry: &str) -> Result<(), UnpackError> {
         remove(&self.path(rel)).map_err(|e| self.io(entry, rel, e))?;
+        // Paths sort by component: `gone` and what is under it are one
+        // run of keys (not a scan of every directory, for each removal).
         let gone = PathBuf::from(joined(rel));
-        self.dirs.retain(|p, _| !p.starts_with(&gone));
+        let under: Vec<PathBuf> = self
+            .dirs
+            .range(gone.clone()..)
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(&gone))
+            .cloned()
+            .collect();
+        for p in under {
+            self.dirs.remove(&p);
+        }
         Ok(())
     }
 
@@ -410,7 +436,18 @@ impl Unpacker {
     }
 
     /// Apply directory modes and times, deepest first.
-    pub fn finish(self) -> Result<Vec<String>, UnpackError> {
+    pub fn finish(mut self) -> Result<Vec<String>, UnpackError> {
+        if self.skipped_devices > 0 {
+            let why = match (self.devices, self.as_root) {
+                (false, _) => "pass --devices (as root) to create them",
+                (true, false) => "creating them needs root",
+                (true, true) => unreachable!("created"),
+            };
+            self.warnings.push(format!(
+                "{} device node(s) not created: {why}",
+                self.skipped_devices
+            ));
+        }
         let mut dirs: Vec<_> = self.dirs.iter().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (rel, meta) in dirs {

@@ -273,16 +273,13 @@ async fn run_helper(name: &str, server: &str) -> Result<Option<Credential>, Stri
         if msg.to_lowercase().contains("credentials not found") {
             return Ok(None);
         }
-        // The helper's output may echo what it was given; never show more
-        // than its first line.
-        let first = msg
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect::<String>();
-        return Err(format!("{program} failed ({}): {first}", out.status));
+        // Its output may hold a secret (a helper's error can quote what it
+        // read): none of it is shown. The person can run it by hand.
+        return Err(format!(
+            "{program} failed ({}); its output is not shown (it may hold secrets): \
+             run `echo {server} | {program} get` to see it",
+            out.status
+        ));
     }
     let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
         .map_err(|_| format!("{program} printed something that is not its JSON answer"))?;

@@ -278,7 +278,7 @@ fn plan(
                 .map(|(i, (w, _))| (i, w.digest.clone(), w.size))
                 .collect();
             let (bytes, digest) = if swaps.is_empty() {
-                (em.bytes.clone(), em.digest.clone())
+                (em.bytes.to_vec(), em.digest.clone())
             } else {
                 let b = with_uncompressed_layers(&em.bytes, &swaps).ok_or_else(|| {
                     ExportError::Invalid(format!("manifest {} cannot be rewritten", em.digest))

@@ -86,7 +86,7 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, Export
             // OCI-only readers (skopeo's oci: transport) skip Docker types.
             let (bytes, media_type) = match crate::manifest::docker_to_oci(&em.bytes) {
                 Some(b) => (b, media::OCI_MANIFEST.to_string()),
-                None => (em.bytes.clone(), em.media_type.clone()),
+                None => (em.bytes.to_vec(), em.media_type.clone()),
             };
             let digest = Digest::of(&bytes);
             let mut desc = json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
@@ -160,15 +160,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
         }
         (dest.to_path_buf(), None)
     } else {
-        let parent = crate::export::parent_dir(dest);
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.partial-"))
-            .tempdir_in(&parent)
-            .map_err(io(&parent))?;
+        let tmp = crate::export::temp::Dir::beside(dest, None)?;
         (tmp.path().to_path_buf(), Some(tmp))
     };
     let blobs = root.join("blobs").join("sha256");
@@ -218,6 +210,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
     )?;
     let _ = std::fs::File::open(&blobs).and_then(|d| d.sync_all());
     if let Some(tmp) = guard {
+        crate::fsutil::set_dir_mode(&root).map_err(io(&root))?;
         let built = tmp.keep();
         std::fs::rename(&built, dest).map_err(|e| {
             let _ = std::fs::remove_dir_all(&built);

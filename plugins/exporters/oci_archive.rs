@@ -5,7 +5,7 @@
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::export::{parent_dir, ExportError, ExportImage, Exporter, TarOut};
+use crate::export::{ExportError, ExportImage, Exporter, TarOut};
 use crate::plugins::exporters::oci::OciLayout;
 use async_trait::async_trait;
 use std::path::Path;
@@ -39,11 +39,7 @@ impl Exporter for OciArchive {
         dest: &Path,
         reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
-        let dir = parent_dir(dest);
-        let work = tempfile::Builder::new()
-            .prefix(".imgpull-oci-archive-")
-            .tempdir_in(&dir)
-            .map_err(|e| ExportError::io(&dir, e))?;
+        let work = crate::export::temp::Dir::beside(dest, Some(".imgpull-oci-archive-"))?;
         let layout = work.path().join("layout");
         OciLayout.export(images, cache, &layout, reporter).await?;
         let dest = dest.to_path_buf();

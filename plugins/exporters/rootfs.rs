@@ -9,19 +9,30 @@
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::{Digest, Verifier};
-use crate::export::{parent_dir, ExportError, ExportImage, Exporter};
+use crate::layer::{GuardError, LayerError, TarGuard};
+use crate::export::{ExportError, ExportImage, Exporter};
 use crate::progress::Reporter;
-use crate::unpack::Unpacker;
+use crate::unpack::{UnpackError, Unpacker};
 use async_trait::async_trait;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub struct Rootfs;
+pub struct Rootfs {
+    /// Create device nodes (as root); `devices = true`, `--devices`.
+    devices: bool,
+}
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
-    crate::catalog::no_options(Kind::Exporter, "rootfs", cfg)?;
-    Ok(Arc::new(Rootfs))
+    let invalid = |m: String| PluginError::invalid(Kind::Exporter, "rootfs", m);
+    let mut devices = false;
+    for (k, v) in cfg {
+        match k.as_str() {
+            "provider" => {}
+            "devices" => devices = v.as_bool().ok_or_else(|| invalid(format!("devices must be true or false, not {v}")))?,
+            _ => return Err(invalid(format!("unknown key `{k}` (known: devices)"))),
+        }
+    }
+    Ok(Arc::new(Rootfs { devices }))
 }
 
 inventory::submit! {
@@ -63,7 +74,8 @@ impl Exporter for Rootfs {
             layers.push((cache.blob_path(&l.digest)?, d));
         }
         let dest = dest.to_path_buf();
-        let warnings = tokio::task::spawn_blocking(move || unpack(&layers, &dest))
+        let devices = self.devices;
+        let warnings = tokio::task::spawn_blocking(move || unpack(&layers, &dest, devices))
             .await
             .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))??;
         for w in warnings {
@@ -73,7 +85,7 @@ impl Exporter for Rootfs {
     }
 }
 
-fn unpack(layers: &[(PathBuf, Digest)], dest: &Path) -> Result<Vec<String>, ExportError> {
+fn unpack(layers: &[(PathBuf, Digest)], dest: &Path, devices: bool) -> Result<Vec<String>, ExportError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| ExportError::io(p, e)
@@ -86,30 +98,25 @@ fn unpack(layers: &[(PathBuf, Digest)], dest: &Path) -> Result<Vec<String>, Expo
             dest.display()
         )));
     }
-    let parent = parent_dir(dest);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(&parent)
-        .map_err(io(&parent))?;
+    let tmp = crate::export::temp::Dir::beside(dest, None)?;
     let root = tmp.path().to_path_buf();
-    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).map_err(io(&root))?;
+    crate::fsutil::set_dir_mode(&root).map_err(io(&root))?;
     let mut unpacker = Unpacker::new(&root);
+    unpacker.devices = devices;
     for (blob, diff_id) in layers {
-        let verifier = Verifier::new(diff_id).ok_or_else(|| {
-            ExportError::Invalid(format!("diff_id {diff_id}: unsupported digest algorithm"))
+        let layer_err = |e| ExportError::layer(diff_id, blob, e);
+        let guarded = TarGuard::tar(crate::layer::open(blob).map_err(io(blob))?, crate::layer::bound_for(blob));
+        let mut stream = crate::layer::Hashing::new(guarded, Verifier::of(diff_id.algorithm()));
+        match unpacker.apply(&mut stream) {
+            Err(UnpackError::Tar(e)) if GuardError::find(&e).is_some() => return Err(layer_err(LayerError::from_io(e))),
+            r => r?,
+        }
+        let found = stream.finish().map_err(|e| match GuardError::find(&e) {
+            Some(_) => layer_err(LayerError::from_io(e)),
+            None => ExportError::io(blob, e),
         })?;
-        let mut stream = crate::layer::Hashing::new(crate::layer::open(blob).map_err(io(blob))?, verifier);
-        unpacker.apply(&mut stream)?;
-        let got = stream.finish().map_err(io(blob))?;
-        if got != *diff_id {
-            return Err(ExportError::Invalid(format!(
-                "layer {} uncompresses to {got}, but the image config says {diff_id}",
-                blob.display()
-            )));
+        if found != *diff_id {
+            return Err(layer_err(LayerError::DiffIdMismatch { expected: diff_id.clone(), found }));
         }
     }
     // Before directory modes are applied: a failure here must leave a

@@ -153,6 +153,20 @@ pub struct PullArgs {
     /// cut; slower on a slow disk). Config: sync_output = true.
     #[arg(long)]
     pub sync: bool,
+    /// The most bytes one layer may uncompress to, for outputs that
+    /// uncompress (rootfs, --layer-format uncompressed, --legacy): a size
+    /// (20GiB), auto (100x the compressed size, at least 1 GiB; default)
+    /// or none.
+    #[arg(long, value_name = "SIZE|auto|none")]
+    pub max_layer_uncompressed: Option<String>,
+    /// rootfs: create device nodes as the layers say (as root; skipped by
+    /// default, as an extraction not meant for a container runtime should).
+    #[arg(long)]
+    pub devices: bool,
+    /// Give up on the whole command after this long (30m, 2h); no limit by
+    /// default. Config: timeout.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
     /// Cache directory (default ./docker_images_cache).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,

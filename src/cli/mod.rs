@@ -44,41 +44,28 @@ pub fn main() -> i32 {
     };
     let quiet = cli.global.quiet;
     let json = matches!(&cli.command, Command::Pull(a) if a.json);
+    // SIGINT (Ctrl-C) and SIGTERM (`kill`, `timeout`, a CI runner giving
+    // up) both stop the pull the same way; the exit code says which.
     let outcome = rt.block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
-            r = run(cli) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+            r = run(cli) => Ok(r),
+            _ = tokio::signal::ctrl_c() => Err(exit::INTERRUPTED),
+            () = terminated => Err(exit::TERMINATED),
         }
     });
-    // Blocking work may wait on a lock another process holds: never let it
-    // keep this process alive once the answer is known.
-    let shutdown =
-        |rt: tokio::runtime::Runtime| rt.shutdown_timeout(std::time::Duration::from_secs(5));
-    let Some(outcome) = outcome else {
-        // The pull was dropped: downloads stopped, partial blobs flushed to
-        // the cache for the next run; the export sees the request and
-        // removes what it started.
-        crate::cancel::request();
-        rt.spawn(async {
-            // A second Ctrl-C exits at once.
-            let _ = tokio::signal::ctrl_c().await;
-            std::process::exit(exit::INTERRUPTED);
-        });
-        shutdown(rt);
-        let message =
-            "interrupted: partial downloads were kept in the cache (not with --no-cache) \
-                       and the next pull resumes them; the unfinished output was removed";
-        if json {
-            progress::emit(serde_json::json!({
-                "event": "error",
-                "message": message,
-                "hint": null,
-                "exit_code": exit::INTERRUPTED,
-            }));
-        } else if !quiet {
-            eprintln!("{message}");
-        }
-        return exit::INTERRUPTED;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(code) => return interrupted(rt, code, json, quiet),
     };
     shutdown(rt);
     match outcome {
@@ -87,12 +74,12 @@ pub fn main() -> i32 {
             if json {
                 progress::emit(serde_json::json!({
                     "event": "error",
-                    "message": e.to_string(),
+                    "message": safe(&e.to_string()),
                     "hint": e.hint(),
                     "exit_code": e.exit_code(),
                 }));
             } else {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", safe(&e.to_string()));
                 if let Some(h) = e.hint() {
                     eprintln!("hint: {h}");
                 }
@@ -100,6 +87,51 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// A message fit for a terminal: registry data in it may hold escape
+/// sequences (see [`crate::text::terminal_safe`]).
+fn safe(message: &str) -> String {
+    crate::text::terminal_safe(message)
+}
+
+/// Blocking work may wait on a lock another process holds: never let it
+/// keep this process alive once the answer is known.
+fn shutdown(rt: tokio::runtime::Runtime) {
+    rt.shutdown_timeout(std::time::Duration::from_secs(5))
+}
+
+/// Stopped by a signal: the pull was dropped (downloads stopped, partial
+/// blobs flushed to the cache for the next run); the export sees the
+/// request and removes what it started.
+fn interrupted(rt: tokio::runtime::Runtime, code: i32, json: bool, quiet: bool) -> i32 {
+    crate::cancel::request();
+    rt.spawn(async {
+        // A second signal exits at once.
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(exit::INTERRUPTED);
+    });
+    shutdown(rt);
+    let message = format!(
+        "{}: partial downloads were kept in the cache (not with --no-cache) \
+         and the next pull resumes them; the unfinished output was removed",
+        if code == exit::TERMINATED {
+            "terminated"
+        } else {
+            "interrupted"
+        }
+    );
+    if json {
+        progress::emit(serde_json::json!({
+            "event": "error",
+            "message": message,
+            "hint": null,
+            "exit_code": code,
+        }));
+    } else if !quiet {
+        eprintln!("{message}");
+    }
+    code
 }
 
 async fn run(cli: Cli) -> Result<i32, Error> {
@@ -197,6 +229,9 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
         max_chunks: args.max_chunks,
         limit_rate: args.limit_rate.clone(),
         sync_output: args.sync.then_some(true),
+        max_layer_uncompressed: args.max_layer_uncompressed.clone(),
+        timeout: args.timeout.clone(),
+        devices: args.devices,
     };
     let mode = progress::Mode::choose(args.json, global.quiet);
     let verbose = global.verbose > 0;
@@ -213,6 +248,11 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
     if (args.layer_format.is_some() || args.legacy) && format != "docker-archive" {
         return Err(Error::Usage(format!(
             "--layer-format and --legacy apply to docker-archive, not {format}"
+        )));
+    }
+    if args.devices && format != "rootfs" {
+        return Err(Error::Usage(format!(
+            "--devices applies to rootfs, not {format}"
         )));
     }
     let tag = match &args.tag {
@@ -238,7 +278,7 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
     opts.output = output;
     opts.no_cache = args.no_cache;
     opts.cli_credentials = cli_credentials(&args.registry, global.quiet)?;
-    let result = engine.pull(opts).await;
+    let result = within(engine.config().timeout(), engine.pull(opts)).await;
     if let Some(b) = &bars {
         match &result {
             Ok(_) => b.finish(),
@@ -268,7 +308,7 @@ async fn inspect(global: &Global, args: InspectArgs) -> Result<(), Error> {
         platforms: Selection::parse(&args.registry.platform)?,
         cli_credentials: cli_credentials(&args.registry, global.quiet)?,
     };
-    let inspection = engine.inspect(opts).await?;
+    let inspection = within(engine.config().timeout(), engine.inspect(opts)).await?;
     let mut out = std::io::stdout().lock();
     let written = if args.raw {
         out.write_all(inspection.raw())
@@ -279,6 +319,24 @@ async fn inspect(global: &Global, args: InspectArgs) -> Result<(), Error> {
         report::inspection(&mut out, &inspection)
     };
     written.map_err(|e| Error::io("<stdout>", e))
+}
+
+/// `work`, given up after `limit` (`timeout`): what it started is dropped
+/// as on Ctrl-C (partials kept, unfinished outputs removed).
+async fn within<T>(
+    limit: Option<std::time::Duration>,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let Some(limit) = limit else {
+        return work.await;
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => {
+            crate::cancel::request();
+            Err(Error::TimedOut(limit))
+        }
+    }
 }
 
 /// `--username` with `--password-stdin` (preferred) or `--password`.

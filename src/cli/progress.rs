@@ -134,12 +134,14 @@ impl Reporter for Bars {
 
     fn info(&self, message: &str) {
         if self.verbose {
-            let _ = self.multi.println(message);
+            let _ = self.multi.println(crate::text::terminal_safe(message));
         }
     }
 
     fn warn(&self, message: &str) {
-        let _ = self.multi.println(format!("warning: {message}"));
+        let _ = self
+            .multi
+            .println(format!("warning: {}", crate::text::terminal_safe(message)));
     }
 }
 
@@ -253,12 +255,12 @@ impl Reporter for Plain {
 
     fn info(&self, message: &str) {
         if self.verbose {
-            eprintln!("{message}");
+            eprintln!("{}", crate::text::terminal_safe(message));
         }
     }
 
     fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        eprintln!("warning: {}", crate::text::terminal_safe(message));
     }
 }
 

@@ -22,6 +22,13 @@ fn next_step(format: &str, output: &std::path::Path, tag: Option<String>) -> Opt
     }
 }
 
+/// `println!`, fit for a terminal (platforms come from the registry).
+macro_rules! println {
+    ($($arg:tt)*) => {
+        std::println!("{}", crate::text::terminal_safe(&format!($($arg)*)))
+    };
+}
+
 /// The end-of-pull summary on stdout.
 pub fn summary(r: &PullReport, format: &str, elapsed: std::time::Duration) {
     println!("Image: {}", r.reference);
@@ -86,8 +93,18 @@ pub fn summary_json(
     })
 }
 
-/// `imgpull inspect` as text.
+/// `imgpull inspect` as text; what the registry sent (platforms, config
+/// fields, media types) is made fit for a terminal line by line.
 pub fn inspection(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
+    let mut text = Vec::new();
+    inspection_text(&mut text, i)?;
+    for line in String::from_utf8_lossy(&text).lines() {
+        writeln!(out, "{}", crate::text::terminal_safe(line))?;
+    }
+    Ok(())
+}
+
+fn inspection_text(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
     match i {
         Inspection::Index {
             reference,

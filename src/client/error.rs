@@ -18,6 +18,8 @@ pub enum RegistryError {
     Denied {
         registry: String,
         repository: String,
+        /// No credentials were sent (the repository may be private).
+        anonymous: bool,
         detail: String,
     },
     #[error("{registry}: not found: {what}: {detail}")]
@@ -74,6 +76,14 @@ pub enum RegistryError {
     },
     #[error("{registry}: bad response: {detail}")]
     BadResponse { registry: String, detail: String },
+    /// An answer over one of imgpull's limits (README "Limits").
+    #[error("{registry}: {url} sent more than {max} bytes ({what} limit); refused")]
+    TooLarge {
+        registry: String,
+        url: String,
+        what: &'static str,
+        max: usize,
+    },
 }
 
 fn credential_note(source: &Option<String>) -> String {
@@ -103,7 +113,8 @@ impl RegistryError {
             | RegistryError::Network { registry, .. }
             | RegistryError::DigestMismatch { registry, .. }
             | RegistryError::LengthMismatch { registry, .. }
-            | RegistryError::BadResponse { registry, .. } => registry,
+            | RegistryError::BadResponse { registry, .. }
+            | RegistryError::TooLarge { registry, .. } => registry,
         }
     }
 }

@@ -7,35 +7,72 @@
 //! - Every request carries the authorization its scope needs: Basic, or a
 //!   Bearer token fetched from the challenge's realm and reused until it
 //!   expires. A 401 on a request refreshes once, then fails.
-//! - Redirects (blob storage on another host) are followed by reqwest, which
-//!   drops `Authorization` whenever host, port or scheme change.
+//! - Redirects (blob storage on another host) are followed hop by hop by
+//!   [`redirect`]: `Authorization` reaches only the registry's own origin.
+//! - Bodies are read under a stall timeout and a minimum speed
+//!   ([`body`]); every request for one thing shares one retry budget
+//!   ([`Tries`]).
 
+mod body;
 mod error;
+pub mod redirect;
 mod retry;
 mod token;
+mod wire;
 
+pub use body::{Body, Pace, Tries};
 pub use error::{summarize_body, RegistryError};
 pub use retry::RetryPolicy;
+pub(crate) use wire::classify;
+pub use wire::{error_chain, is_loopback, range_answered, resumed_at, shown_url};
 
-use crate::auth::{parse_challenge, Challenge, Token};
+use crate::auth::{Challenge, Token};
 use crate::credentials::{Credential, Found};
 use crate::digest::Digest;
 use crate::manifest::media;
-use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use reqwest::{RequestBuilder, Response, StatusCode};
+use redirect::{Bound, Downgrade, FollowError, Origin};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RANGE};
+use reqwest::{Method, Response, StatusCode};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wire::{build_http, challenge_of, looks_like_registry};
 
 /// Manifests larger than this are refused (the distribution spec's and
 /// containerd's limit).
-const MANIFEST_MAX: usize = 4 << 20;
-/// A config read whole (inspect) may not exceed this.
-const CONFIG_MAX: usize = 16 << 20;
+pub const MANIFEST_MAX: usize = 4 << 20;
+/// A config read whole may not exceed this.
+pub const CONFIG_MAX: usize = 16 << 20;
 /// How long the HTTPS probe of a registry that may be plain HTTP may take.
 const FALLBACK_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Error bodies are read up to this size for their message.
 const ERROR_BODY_MAX: usize = 64 << 10;
+/// A token server's answer may not exceed this.
+const TOKEN_MAX: usize = 1 << 20;
+
+/// Where `-v` notes of the client go (a followed downgrade, say).
+#[derive(Clone, Default)]
+pub struct Notes(Option<Arc<NoteFn>>);
+
+type NoteFn = dyn Fn(&str) + Send + Sync;
+
+impl Notes {
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Notes {
+        Notes(Some(Arc::new(f)))
+    }
+
+    fn say(&self, message: &str) {
+        if let Some(f) = &self.0 {
+            f(message)
+        }
+    }
+}
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notes")
+    }
+}
 
 /// How to reach one registry.
 #[derive(Clone, Debug, Default)]
@@ -50,17 +87,23 @@ pub struct ClientOptions {
     pub ca_pem: Vec<Vec<u8>>,
     pub credentials: Option<Found>,
     pub retry: RetryPolicy,
-    /// No byte for this long fails the attempt (resumed with Range).
+    /// No byte for this long fails the attempt (resumed with Range); also
+    /// the window of the minimum-speed rule.
     pub stall_timeout: Duration,
+    /// Bytes per second a body must average over a `stall_timeout` window
+    /// (0: no such rule).
+    pub min_speed: u64,
     /// For a mirror: add `?ns=ORIGIN` to requests (containerd style).
     pub ns: Option<String>,
+    pub notes: Notes,
 }
 
 /// A manifest as fetched, verified against the digest that named it and
 /// against `Docker-Content-Digest` when the registry sent one.
 #[derive(Clone, Debug)]
 pub struct FetchedManifest {
-    pub bytes: Vec<u8>,
+    /// Shared, not copied, by everything that holds the manifest.
+    pub bytes: bytes::Bytes,
     pub media_type: String,
     pub digest: Digest,
 }
@@ -70,10 +113,14 @@ pub struct RegistryClient {
     registry: String,
     /// `scheme://api_host`
     base: String,
+    /// The origin of `base`: the only one our credentials are sent to.
+    origin: Origin,
     insecure: bool,
     credentials: Option<Found>,
     retry: RetryPolicy,
+    pace: Pace,
     ns: Option<String>,
+    notes: Notes,
     state: tokio::sync::Mutex<AuthState>,
 }
 
@@ -82,6 +129,34 @@ struct AuthState {
     challenge: Option<Challenge>,
     /// Bearer tokens by scope.
     tokens: HashMap<String, Token>,
+}
+
+/// One request to the registry, before authorization is added.
+struct Req {
+    method: Method,
+    url: String,
+    headers: HeaderMap,
+    /// Blob content is verified by digest: a redirect from HTTPS down to
+    /// plain HTTP may be followed for it (never with credentials).
+    verified: bool,
+}
+
+impl Req {
+    fn get(url: &str) -> Req {
+        Req {
+            method: Method::GET,
+            url: url.to_string(),
+            headers: HeaderMap::new(),
+            verified: false,
+        }
+    }
+
+    fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Req {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
 }
 
 /// The scope a pull from `repository` needs.
@@ -100,21 +175,38 @@ impl RegistryClient {
         };
         // A registry that is down (refused, reset, timed out) is tried again
         // with backoff, as every request is.
+        let tries = Tries::new(opts.retry.attempts);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut first_err = None;
+            let last = tries.take() == 0;
+            let mut errors = Vec::new();
             for scheme in schemes {
-                let url = format!("{scheme}://{}/v2/", opts.api_host);
-                let mut ping = http.get(&url);
-                if schemes.len() > 1 && *scheme == "https" {
+                let base = format!("{scheme}://{}", opts.api_host);
+                let url = format!("{base}/v2/");
+                let Ok(parsed) = reqwest::Url::parse(&url) else {
+                    return Err(RegistryError::BadResponse {
+                        registry: opts.registry.clone(),
+                        detail: format!("{:?} is not a registry host", opts.api_host),
+                    });
+                };
+                let ping = redirect::Request {
+                    http: &http,
+                    method: Method::GET,
+                    url: parsed,
+                    headers: HeaderMap::new(),
+                    auth: None,
+                    body: None,
+                    downgrade: Downgrade::Refuse,
                     // A plain-HTTP server may never answer a TLS hello; don't
                     // wait the full read timeout before falling back.
-                    ping = ping.timeout(FALLBACK_PROBE_TIMEOUT);
-                }
+                    timeout: (schemes.len() > 1 && *scheme == "https")
+                        .then_some(FALLBACK_PROBE_TIMEOUT),
+                    on_hop: None,
+                };
                 match ping.send().await {
                     Ok(resp) if *scheme == "http" && !looks_like_registry(&resp) => {
-                        first_err.get_or_insert(RegistryError::BadResponse {
+                        errors.push(RegistryError::BadResponse {
                             registry: opts.registry.clone(),
                             detail: format!(
                                 "{url} answered HTTP {} and is not a registry API",
@@ -123,37 +215,42 @@ impl RegistryClient {
                         });
                     }
                     Ok(resp) => {
+                        let origin = Origin::parse(&base).expect("parsed above");
                         // A challenge counts only from the registry itself, not
                         // from wherever a redirect led.
-                        let base = format!("{scheme}://{}", opts.api_host);
-                        let challenge = same_origin(resp.url(), &base)
+                        let challenge = origin
+                            .matches(resp.url())
                             .then(|| challenge_of(resp.headers()))
                             .flatten();
                         return Ok(RegistryClient {
                             http,
                             registry: opts.registry,
-                            base: format!("{scheme}://{}", opts.api_host),
+                            base,
+                            origin,
                             insecure: opts.insecure,
                             credentials: opts.credentials,
                             retry: opts.retry,
+                            pace: Pace {
+                                window: opts.stall_timeout,
+                                min_speed: opts.min_speed,
+                            },
                             ns: opts.ns.clone(),
+                            notes: opts.notes.clone(),
                             state: tokio::sync::Mutex::new(AuthState {
                                 challenge,
                                 tokens: HashMap::new(),
                             }),
                         });
                     }
-                    Err(e) => {
-                        first_err.get_or_insert(classify(&opts.registry, &url, &e));
-                    }
+                    Err(e) => errors.push(follow_error(&opts.registry, e)),
                 }
             }
-            let err = first_err.expect("at least one scheme was tried");
+            let err = pick_connect_error(errors);
             let transient = matches!(
                 err,
                 RegistryError::Connect { .. } | RegistryError::Network { .. }
             );
-            if !transient || attempt >= opts.retry.attempts.max(1) {
+            if !transient || last {
                 return Err(err);
             }
             tokio::time::sleep(opts.retry.backoff(attempt)).await;
@@ -176,6 +273,11 @@ impl RegistryClient {
         &self.retry
     }
 
+    /// A response's body, read under this client's time rules.
+    pub fn body(&self, resp: Response) -> Body {
+        Body::new(resp, &self.registry, self.pace)
+    }
+
     /// HEAD a manifest: its media type, digest and headers, without a body
     /// (Docker Hub does not count HEADs against the pull quota).
     pub async fn head_manifest(
@@ -185,28 +287,27 @@ impl RegistryClient {
     ) -> Result<reqwest::header::HeaderMap, RegistryError> {
         let url = self.api_url(&format!("{repository}/manifests/{reference}"));
         let what = format!("manifest {}/{repository}:{reference}", self.registry);
-        let resp = self
-            .send(repository, &what, || {
-                self.http.head(&url).header(ACCEPT, media::MANIFEST_ACCEPT)
-            })
-            .await?;
+        let mut req = Req::get(&url).header(ACCEPT, media::MANIFEST_ACCEPT);
+        req.method = Method::HEAD;
+        let tries = Tries::new(self.retry.attempts);
+        let resp = self.send(repository, &what, &req, &tries).await?;
         Ok(resp.headers().clone())
     }
 
-    /// GET a manifest by tag or digest, verified.
+    /// GET a manifest by tag or digest, verified, of at most `max` bytes
+    /// (at most [`MANIFEST_MAX`] whatever `max` says).
     pub async fn manifest(
         &self,
         repository: &str,
         reference: &str,
+        max: usize,
     ) -> Result<FetchedManifest, RegistryError> {
         let url = self.api_url(&format!("{repository}/manifests/{reference}"));
         let sep = if reference.contains(':') { '@' } else { ':' };
         let what = format!("manifest {}/{repository}{sep}{reference}", self.registry);
-        let resp = self
-            .send(repository, &what, || {
-                self.http.get(&url).header(ACCEPT, media::MANIFEST_ACCEPT)
-            })
-            .await?;
+        let req = Req::get(&url).header(ACCEPT, media::MANIFEST_ACCEPT);
+        let tries = Tries::new(self.retry.attempts);
+        let resp = self.send(repository, &what, &req, &tries).await?;
         let media_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -218,21 +319,22 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = self.read_capped(resp, &url, MANIFEST_MAX).await?;
-        let digest = Digest::of(&bytes);
-        let wanted: Option<String> = reference
-            .contains(':')
-            .then(|| reference.to_string())
-            .or(header_digest.filter(|d| d.starts_with("sha256:")));
-        if let Some(expected) = wanted {
-            if expected != digest.to_string() {
-                return Err(RegistryError::DigestMismatch {
-                    registry: self.registry.clone(),
-                    what,
-                    expected,
-                    found: digest,
-                });
-            }
+        let bytes = bytes::Bytes::from(self.read_capped(resp, max.min(MANIFEST_MAX)).await?);
+        let wanted: Option<Digest> = match reference.parse::<Digest>() {
+            Ok(d) => Some(d),
+            Err(_) => header_digest.and_then(|d| d.parse().ok()),
+        };
+        let digest = match &wanted {
+            Some(w) => crate::digest::digest_like(&bytes, w),
+            None => Digest::of(&bytes),
+        };
+        if let Some(expected) = wanted.filter(|w| *w != digest) {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.registry.clone(),
+                what,
+                expected: expected.to_string(),
+                found: digest,
+            });
         }
         Ok(FetchedManifest {
             bytes,
@@ -241,42 +343,27 @@ impl RegistryClient {
         })
     }
 
-    /// GET a blob; the caller streams and verifies the body.
-    pub async fn blob(&self, repository: &str, digest: &Digest) -> Result<Response, RegistryError> {
-        self.blob_from(repository, digest, 0).await
-    }
-
-    /// GET a blob from byte `offset` on (`Range: bytes=N-` when N > 0). The
-    /// server may ignore the range: check [`resumed_at`] on the answer.
-    pub async fn blob_from(
-        &self,
-        repository: &str,
-        digest: &Digest,
-        offset: u64,
-    ) -> Result<Response, RegistryError> {
-        self.blob_range(repository, digest, offset, None).await
-    }
-
-    /// GET bytes `start..=end` of a blob (`end` `None`: to the end). Check
-    /// the answer with [`range_answered`] / [`resumed_at`].
+    /// GET bytes `start..=end` of a blob (`end` `None`: to the end; `start`
+    /// 0 and no end: the whole blob, no `Range`). Check the answer with
+    /// [`range_answered`] / [`resumed_at`]. Every request made for it takes
+    /// from `tries`.
     pub async fn blob_range(
         &self,
         repository: &str,
         digest: &Digest,
         start: u64,
         end: Option<u64>,
+        tries: &Tries,
     ) -> Result<Response, RegistryError> {
         let url = self.api_url(&format!("{repository}/blobs/{digest}"));
         let what = format!("blob {digest} in {}/{repository}", self.registry);
-        self.send(repository, &what, || {
-            let req = self.http.get(&url);
-            match (start, end) {
-                (0, None) => req,
-                (s, None) => req.header(reqwest::header::RANGE, format!("bytes={s}-")),
-                (s, Some(e)) => req.header(reqwest::header::RANGE, format!("bytes={s}-{e}")),
-            }
-        })
-        .await
+        let mut req = match (start, end) {
+            (0, None) => Req::get(&url),
+            (s, None) => Req::get(&url).header(RANGE, &format!("bytes={s}-")),
+            (s, Some(e)) => Req::get(&url).header(RANGE, &format!("bytes={s}-{e}")),
+        };
+        req.verified = true;
+        self.send(repository, &what, &req, tries).await
     }
 
     /// GET a small blob (a config) whole, verified against `desc`.
@@ -285,10 +372,12 @@ impl RegistryClient {
         repository: &str,
         desc: &crate::manifest::Descriptor,
     ) -> Result<Vec<u8>, RegistryError> {
-        let resp = self.blob(repository, &desc.digest).await?;
-        let url = shown_url(resp.url().as_str());
-        let bytes = self.read_capped(resp, &url, CONFIG_MAX).await?;
-        let found = Digest::of(&bytes);
+        let tries = Tries::new(self.retry.attempts);
+        let resp = self
+            .blob_range(repository, &desc.digest, 0, None, &tries)
+            .await?;
+        let bytes = self.read_capped(resp, CONFIG_MAX).await?;
+        let found = crate::digest::digest_like(&bytes, &desc.digest);
         if found != desc.digest || bytes.len() as u64 != desc.size {
             return Err(RegistryError::DigestMismatch {
                 registry: self.registry.clone(),
@@ -300,40 +389,66 @@ impl RegistryClient {
         Ok(bytes)
     }
 
-    /// Map an error met while reading a response body.
-    pub fn body_error(&self, url: &str, e: &reqwest::Error) -> RegistryError {
-        classify(&self.registry, url, e)
-    }
-
     /// Send with authorization; on 401 refresh the challenge and token once.
-    /// Non-success statuses become typed errors.
+    /// Non-success statuses become typed errors. Each try takes from `tries`.
     async fn send(
         &self,
         repository: &str,
         what: &str,
-        build: impl Fn() -> RequestBuilder,
+        req: &Req,
+        tries: &Tries,
     ) -> Result<Response, RegistryError> {
         let scope = pull_scope(repository);
         let mut refreshed = false;
         let mut attempt = 0;
+        let url = reqwest::Url::parse(&req.url).map_err(|e| RegistryError::BadResponse {
+            registry: self.registry.clone(),
+            detail: format!("{}: not a URL: {e}", shown_url(&req.url)),
+        })?;
+        let on_hop = |from: &reqwest::Url, to: &reqwest::Url| {
+            if from.scheme() == "https" && to.scheme() == "http" {
+                self.notes.say(&format!(
+                    "{what}: following a redirect from HTTPS to plain HTTP ({}); \
+                     no credentials go there and the content is checked against its digest",
+                    shown_url(to.as_str())
+                ));
+            }
+        };
         loop {
             attempt += 1;
-            let last = attempt >= self.retry.attempts;
+            let last = tries.take() == 0;
             let auth = self.authorization(repository, &scope, refreshed).await?;
-            let mut req = build();
-            if let Some(a) = auth {
-                req = req.header(AUTHORIZATION, a);
-            }
-            let url = build()
-                .build()
-                .map(|r| shown_url(r.url().as_str()))
-                .unwrap_or_default();
-            let resp = match req.send().await {
+            let bound = auth.and_then(|a| {
+                Some(Bound {
+                    origin: self.origin.clone(),
+                    value: HeaderValue::from_str(&a).ok()?,
+                })
+            });
+            let follow = redirect::Request {
+                http: &self.http,
+                method: req.method.clone(),
+                url: url.clone(),
+                headers: req.headers.clone(),
+                auth: bound.as_ref(),
+                body: None,
+                downgrade: if req.verified {
+                    Downgrade::AllowVerified
+                } else {
+                    Downgrade::Refuse
+                },
+                timeout: None,
+                on_hop: Some(&on_hop),
+            };
+            let resp = match follow.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    let err = classify(&self.registry, &url, &e);
-                    // TLS failures do not heal by themselves.
-                    if last || matches!(err, RegistryError::Tls { .. }) {
+                    let err = follow_error(&self.registry, e);
+                    // Refusals and TLS failures do not heal by themselves.
+                    let transient = matches!(
+                        err,
+                        RegistryError::Connect { .. } | RegistryError::Network { .. }
+                    );
+                    if last || !transient {
                         return Err(err);
                     }
                     tokio::time::sleep(self.retry.backoff(attempt)).await;
@@ -343,7 +458,7 @@ impl RegistryClient {
             // Only the registry itself may send us to a token realm: a 401
             // from a redirect target (blob storage) must not learn our
             // credentials by naming a realm of its own.
-            let from_registry = same_origin(resp.url(), &self.base);
+            let from_registry = self.origin.matches(resp.url());
             if resp.status() == StatusCode::UNAUTHORIZED && !refreshed && from_registry {
                 if let Some(c) = challenge_of(resp.headers()) {
                     let mut st = self.state.lock().await;
@@ -414,25 +529,6 @@ impl RegistryClient {
         Ok(Some(header))
     }
 
-    /// As [`status_error`], without reading or quoting the body.
-    pub(crate) fn status_error_quiet(
-        &self,
-        resp: Response,
-        repository: &str,
-        what: &str,
-    ) -> RegistryError {
-        let status = resp.status().as_u16();
-        let detail = summarize_body(status, b"");
-        self.error_for(
-            status,
-            shown_url(resp.url().as_str()),
-            None,
-            repository,
-            what,
-            detail,
-        )
-    }
-
     pub(crate) async fn status_error(
         &self,
         resp: Response,
@@ -447,7 +543,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = self
-            .read_capped(resp, &url, ERROR_BODY_MAX)
+            .read_capped(resp, ERROR_BODY_MAX)
             .await
             .unwrap_or_default();
         let detail = summarize_body(status, &body);
@@ -465,6 +561,8 @@ impl RegistryClient {
     ) -> RegistryError {
         let registry = self.registry.clone();
         let repository = repository.to_string();
+        // A server may echo what it was sent: never show our secrets back.
+        let detail = self.scrub(&detail);
         match status {
             401 => RegistryError::Unauthorized {
                 registry,
@@ -475,6 +573,7 @@ impl RegistryClient {
             403 => RegistryError::Denied {
                 registry,
                 repository,
+                anonymous: self.credentials.is_none(),
                 detail,
             },
             404 => RegistryError::NotFound {
@@ -496,267 +595,81 @@ impl RegistryClient {
         }
     }
 
+    /// `text` with every secret this client holds (and their encodings on
+    /// the wire) replaced by `<redacted>`.
+    fn scrub(&self, text: &str) -> String {
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(f) = &self.credentials {
+            secrets.extend(f.credential.secrets());
+        }
+        if let Ok(st) = self.state.try_lock() {
+            secrets.extend(st.tokens.values().map(|t| t.value.expose().to_string()));
+        }
+        crate::secret::scrub(text, &secrets)
+    }
+
     /// Read a whole body, refusing more than `max` bytes.
     pub(crate) async fn read_capped(
         &self,
         resp: Response,
-        url: &str,
         max: usize,
     ) -> Result<Vec<u8>, RegistryError> {
+        let url = shown_url(resp.url().as_str());
+        if resp.content_length().is_some_and(|n| n > max as u64) {
+            return Err(self.too_big(&url, max));
+        }
         let mut out = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| classify(&self.registry, url, &e))?;
+        let mut body = self.body(resp);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
             if out.len() + chunk.len() > max {
-                return Err(RegistryError::BadResponse {
-                    registry: self.registry.clone(),
-                    detail: format!("{url} sent more than {max} bytes"),
-                });
+                return Err(self.too_big(&url, max));
             }
             out.extend_from_slice(&chunk);
         }
         Ok(out)
     }
-}
 
-/// Where a blob answer starts: `Some(offset)` for a `206` whose
-/// `Content-Range` begins at `offset` (and, when it says, ends at the
-/// blob's last byte); `None` for anything else (start over).
-pub fn resumed_at(resp: &Response, offset: u64, size: u64) -> Option<u64> {
-    let end = size.checked_sub(1)?;
-    range_answered(resp, offset, end, size).then_some(offset)
-}
-
-/// Whether `resp` is a `206` for exactly bytes `start..=end` of a blob of
-/// `size` bytes (a `Content-Range` total of `*` is accepted).
-pub fn range_answered(resp: &Response, start: u64, end: u64, size: u64) -> bool {
-    if resp.status() != StatusCode::PARTIAL_CONTENT {
-        return false;
-    }
-    let Some(range) = resp
-        .headers()
-        .get(reqwest::header::CONTENT_RANGE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    parse_content_range(range) == Some((start, end, Some(size)))
-        || parse_content_range(range) == Some((start, end, None))
-}
-
-/// `bytes START-END/TOTAL` (TOTAL `*`: `None`).
-fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
-    let spec = v.strip_prefix("bytes ")?;
-    let (span, total) = spec.split_once('/')?;
-    let (start, end) = span.split_once('-')?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    Some((start.trim().parse().ok()?, end.trim().parse().ok()?, total))
-}
-
-/// A URL fit for messages: no query or fragment (signed download URLs
-/// carry credentials there) and no user:password.
-pub fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u)
-            if u.query().is_none()
-                && u.fragment().is_none()
-                && u.username().is_empty()
-                && u.password().is_none() =>
-        {
-            url.to_string()
-        }
-        Ok(mut u) => {
-            let had_query = u.query().is_some();
-            u.set_query(None);
-            u.set_fragment(None);
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            let mut s = u.to_string();
-            if had_query {
-                s.push_str("?…");
-            }
-            s
-        }
-        Err(_) => url.split(['?', '#']).next().unwrap_or("").to_string(),
-    }
-}
-
-/// Same scheme, host and port.
-fn same_origin(url: &reqwest::Url, base: &str) -> bool {
-    reqwest::Url::parse(base).is_ok_and(|b| {
-        b.scheme() == url.scheme()
-            && b.host_str() == url.host_str()
-            && b.port_or_known_default() == url.port_or_known_default()
-    })
-}
-
-fn challenge_of(headers: &HeaderMap) -> Option<Challenge> {
-    headers
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(parse_challenge)
-        .min_by_key(|c| matches!(c, Challenge::Basic))
-}
-
-/// A plain-HTTP answer counts only if it looks like the registry API (a TLS
-/// server answers plain HTTP with 400, which must not be mistaken for one).
-fn looks_like_registry(resp: &Response) -> bool {
-    resp.headers()
-        .contains_key("docker-distribution-api-version")
-        || matches!(resp.status().as_u16(), 200 | 401)
-}
-
-/// `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
-pub fn is_loopback(host: &str) -> bool {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':')
-            .filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit()))
-            .map_or(host, |(h, _)| h)
-    };
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn build_http(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("imgpull/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(opts.stall_timeout)
-        .redirect(redirect_policy());
-    for pem in &opts.ca_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Tls {
-            registry: opts.registry.clone(),
-            url: String::new(),
-            detail: format!("cannot read CA certificate: {e}"),
-        })?;
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    if opts.insecure {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    b.build().map_err(|e| RegistryError::Tls {
-        registry: opts.registry.clone(),
-        url: String::new(),
-        detail: error_chain(&e),
-    })
-}
-
-/// Follow up to 10 redirects, never from HTTPS down to plain HTTP (reqwest
-/// drops `Authorization` when the host or port changes, not the scheme).
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let downgrade = attempt
-            .previous()
-            .last()
-            .is_some_and(|p| p.scheme() == "https" && attempt.url().scheme() == "http");
-        if attempt.previous().len() >= 10 {
-            attempt.error("too many redirects")
-        } else if downgrade {
-            attempt.error("refusing a redirect from HTTPS to plain HTTP")
-        } else {
-            attempt.follow()
-        }
-    })
-}
-
-/// Every message in an error's source chain, joined.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let m = s.to_string();
-        if !parts.iter().any(|p| p.contains(&m)) {
-            parts.push(m);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-pub(crate) fn classify(registry: &str, url: &str, e: &reqwest::Error) -> RegistryError {
-    // reqwest's own message repeats the URL we already name; its sources
-    // say what went wrong.
-    let detail = match std::error::Error::source(e) {
-        Some(src) if e.is_request() || e.is_connect() => error_chain(src),
-        _ => error_chain(e),
-    };
-    let lower = detail.to_lowercase();
-    let registry = registry.to_string();
-    // Signed download URLs (S3, CloudFront) carry credentials in the
-    // query: never in a message.
-    let shown = shown_url(url);
-    let detail = if url.is_empty() {
-        detail
-    } else {
-        detail.replace(url, &shown)
-    };
-    let url = shown;
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-        RegistryError::Tls {
-            registry,
-            url,
-            detail,
-        }
-    } else if e.is_connect() {
-        RegistryError::Connect {
-            registry,
-            url,
-            detail,
-        }
-    } else {
-        RegistryError::Network {
-            registry,
-            url,
-            detail,
+    fn too_big(&self, url: &str, max: usize) -> RegistryError {
+        RegistryError::TooLarge {
+            registry: self.registry.clone(),
+            url: url.to_string(),
+            what: match max {
+                CONFIG_MAX => "config",
+                ERROR_BODY_MAX => "error message",
+                TOKEN_MAX => "token answer",
+                _ => "manifest",
+            },
+            max,
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shown_urls_carry_no_credentials() {
-        let signed = "https://user:pw@bucket.s3.amazonaws.com/blob?X-Amz-Signature=abc&X-Amz-Security-Token=t#f";
-        let shown = shown_url(signed);
-        assert_eq!(shown, "https://bucket.s3.amazonaws.com/blob?…");
-        assert_eq!(
-            shown_url("http://h:5000/v2/x/blobs/sha256:1"),
-            "http://h:5000/v2/x/blobs/sha256:1"
-        );
-        assert!(!shown_url("not a url?token=secret").contains("secret"));
+/// A failed hop as a registry error: transport failures are classified
+/// (and may be retried), refusals are final.
+fn follow_error(registry: &str, e: FollowError) -> RegistryError {
+    match e {
+        FollowError::Transport { url, error } => classify(registry, &url, &error),
+        FollowError::Refused { url, why } => RegistryError::BadResponse {
+            registry: registry.to_string(),
+            detail: format!("{} {why}", shown_url(&url)),
+        },
     }
+}
 
-    #[test]
-    fn loopback_hosts() {
-        for h in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1",
-            "127.1.2.3:80",
-            "[::1]:5000",
-            "[::1]",
-        ] {
-            assert!(is_loopback(h), "{h}");
-        }
-        for h in [
-            "example.com",
-            "10.0.0.1:5000",
-            "128.0.0.1",
-            "localhost.evil.com",
-            "[::2]:1",
-        ] {
-            assert!(!is_loopback(h), "{h}");
-        }
+/// Of the errors of one ping round (HTTPS, then plain HTTP for a registry
+/// that may speak it), the one that says what is wrong: the HTTPS probe's,
+/// unless plain HTTP was accepted and then timed out or broke — a slow
+/// plain-HTTP registry answers a TLS hello with nothing, which is no TLS
+/// problem (and no `--ca-file` would help).
+fn pick_connect_error(mut errors: Vec<RegistryError>) -> RegistryError {
+    if errors.len() == 2 {
+        let plain = errors.pop().expect("two");
+        let first = errors.pop().expect("two");
+        return match (&first, &plain) {
+            (RegistryError::Tls { .. }, RegistryError::Network { .. }) => plain,
+            _ => first,
+        };
     }
+    errors.pop().expect("at least one scheme was tried")
 }

@@ -2,11 +2,13 @@
 //! credentials, or — for an identity (refresh) token from `docker login`
 //! — an OAuth2 `refresh_token` POST, as docker does.
 
-use super::{classify, is_loopback, RegistryClient, RegistryError};
+use super::redirect::{Bound, Downgrade, Origin, Request};
+use super::{is_loopback, RegistryClient, RegistryError, Tries};
 use crate::auth::{Token, TokenResponse};
 use crate::credentials::Credential;
 use base64::Engine as _;
-use reqwest::header::AUTHORIZATION;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::Method;
 use std::time::Instant;
 
 pub(super) fn basic(user: &str, pass: &str) -> String {
@@ -44,7 +46,9 @@ impl RegistryClient {
                 )));
             }
         }
-        let req = match credential {
+        let mut body = None;
+        let mut auth = None;
+        match credential {
             Some(Credential::IdentityToken(refresh)) => {
                 let mut form = vec![
                     ("grant_type", "refresh_token"),
@@ -55,19 +59,13 @@ impl RegistryClient {
                 if let Some(s) = service {
                     form.push(("service", s));
                 }
-                let body = form
+                let text = form
                     .iter()
                     .map(|(k, v)| format!("{k}={}", urlencode(v)))
                     .collect::<Vec<_>>()
                     .join("&");
-                // No redirects for a body holding a refresh token.
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| bad(format!("HTTP client: {e}")))?
-                    .post(url.clone())
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .body(body)
+                // A body holding a refresh token is never redirected.
+                body = Some(("application/x-www-form-urlencoded", text));
             }
             other => {
                 {
@@ -77,41 +75,67 @@ impl RegistryClient {
                     }
                     q.append_pair("scope", scope);
                 }
-                let req = self.http.get(url.clone());
-                match other {
-                    Some(Credential::Basic { username, password }) => {
-                        req.header(AUTHORIZATION, basic(username, password.expose()))
-                    }
-                    _ => req,
+                if let Some(Credential::Basic { username, password }) = other {
+                    let value = HeaderValue::from_str(&basic(username, password.expose()))
+                        .map_err(|_| {
+                            bad(
+                                "the username or password holds characters a header cannot carry"
+                                    .into(),
+                            )
+                        })?;
+                    // The password goes to the realm's own origin, and to
+                    // nothing a redirect from it names.
+                    auth = Some(Bound {
+                        origin: Origin::of(&url),
+                        value,
+                    });
                 }
             }
         };
         let what = format!("token for {scope}");
         // Token requests are idempotent: retried like every other request.
+        let tries = Tries::new(self.retry.attempts);
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;
-            let last = attempt >= self.retry.attempts.max(1);
-            let Some(this) = req.try_clone() else {
-                break req
-                    .send()
-                    .await
-                    .map_err(|e| classify(&self.registry, realm, &e))?;
+            let last = tries.take() == 0;
+            let req = Request {
+                http: &self.http,
+                method: if body.is_some() {
+                    Method::POST
+                } else {
+                    Method::GET
+                },
+                url: url.clone(),
+                headers: HeaderMap::new(),
+                auth: auth.as_ref(),
+                body: body.clone(),
+                downgrade: Downgrade::Refuse,
+                timeout: None,
+                on_hop: None,
             };
-            match this.send().await {
+            match req.send().await {
                 Ok(r) if last || !super::retry::retryable_status(r.status().as_u16()) => break r,
                 Ok(_) => {}
-                Err(e) if last => return Err(classify(&self.registry, realm, &e)),
-                Err(_) => {}
+                Err(e) => {
+                    let err = super::follow_error(&self.registry, e);
+                    let transient = matches!(
+                        err,
+                        RegistryError::Connect { .. } | RegistryError::Network { .. }
+                    );
+                    if last || !transient {
+                        return Err(err);
+                    }
+                }
             }
             tokio::time::sleep(self.retry.backoff(attempt)).await;
         };
         if !resp.status().is_success() {
-            // Not echoing the body: a token server's error may quote what
-            // it was sent.
-            return Err(self.status_error_quiet(resp, repository, &what));
+            // Its message says why ("incorrect username or password"),
+            // scrubbed of anything of ours it may quote.
+            return Err(self.status_error(resp, repository, &what).await);
         }
-        let body = self.read_capped(resp, realm, 1 << 20).await?;
+        let body = self.read_capped(resp, super::TOKEN_MAX).await?;
         let parsed: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| bad(format!("token server answered invalid JSON: {e}")))?;
         Token::from_response(parsed, Instant::now())

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub mod placed;
 pub mod tar_out;
+pub mod temp;
 mod uncompress;
 pub use placed::PlacedTar;
 pub use tar_out::{Entry, TarOut};
@@ -33,7 +34,7 @@ pub struct ExportImage {
 /// One image manifest, byte for byte as fetched.
 #[derive(Clone, Debug)]
 pub struct ExportManifest {
-    pub bytes: Vec<u8>,
+    pub bytes: bytes::Bytes,
     pub digest: Digest,
     pub media_type: String,
     pub manifest: ImageManifest,
@@ -55,6 +56,36 @@ pub enum ExportError {
     Invalid(String),
     #[error(transparent)]
     Unpack(#[from] crate::unpack::UnpackError),
+    /// A layer's uncompressed bytes do not hash to its diff_id.
+    #[error("integrity error: layer {layer}: {source}")]
+    DiffId {
+        layer: Digest,
+        source: crate::layer::LayerError,
+    },
+    /// A layer breaks a limit (README "Limits").
+    #[error("layer {layer} refused: {source}")]
+    Refused {
+        layer: Digest,
+        source: crate::layer::GuardError,
+    },
+}
+
+impl ExportError {
+    /// The error of uncompressing layer `layer` (blob file `path`).
+    pub fn layer(layer: &Digest, path: &Path, e: crate::layer::LayerError) -> ExportError {
+        use crate::layer::LayerError as L;
+        match e {
+            L::Refused(source) => ExportError::Refused {
+                layer: layer.clone(),
+                source,
+            },
+            e @ L::DiffIdMismatch { .. } => ExportError::DiffId {
+                layer: layer.clone(),
+                source: e,
+            },
+            L::Io(e) => ExportError::io(path, e),
+        }
+    }
 }
 
 impl ExportError {

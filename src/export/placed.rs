@@ -11,7 +11,8 @@
 //! blocks are the file's zeros), and renamed into place only by `finish`;
 //! dropped unfinished, it is removed.
 
-use super::tar_out::{header, temp_beside};
+use super::tar_out::header;
+use super::temp::file_beside as temp_beside;
 use super::{Entry, ExportError};
 use crate::cache::CacheBackend;
 use crate::digest::Digest;

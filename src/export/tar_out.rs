@@ -1,7 +1,7 @@
 //! Writing a tar output: [`TarOut`] (temporary name, then rename) and
 //! [`Entry`] lists written in one pass, blobs copied file-to-file.
 
-use super::{parent_dir, ExportError};
+use super::ExportError;
 use std::path::{Path, PathBuf};
 
 /// One file of a tar output: a local file (a cached blob, an uncompressed
@@ -36,7 +36,7 @@ pub struct TarOut {
 
 impl TarOut {
     pub fn create(dest: &Path) -> Result<TarOut, ExportError> {
-        let tmp = temp_beside(dest)?;
+        let tmp = super::temp::file_beside(dest)?;
         let file = tmp
             .as_file()
             .try_clone()
@@ -65,20 +65,6 @@ impl TarOut {
         crate::fsutil::sync_output_dir(&super::parent_dir(dest));
         Ok(())
     }
-}
-
-/// A hidden temporary file beside `dest` (`.NAME.partial-XXXX`), removed
-/// when dropped.
-pub(crate) fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
-    let dir = parent_dir(dest);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempfile_in(&dir)
-        .map_err(|e| ExportError::io(&dir, e))
 }
 
 /// Write `entries` (after the directories `dirs`) as the tar at `dest`.

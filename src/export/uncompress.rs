@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 /// Uncompressed layer tars by diff_id; the files go when this is dropped.
 pub struct Uncompressed {
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<super::temp::Dir>,
     done: BTreeMap<Digest, (PathBuf, u64)>,
 }
 
@@ -31,10 +31,7 @@ impl Uncompressed {
                 done: BTreeMap::new(),
             });
         }
-        let dir = tempfile::Builder::new()
-            .prefix(".imgpull-layers-")
-            .tempdir_in(beside)
-            .map_err(|e| ExportError::io(beside, e))?;
+        let dir = super::temp::Dir::new_in(beside, ".imgpull-layers-")?;
         let next = AtomicUsize::new(0);
         let results: Mutex<Vec<Result<Done, ExportError>>> = Mutex::new(Vec::new());
         let threads = std::thread::available_parallelism()
@@ -86,12 +83,9 @@ fn one(diff_id: &Digest, src: &Path, dir: &Path) -> Result<Done, ExportError> {
     let to = dir.join(diff_id.hex());
     let file = std::fs::File::create(&to).map_err(|e| ExportError::io(&to, e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let size = crate::layer::decompress_verified(src, diff_id, &mut out).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            ExportError::Invalid(format!("layer {}: {e}", src.display()))
-        } else {
-            ExportError::io(&to, e)
-        }
+    let size = crate::layer::decompress_verified(src, diff_id, &mut out).map_err(|e| match e {
+        crate::layer::LayerError::Io(e) => ExportError::io(&to, e),
+        other => ExportError::layer(diff_id, src, other),
     })?;
     use std::io::Write;
     out.flush().map_err(|e| ExportError::io(&to, e))?;

@@ -233,7 +233,8 @@ async fn every_error_kind_has_a_hint_and_the_documented_exit_code() {
     check("401", out, 3, "authentication", "--password-stdin");
 
     let (reg, _) = image::registry_with(Variant::Anonymous, "ns/app", Format::Docker, 1).await;
-    // 403 from a registry that knows who we are but says no.
+    // 403 to an anonymous pull: the hint says to log in (not that the
+    // credentials "lack pull access": none were sent).
     let p403 = proxy::start(
         reg.base_url(),
         Fault::Status {
@@ -249,7 +250,7 @@ async fn every_error_kind_has_a_hint_and_the_documented_exit_code() {
         None,
     )
     .await;
-    check("403", out, 3, "authentication", "pull access");
+    check("403", out, 3, "authentication", "refuses anonymous pulls");
 
     // 404: the name as normalized.
     let out = imgpull(

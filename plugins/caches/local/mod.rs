@@ -7,12 +7,17 @@
 //! │                             mtime is its last use
 //! ├── ingest/<hex>.partial      a download in progress or interrupted: a prefix
 //! ├── ingest/<hex>.json         {digest, size, source} of that partial
+//! ├── verified/<hex>            how the blob file looked when its bytes were
+//! │                             last found right (see `verified`); its mtime
+//! │                             is the blob's last use
 //! └── locks/<hex>.lock          held (flock) while one process writes <hex>
 //! ```
 //!
 //! A writer takes the digest's lock, rehashes any partial left by an
 //! earlier run and continues after it; commit is flush, fsync, verify
-//! digest and size, rename into `blobs/`. A crash, Ctrl-C or SIGKILL at any
+//! digest and size, rename into `blobs/`, record it as verified. Before a
+//! cached blob is used it is checked against that record and re-hashed if
+//! its file changed since (removed if wrong). A crash, Ctrl-C or SIGKILL at any
 //! point leaves at most a partial in `ingest/`, never a wrong file under
 //! `blobs/`. Processes sharing the cache wait for each other's lock, so each
 //! blob is downloaded once and nobody reads a half-written one. Partials
@@ -29,6 +34,8 @@ use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, Partia
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::digest::{Digest, Verifier};
 use crate::hashing_file::HashingFile;
+
+mod verified;
 use async_trait::async_trait;
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -70,6 +77,10 @@ impl LocalCache {
             .join("blobs")
             .join(digest.algorithm_name())
             .join(digest.hex())
+    }
+
+    fn record_file(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("verified").join(digest.hex())
     }
 
     fn ensure_dir(path: &Path) -> Result<(), CacheError> {
@@ -133,6 +144,7 @@ impl CacheBackend for LocalCache {
         let verifier = Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
         let (dir, digest, source) = (self.dir.clone(), digest.clone(), source.to_string());
         let final_path = self.blob_file(&digest);
+        let record = self.record_file(&digest);
         let durable = self.durable;
         blocking(move || {
             let (ingest, locks) = (dir.join("ingest"), dir.join("locks"));
@@ -164,7 +176,7 @@ impl CacheBackend for LocalCache {
             std::fs::write(&meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&meta, e))?;
             let keep = lock.try_clone().map_err(|e| CacheError::io(&lock_path, e))?;
             let out = HashingFile::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep), durable);
-            let w = LocalWriter { out, fresh, partial, meta, final_path, digest: digest.clone(), size, durable, _lock: lock };
+            let w = LocalWriter { record, out, fresh, partial, meta, final_path, digest: digest.clone(), size, durable, _lock: lock };
             Ok(Begin::Writer(Box::new(w)))
         })
         .await
@@ -186,13 +198,33 @@ impl CacheBackend for LocalCache {
         }
     }
 
-    async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
-        let path = self.blob_file(digest);
+    async fn check(&self, digest: &Digest) -> Result<bool, CacheError> {
+        let (blob, record, digest) = (self.blob_file(digest), self.record_file(digest), digest.clone());
         blocking(move || {
-            // Best effort: a read-only cache still serves blobs.
-            if let Ok(f) = std::fs::File::options().append(true).open(&path) {
-                let _ = f.set_modified(SystemTime::now());
+            if verified::unchanged(&blob, &record) {
+                return Ok(true);
             }
+            let found = crate::digest::hash_file(&blob, &digest).map_err(|e| CacheError::io(&blob, e))?;
+            if found.as_ref() == Some(&digest) {
+                verified::record(&blob, &record);
+                return Ok(true);
+            }
+            // Wrong bytes under the name: gone, so nobody uses them.
+            let _ = std::fs::remove_file(&record);
+            match std::fs::remove_file(&blob) {
+                Ok(()) => Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(CacheError::io(&blob, e)),
+            }
+        })
+        .await
+    }
+
+    async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
+        let record = self.record_file(digest);
+        // Best effort: a read-only cache still serves blobs.
+        blocking(move || {
+            verified::touch(&record);
             Ok(())
         })
         .await
@@ -229,19 +261,23 @@ impl CacheBackend for LocalCache {
     }
 
     async fn list(&self) -> Result<Vec<BlobInfo>, CacheError> {
-        let dir = self.dir.join("blobs").join("sha256");
+        let (blobs, records) = (self.dir.join("blobs"), self.dir.join("verified"));
         blocking(move || {
             let mut out = Vec::new();
-            let rd = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(CacheError::io(&dir, e)),
-            };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else { continue };
-                let Ok(m) = e.metadata() else { continue };
-                out.push(BlobInfo { digest, size: m.len(), last_use: m.modified().ok() });
+            for alg in ["sha256", "sha512"] {
+                let dir = blobs.join(alg);
+                let rd = match std::fs::read_dir(&dir) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(CacheError::io(&dir, e)),
+                };
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let Ok(digest) = format!("{alg}:{name}").parse::<Digest>() else { continue };
+                    let Ok(m) = e.metadata() else { continue };
+                    let last_use = verified::last_use(&m, &records.join(&name));
+                    out.push(BlobInfo { digest, size: m.len(), last_use });
+                }
             }
             out.sort_by(|a, b| a.digest.cmp(&b.digest));
             Ok(out)
@@ -277,6 +313,7 @@ impl CacheBackend for LocalCache {
     }
 
     async fn remove(&self, digest: &Digest) -> Result<bool, CacheError> {
+        let _ = tokio::fs::remove_file(self.record_file(digest)).await;
         let path = self.blob_file(digest);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(true),
@@ -307,6 +344,7 @@ impl CacheBackend for LocalCache {
 }
 
 struct LocalWriter {
+    record: PathBuf,
     /// The partial file, written and hashed on a thread of its own.
     out: HashingFile,
     /// A verifier for a start from byte 0.
@@ -329,6 +367,8 @@ impl LocalWriter {
 
 /// A writer's files after its last byte: checked, then renamed into place.
 struct Committing {
+    /// Where its verification is recorded.
+    record: PathBuf,
     partial: PathBuf,
     meta: PathBuf,
     final_path: PathBuf,
@@ -374,7 +414,7 @@ impl BlobWriter for LocalWriter {
     async fn commit(self: Box<Self>) -> Result<(), CacheError> {
         let w = *self;
         let (file, verifier) = w.out.into_parts().await.map_err(|e| CacheError::io(&w.partial, e))?;
-        let w = Committing { partial: w.partial, meta: w.meta, final_path: w.final_path, digest: w.digest, size: w.size, durable: w.durable, _lock: w._lock };
+        let w = Committing { record: w.record, partial: w.partial, meta: w.meta, final_path: w.final_path, digest: w.digest, size: w.size, durable: w.durable, _lock: w._lock };
         blocking(move || {
             let file = file.into_inner().map_err(|e| CacheError::io(&w.partial, e.into_error()))?;
             if verifier.len() != w.size {
@@ -393,6 +433,7 @@ impl BlobWriter for LocalWriter {
             crate::fsutil::set_readable(&w.partial).map_err(|e| CacheError::io(&w.partial, e))?;
             std::fs::rename(&w.partial, &w.final_path).map_err(|e| CacheError::io(&w.final_path, e))?;
             let _ = std::fs::remove_file(&w.meta);
+            verified::record(&w.final_path, &w.record);
             if let Some(parent) = w.final_path.parent().filter(|_| w.durable) {
                 // Make the rename durable too; not every filesystem allows it.
                 let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
