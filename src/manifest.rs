@@ -104,7 +104,7 @@ pub enum ManifestError {
         found: usize,
         max: usize,
     },
-    #[error("{what} take {size} bytes; more than {max} is refused")]
+    #[error("{what}: {size} bytes, over the limit of {max}; refused")]
     TooBig { what: String, size: u64, max: u64 },
     #[error("{0}")]
     Invalid(String),

@@ -225,7 +225,14 @@ impl Unpacker {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(io)?;
-                std::io::copy(entry, &mut f).map_err(io)?;
+                // A read that breaks a layer bound is the tar's fault, not
+                // this file's.
+                std::io::copy(entry, &mut f).map_err(|e| {
+                    match crate::layer::GuardError::find(&e) {
+                        Some(_) => UnpackError::Tar(e),
+                        None => io(e),
+                    }
+                })?;
                 if let Some(t) = h.mtime().ok().and_then(time) {
                     let _ = f.set_modified(t);
                 }

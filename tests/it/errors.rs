@@ -95,11 +95,9 @@ async fn corrupt_layer_is_refused_and_not_cached() {
         "nothing kept of the corrupt blob: {files:?}"
     );
     assert!(
-        stored
-            .iter()
-            .all(|f| f.starts_with("blobs/sha256")
-                || f.starts_with("ingest")
-                || f.starts_with("verified")),
+        stored.iter().all(|f| f.starts_with("blobs/sha256")
+            || f.starts_with("ingest")
+            || f.starts_with("verified")),
         "{files:?}"
     );
     crate::support::assert_cache_clean(work.path(), "cache").await;

@@ -11,6 +11,8 @@ mod disk;
 mod errors;
 mod exporters;
 mod faults;
+mod hostile;
+mod leaks;
 mod placed;
 mod platforms;
 mod pull;

@@ -65,6 +65,11 @@ pub struct Response {
     pub stall_at: Option<usize>,
     /// Announce no length: the body ends when the connection closes.
     pub unsized_body: bool,
+    /// Send the body one byte at a time, this long apart (a drip).
+    pub drip: Option<std::time::Duration>,
+    /// Never answer at all: the connection stays open, silent, until the
+    /// client gives up.
+    pub hang: bool,
 }
 
 impl Response {
@@ -77,6 +82,16 @@ impl Response {
             cut_at: None,
             stall_at: None,
             unsized_body: false,
+            drip: None,
+            hang: false,
+        }
+    }
+
+    /// An answer that never comes.
+    pub fn hang() -> Response {
+        Response {
+            hang: true,
+            ..Response::new(200, "")
         }
     }
     pub fn header(mut self, k: &str, v: &str) -> Response {
@@ -126,6 +141,15 @@ where
                 };
                 let head_only = req.method == "HEAD";
                 let resp = handler(req).await;
+                if resp.hang {
+                    let mut buf = [0u8; 64];
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_secs(300),
+                        sock.read(&mut buf),
+                    )
+                    .await;
+                    return;
+                }
                 let mut out = format!("HTTP/1.1 {} X\r\n", resp.status);
                 let mut has_len = false;
                 for (k, v) in &resp.headers {
@@ -157,6 +181,16 @@ where
                 if let (false, Some(n)) = (head_only, resp.cut_at) {
                     let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
                     let _ = sock.flush().await;
+                    return;
+                }
+                if let (false, Some(pause)) = (head_only, resp.drip) {
+                    for b in &resp.body {
+                        if sock.write_all(&[*b]).await.is_err() || sock.flush().await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
+                    let _ = sock.shutdown().await;
                     return;
                 }
                 if !head_only {

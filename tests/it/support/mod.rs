@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod cloud;
+pub mod hostile;
 pub mod http;
 pub mod image;
 pub mod proxy;
@@ -126,4 +127,106 @@ pub async fn assert_cache_clean(cwd: &Path, dir: &str) {
         "cache verify: {}",
         text(&v)
     );
+}
+
+/// How a run of imgpull went, measured by the kernel.
+pub struct Measured {
+    pub out: Output,
+    /// Peak resident memory, KiB.
+    pub max_rss_kib: u64,
+    /// CPU seconds spent in user space (not waiting on the disk).
+    pub user_cpu: f64,
+    pub elapsed: std::time::Duration,
+}
+
+impl Measured {
+    pub fn text(&self) -> String {
+        format!(
+            "{}\n--- peak RSS {} KiB, {:.1} s ({:.1} s user CPU)",
+            text(&self.out),
+            self.max_rss_kib,
+            self.elapsed.as_secs_f64(),
+            self.user_cpu
+        )
+    }
+
+    /// stdout and stderr together.
+    pub fn all(&self) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.out.stdout),
+            String::from_utf8_lossy(&self.out.stderr)
+        )
+    }
+}
+
+/// Run imgpull as [`imgpull_env`] does, and measure its peak memory and
+/// time; killed after `limit` (the test then fails on its exit code).
+/// `umask`, when given, is set in the child before it starts.
+///
+/// Peak memory comes from GNU time (`/usr/bin/time -f %M`), which forks
+/// imgpull from a small process: a child forked straight from this large
+/// test process would count this process's pages (the kernel carries the
+/// parent's high-water mark across exec).
+pub async fn measured(
+    cwd: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+    umask: Option<u32>,
+) -> Measured {
+    let home = cwd.join(".home");
+    std::fs::create_dir_all(&home).unwrap();
+    let rss_file = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = tokio::process::Command::new("/usr/bin/time");
+    cmd.arg("-f")
+        .arg("%M %U")
+        .arg("-o")
+        .arg(rss_file.path())
+        .arg(env!("CARGO_BIN_EXE_imgpull"))
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(mask) = umask {
+        // SAFETY: umask is async-signal-safe and has no preconditions.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(mask as libc::mode_t);
+                Ok(())
+            });
+        }
+    }
+    let started = std::time::Instant::now();
+    let child = cmd
+        .spawn()
+        .expect("spawn /usr/bin/time imgpull (apt-get install time)");
+    let pgid = child.id().expect("running") as libc::pid_t;
+    let out = match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(out) => out.expect("imgpull ran"),
+        Err(_) => {
+            // SAFETY: the group of our own child.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            panic!("imgpull {args:?} still running after {limit:?}");
+        }
+    };
+    let elapsed = started.elapsed();
+    let report = std::fs::read_to_string(rss_file.path()).unwrap_or_default();
+    let mut last = report.lines().last().unwrap_or("").split_whitespace();
+    let max_rss_kib = last.next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+    let user_cpu = last.next().and_then(|v| v.parse().ok()).unwrap_or(f64::MAX);
+    Measured {
+        out,
+        max_rss_kib,
+        user_cpu,
+        elapsed,
+    }
 }

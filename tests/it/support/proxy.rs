@@ -14,6 +14,8 @@ pub enum Fault {
     /// Answer blob GETs with `307` to the same path under this base URL (a
     /// CDN on another host).
     RedirectBlobs(String),
+    /// The same for manifest GETs and HEADs too.
+    RedirectAll(String),
     /// Answer blob and manifest GETs with `status` (and `Retry-After`)
     /// while the counter is above zero.
     Status {
@@ -170,6 +172,11 @@ pub async fn start(upstream: String, fault: Fault) -> Proxy {
 async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fault) -> Response {
     if let Fault::RedirectBlobs(base) = &fault {
         if req.method == "GET" && req.path().contains("/blobs/") {
+            return Response::new(307, "").header("Location", &format!("{base}{}", req.target));
+        }
+    }
+    if let Fault::RedirectAll(base) = &fault {
+        if req.path().contains("/blobs/") || req.path().contains("/manifests/") {
             return Response::new(307, "").header("Location", &format!("{base}{}", req.target));
         }
     }
@@ -350,5 +357,7 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         cut_at,
         stall_at,
         unsized_body,
+        drip: None,
+        hang: false,
     }
 }
