@@ -300,7 +300,17 @@ async fn an_interrupted_pull_resumes_with_a_range_request() {
             .join(format!("{}.partial", &big[7..]))
     };
 
-    for signal in ["INT", "KILL"] {
+    // SIGTERM is handled as SIGINT is; SIGKILL cannot be, and what it
+    // leaves beside the output goes with the next pull.
+    let partials = |w: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(w)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".out.tar.partial") || n.starts_with(".imgpull-"))
+            .collect()
+    };
+    for signal in ["INT", "TERM", "KILL"] {
         let proxy = proxy::start(reg.base_url(), Fault::SlowBlobs(40 * 1024 * 1024)).await;
         let work = tempdir();
         let name = format!("{}/ns/big:1", proxy.host());
@@ -335,8 +345,20 @@ async fn an_interrupted_pull_resumes_with_a_range_request() {
             .unwrap();
         let status = child.wait().await.unwrap();
         assert!(!status.success(), "{signal}: the pull was interrupted");
-        if signal == "INT" {
-            assert_eq!(status.code(), Some(130), "Ctrl-C exits 130");
+        match signal {
+            "INT" => assert_eq!(status.code(), Some(130), "Ctrl-C exits 130"),
+            "TERM" => assert_eq!(status.code(), Some(143), "SIGTERM exits 143"),
+            _ => assert!(
+                !partials(work.path()).is_empty(),
+                "SIGKILL leaves its temporary output"
+            ),
+        }
+        if signal != "KILL" {
+            assert_eq!(
+                partials(work.path()),
+                Vec::<String>::new(),
+                "{signal}: nothing left beside the output"
+            );
         }
         assert!(!work.path().join("out.tar").exists());
         let held = std::fs::metadata(partial_of(work.path())).unwrap().len();
@@ -349,6 +371,11 @@ async fn an_interrupted_pull_resumes_with_a_range_request() {
         proxy.ranges.lock().unwrap().clear();
         let out = pull_cached(work.path(), &name, "out.tar").await;
         assert!(out.status.success(), "{signal}: {}", text(&out));
+        assert_eq!(
+            partials(work.path()),
+            Vec::<String>::new(),
+            "{signal}: the next pull cleared it"
+        );
         let ranges = proxy.ranges.lock().unwrap().clone();
         let resumed = ranges
             .iter()

@@ -13,6 +13,7 @@ mod exporters;
 mod faults;
 mod hostile;
 mod leaks;
+mod local;
 mod placed;
 mod platforms;
 mod pull;
