@@ -598,6 +598,9 @@ mod tests {
         for (name, table) in &cfg.caches {
             catalog.cache(name, table).unwrap();
         }
+        for (name, table) in &cfg.exporters {
+            catalog.exporter(name, table).unwrap();
+        }
         for reg in cfg.registries.values() {
             for entry in &reg.credentials {
                 let provider = entry["provider"].as_str().unwrap();
