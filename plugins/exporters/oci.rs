@@ -170,6 +170,10 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
             return Err(ExportError::Invalid("interrupted".into()));
         }
         let to = root.join(blob_name(digest));
+        // blobs/sha512/ too, for an image that uses it.
+        if let Some(dir) = to.parent().filter(|d| !d.is_dir()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
         // A blob already in an existing layout is kept only if it is right.
         if std::fs::metadata(&to).is_ok_and(|m| m.len() == *size) && holds(&to, digest) {
             continue;

@@ -140,9 +140,9 @@ fn append_blob(
     size: u64,
 ) -> std::io::Result<()> {
     use std::io::{Read, Write};
-    h.set_path(name)?;
-    h.set_cksum();
     let out = tar.get_mut();
+    set_name(out, h, name)?;
+    h.set_cksum();
     out.write_all(h.as_bytes())?;
     out.flush()?;
     let file = out.get_mut();
@@ -157,6 +157,29 @@ fn append_blob(
     file.write_all(&[0u8; 512][..pad])?;
     // The disk starts on this blob while the next one is copied.
     crate::fsutil::start_output_writeback(file);
+    Ok(())
+}
+
+/// Name `h` `name`; a name a ustar header cannot hold (a sha512 blob's
+/// path is 141 bytes) goes first as a GNU long-name record, as the `tar`
+/// crate's own builder and GNU tar write it (Go's `archive/tar`, Docker
+/// and skopeo read it).
+fn set_name(out: &mut impl std::io::Write, h: &mut tar::Header, name: &str) -> std::io::Result<()> {
+    if h.set_path(name).is_ok() {
+        return Ok(());
+    }
+    let mut long = header(tar::EntryType::GNULongName, name.len() as u64 + 1, 0o644);
+    long.set_path("././@LongLink")?;
+    long.set_cksum();
+    out.write_all(long.as_bytes())?;
+    out.write_all(name.as_bytes())?;
+    let written = name.len() as u64 + 1;
+    out.write_all(&[0u8; 513][..1 + ((512 - written % 512) % 512) as usize])?;
+    // The header's own field holds what fits (readers take the long name).
+    let field = &mut h.as_old_mut().name;
+    let n = field.len().min(name.len());
+    field.fill(0);
+    field[..n].copy_from_slice(&name.as_bytes()[..n]);
     Ok(())
 }
 

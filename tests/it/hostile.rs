@@ -538,3 +538,116 @@ async fn slow_silent_and_looping_servers_end_within_the_documented_bound() {
             .any(|f| f.starts_with("blobs") && f.to_string_lossy().contains(&layer[7..])));
     }
 }
+
+fn sha512(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha512:{:x}", sha2::Sha512::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sha512_images_pull_and_media_types_come_from_the_manifest() {
+    // An image named by sha512 digests throughout (the OCI image spec
+    // registers sha512; its diff_ids stay sha256 as Docker writes them).
+    let layer = image::layers("sha512", 1).remove(0);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": image::host_arch(), "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+    }))
+    .unwrap();
+    let (config_d, layer_d) = (sha512(&config), sha512(&layer.blob));
+    let manifest = manifest_of(
+        serde_json::json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_d, "size": config.len()}),
+        vec![
+            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_d, "size": layer.blob.len()}),
+        ],
+    );
+    let mut c = Content::default();
+    // Served as text/html: the output must say what the manifest is.
+    c.manifest("1", "text/html; charset=utf-8", manifest.clone());
+    c.blobs.insert(config_d.clone(), config.into());
+    c.blobs.insert(layer_d.clone(), layer.blob.clone().into());
+    let reg = hostile::start(c, |_| None).await;
+    let name = format!("{}/ns/app:1", reg.host());
+    let work = tempdir();
+    for out in ["out.tar", "oci:layout"] {
+        let m = measured(
+            work.path(),
+            &["pull", &name, "-o", out, "--cache-dir", "cache"],
+            &[],
+            Duration::from_secs(60),
+            None,
+        )
+        .await;
+        assert!(m.out.status.success(), "{out}: {}", m.text());
+    }
+    let mut ar = tar::Archive::new(std::fs::File::open(work.path().join("out.tar")).unwrap());
+    let mut names = Vec::new();
+    let mut index = serde_json::Value::Null;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let n = e.path().unwrap().to_string_lossy().into_owned();
+        if n == "index.json" {
+            index = serde_json::from_reader(&mut e).unwrap();
+        }
+        names.push(n);
+    }
+    assert!(
+        names.contains(&format!("blobs/sha512/{}", &layer_d[7..])),
+        "{names:?}"
+    );
+    assert_eq!(
+        index["manifests"][0]["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{index}"
+    );
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("layout/index.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        layout["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert!(work
+        .path()
+        .join("layout/blobs/sha512")
+        .join(&layer_d[7..])
+        .is_file());
+    crate::support::tools::skopeo_copy(
+        &format!("docker-archive:{}", work.path().join("out.tar").display()),
+        work.path(),
+        &[],
+    );
+    assert_cache_clean(work.path(), "cache").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_plain_http_registry_is_not_called_a_tls_failure() {
+    // The HTTPS probe gets nothing back; plain HTTP is accepted and then
+    // silent past stall_timeout.
+    let reg = hostile::start(Content::default(), |r: &Request| {
+        (r.path() == "/v2/").then(Response::hang)
+    })
+    .await;
+    let name = format!("{}/ns/app:1", reg.host());
+    let work = tempdir();
+    let env = [("IMGPULL_STALL_TIMEOUT", "2s"), ("IMGPULL_RETRIES", "1")];
+    let m = measured(
+        work.path(),
+        &["pull", &name, "-o", "out.tar"],
+        &env,
+        Duration::from_secs(60),
+        None,
+    )
+    .await;
+    assert_eq!(m.out.status.code(), Some(5), "{}", m.text());
+    let err = m.all();
+    assert!(
+        !err.contains("TLS") && !err.contains("--ca-file"),
+        "{}",
+        m.text()
+    );
+    assert!(
+        err.contains(&format!("http://{}/v2/", reg.host())),
+        "{}",
+        m.text()
+    );
+}
