@@ -68,6 +68,13 @@ pub trait CredentialProvider: Send + Sync {
     /// (`static (--username)`, `docker-config (~/.docker/config.json)`).
     fn source(&self) -> String;
 
+    /// Costly to ask (runs a program, calls a cloud API): when no cheaper
+    /// provider answered, it is asked only once the registry has refused an
+    /// anonymous request — a public image never waits for it.
+    fn deferred(&self) -> bool {
+        false
+    }
+
     async fn credentials(&self, registry: &str) -> Result<Option<Credential>, CredentialError>;
 }
 

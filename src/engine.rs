@@ -18,6 +18,9 @@ pub struct Engine {
     pub(crate) config: Config,
     pub(crate) catalog: Catalog,
     pub(crate) reporter: Arc<dyn Reporter>,
+    /// Deferred providers that had nothing for a registry (`source|host`):
+    /// not asked again by this engine.
+    had_nothing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Engine {
@@ -28,6 +31,7 @@ impl Engine {
             config,
             catalog: Catalog::builtin()?,
             reporter,
+            had_nothing: Default::default(),
         })
     }
 
@@ -78,7 +82,7 @@ impl Engine {
                 .quirks(&host, Some("generic"), &PluginConfig::new())?;
             let chain = self.credential_chain(reference, &mirror_cfg, generic.as_ref())?;
             let found = resolve_chain(&chain, &host).await?.0;
-            let mut opts = self.client_options(&host, &host, &mirror_cfg, found)?;
+            let mut opts = self.client_options(&host, &host, &mirror_cfg, found, None)?;
             // An http:// mirror is plain HTTP by the user's choice.
             opts.insecure |= url.scheme() == "http";
             opts.ns = reg_cfg.mirror_ns.then(|| reference.registry.clone());
@@ -101,15 +105,19 @@ impl Engine {
                 }),
                 None => None,
             };
-            let found = match found {
-                Some(f) => Some(f),
+            let (found, deferred) = match found {
+                Some(f) => (Some(f), None),
                 None => {
                     let chain = self.credential_chain(reference, &reg_cfg, quirks)?;
-                    resolve_chain(&chain, &reference.registry).await?.0
+                    let (now, later): (Vec<_>, Vec<_>) = chain.into_iter().partition(|p| !p.deferred());
+                    let found = resolve_chain(&now, &reference.registry).await?.0;
+                    let deferred = (found.is_none() && !later.is_empty())
+                        .then(|| self.deferred(later, &reference.registry));
+                    (found, deferred)
                 }
             };
             let api_host = quirks.api_host(&reference.registry);
-            let opts = self.client_options(&reference.registry, &api_host, &reg_cfg, found)?;
+            let opts = self.client_options(&reference.registry, &api_host, &reg_cfg, found, deferred)?;
             let origin = RegistryClient::connect(opts).await?;
             endpoints.push(origin, format!("{} (origin)", reference.registry), false);
         }
@@ -122,12 +130,45 @@ impl Engine {
         Ok(endpoints)
     }
 
+    /// Providers asked only when the registry refuses an anonymous request;
+    /// one that has nothing for `registry` is not asked again.
+    fn deferred(&self, chain: Vec<Box<dyn CredentialProvider>>, registry: &str) -> crate::client::Deferred {
+        let chain = Arc::new(chain);
+        let registry = registry.to_string();
+        let memo = self.had_nothing.clone();
+        crate::client::Deferred::new(move || {
+            let (chain, registry, memo) = (chain.clone(), registry.clone(), memo.clone());
+            Box::pin(async move {
+                let key = |p: &dyn CredentialProvider| format!("{}|{registry}", p.source());
+                let fresh: Vec<&Box<dyn CredentialProvider>> = {
+                    let m = memo.lock().unwrap_or_else(|e| e.into_inner());
+                    chain.iter().filter(|p| !m.contains(&key(p.as_ref()))).collect()
+                };
+                for p in fresh {
+                    match p.credentials(&registry).await? {
+                        Some(credential) => {
+                            return Ok(Some(crate::credentials::Found {
+                                credential,
+                                source: p.source(),
+                            }))
+                        }
+                        None => {
+                            memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key(p.as_ref()));
+                        }
+                    }
+                }
+                Ok(None)
+            })
+        })
+    }
+
     fn client_options(
         &self,
         registry: &str,
         api_host: &str,
         reg_cfg: &crate::config::RegistryConfig,
         credentials: Option<crate::credentials::Found>,
+        deferred: Option<crate::client::Deferred>,
     ) -> Result<ClientOptions, Error> {
         let mut ca_pem = Vec::new();
         for f in [&self.config.ca_file, &reg_cfg.ca_file]
@@ -142,6 +183,7 @@ impl Engine {
             insecure: reg_cfg.insecure,
             ca_pem,
             credentials,
+            deferred,
             retry: crate::client::RetryPolicy {
                 attempts: self.config.retries.max(1),
                 ..Default::default()
@@ -149,10 +191,7 @@ impl Engine {
             stall_timeout: self.config.stall_timeout(),
             min_speed: self.config.min_speed(),
             ns: None,
-            notes: {
-                let reporter = self.reporter.clone();
-                crate::client::Notes::new(move |m| reporter.info(m))
-            },
+            notes: crate::client::Notes::new(self.reporter.clone()),
         })
     }
 

@@ -100,6 +100,7 @@ impl Engine {
         let source = crate::manifests::ManifestSource {
             client: &client,
             cache: None,
+            head: None,
         };
         let (top, parsed) = fetch_top(&source, reference).await?;
         let (fetched, manifest, platform) = match (parsed, &opts.platforms) {

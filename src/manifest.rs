@@ -17,6 +17,11 @@ pub mod media {
     /// Image config types this tool writes out.
     pub const CONFIGS: [&str; 2] = [OCI_CONFIG, DOCKER_CONFIG];
 
+    /// The config type of Docker 1.10-era pushes (seen on Aliyun): an
+    /// image only if its layers are image layers and its config reads as an
+    /// image config (checked once fetched).
+    pub const UNTYPED_CONFIG: &str = "application/octet-stream";
+
     /// Layer types this tool writes out (gzip, zstd or plain tars, Docker
     /// and OCI names, nondistributable/foreign ones included).
     pub const LAYERS: [&str; 10] = [
@@ -162,7 +167,10 @@ impl ImageManifest {
             }
         }
         let t = &self.config.media_type;
-        if !t.is_empty() && !media::CONFIGS.contains(&t.as_str()) {
+        let untyped_image = t == media::UNTYPED_CONFIG
+            && !self.layers.is_empty()
+            && self.layers.iter().all(|l| media::LAYERS.contains(&l.media_type.as_str()));
+        if !t.is_empty() && !media::CONFIGS.contains(&t.as_str()) && !untyped_image {
             return Err(ManifestError::NotAnImage {
                 what: format!("config {}", self.config.digest),
                 found: t.clone(),
@@ -231,6 +239,19 @@ impl Manifest {
             image.check()?;
             Ok(Manifest::Image(image))
         }
+    }
+}
+
+impl ImageConfig {
+    /// Whether these bytes read as the config of an image of `layers`
+    /// layers: JSON with an os, an architecture and one diff_id per layer
+    /// (what a config typed `application/octet-stream` must show).
+    pub fn is_image_config(bytes: &[u8], layers: usize) -> bool {
+        serde_json::from_slice::<ImageConfig>(bytes).is_ok_and(|c| {
+            !c.os.is_empty()
+                && !c.architecture.is_empty()
+                && c.rootfs.is_some_and(|r| r.diff_ids.len() == layers)
+        })
     }
 }
 

@@ -12,6 +12,8 @@ pub struct ManifestSource<'a> {
     pub client: &'a Endpoints,
     /// `None`: always ask the registry (inspect, --no-cache).
     pub cache: Option<&'a dyn CacheBackend>,
+    /// A HEAD already made for a tag (`tag`, its headers): not made again.
+    pub head: Option<(String, reqwest::header::HeaderMap)>,
 }
 
 impl ManifestSource<'_> {
@@ -51,7 +53,10 @@ impl ManifestSource<'_> {
 
     /// The digest a tag points at now, when the registry says on a HEAD.
     async fn head_digest(&self, repository: &str, tag: &str) -> Option<Digest> {
-        let headers = self.client.head_manifest(repository, tag).await.ok()?;
+        let headers = match &self.head {
+            Some((t, h)) if t == tag => h.clone(),
+            _ => self.client.head_manifest(repository, tag).await.ok()?,
+        };
         headers
             .get("docker-content-digest")?
             .to_str()

@@ -277,12 +277,17 @@ impl Engine {
         let client = self
             .connect(reference, quirks, opts.cli_credentials.as_deref())
             .await?;
-        if quirks.reports_rate_limit() {
-            crate::quota::check(&client, reference, &selection, self.reporter.as_ref()).await;
-        }
+        // Docker Hub: one HEAD tells both the quota and the tag's digest.
+        let head = match quirks.reports_rate_limit() {
+            true => crate::quota::check(&client, reference, &selection, self.reporter.as_ref())
+                .await
+                .map(|h| (reference.manifest_ref(), h)),
+            false => None,
+        };
         let source = crate::manifests::ManifestSource {
             client: &client,
             cache: (!opts.no_cache).then_some(cache),
+            head,
         };
         let mut resolution = resolve(&source, reference, &selection).await?;
         for r in &resolution.images {
@@ -311,6 +316,9 @@ impl Engine {
             None,
         )
         .await?;
+        for r in &resolution.images {
+            untyped_config_is_an_image(reference, r, cache).await?;
+        }
         if explicit && resolution.images[0].platform.is_none() {
             let image = &resolution.images[0];
             if !check_single_image(reference, image, cache, &selection).await? {
@@ -349,6 +357,35 @@ impl Engine {
             config_outcomes,
         })
     }
+}
+
+/// A config typed `application/octet-stream` (Docker 1.10-era pushes) is
+/// taken for an image's only when it reads as one; anything else is an
+/// artifact, refused as other artifacts are.
+async fn untyped_config_is_an_image(
+    reference: &Reference,
+    image: &Resolved,
+    cache: &dyn CacheBackend,
+) -> Result<(), Error> {
+    let config = &image.manifest.config;
+    if config.media_type != crate::manifest::media::UNTYPED_CONFIG {
+        return Ok(());
+    }
+    let bytes = cache.read(&config.digest).await.map_err(|source| Error::Cache {
+        registry: reference.registry.clone(),
+        source,
+    })?;
+    if ImageConfig::is_image_config(&bytes, image.manifest.layers.len()) {
+        return Ok(());
+    }
+    Err(Error::Manifest {
+        reference: reference.to_string(),
+        source: crate::manifest::ManifestError::NotAnImage {
+            what: format!("config {} (typed {}, not an image config)", config.digest, config.media_type),
+            found: config.media_type.clone(),
+            known: crate::manifest::media::CONFIGS.to_vec(),
+        },
+    })
 }
 
 fn report_of(

@@ -36,19 +36,23 @@ fn gets_needed(headers: &HeaderMap, selection: &Selection) -> u64 {
 }
 
 /// HEAD the manifest and report the quota; a failed HEAD is not an error
-/// (the GET that follows will say what is wrong).
+/// (the GET that follows will say what is wrong). Returns the HEAD's
+/// headers, so the pull need not ask again for the tag's digest.
 pub async fn check(
     client: &Endpoints,
     reference: &Reference,
     selection: &Selection,
     reporter: &dyn Reporter,
-) {
-    let Ok(headers) = client
+) -> Option<HeaderMap> {
+    let headers = client
         .head_manifest(&reference.repository, &reference.manifest_ref())
         .await
-    else {
-        return;
-    };
+        .ok()?;
+    report(client, &headers, selection, reporter);
+    Some(headers)
+}
+
+fn report(client: &Endpoints, headers: &HeaderMap, selection: &Selection, reporter: &dyn Reporter) {
     let get = |k: &str| {
         headers
             .get(k)
@@ -68,7 +72,7 @@ pub async fn check(
         "{}: pull quota {remaining} of {limit} left{per}",
         client.registry()
     ));
-    let needed = gets_needed(&headers, selection);
+    let needed = gets_needed(headers, selection);
     if remaining < needed {
         reporter.warn(&format!(
             "{}: this pull needs {needed} manifest requests but only {remaining} of {limit} remain{per}; \

@@ -119,6 +119,10 @@ impl CredentialProvider for Ecr {
         format!("{NAME} (AWS GetAuthorizationToken)")
     }
 
+    fn deferred(&self) -> bool {
+        true
+    }
+
     async fn credentials(&self, registry: &str) -> Result<Option<Credential>, CredentialError> {
         let from_host = parse_host(registry);
         let region = self

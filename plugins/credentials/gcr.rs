@@ -57,6 +57,10 @@ impl CredentialProvider for Gcr {
         }
     }
 
+    fn deferred(&self) -> bool {
+        true
+    }
+
     async fn credentials(&self, _registry: &str) -> Result<Option<Credential>, CredentialError> {
         let invalid = |message: String| CredentialError::Invalid {
             provider: self.source(),

@@ -133,9 +133,39 @@ struct EnvelopeError {
     message: String,
 }
 
-/// A one-line summary of an error body: the envelope's codes and messages,
-/// else the start of the text, else the HTTP reason.
+/// The other shapes token servers answer with: Docker Hub's
+/// `{"details": "incorrect username or password"}`, OAuth2's
+/// `{"error": …, "error_description": …}`, `{"message": …}`.
+#[derive(serde::Deserialize)]
+struct Flat {
+    details: Option<String>,
+    error: Option<serde_json::Value>,
+    error_description: Option<String>,
+    message: Option<String>,
+}
+
+impl Flat {
+    fn text(self) -> Option<String> {
+        let error = self.error.and_then(|e| match e {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        });
+        let parts: Vec<String> = [self.details, error, self.error_description, self.message]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(": "))
+    }
+}
+
+/// A one-line summary of an error body: the envelope's codes and messages
+/// (or a token server's `details`/`error`), else the start of the text,
+/// else the HTTP reason.
 pub fn summarize_body(status: u16, body: &[u8]) -> String {
+    if let Some(t) = serde_json::from_slice::<Flat>(body).ok().and_then(Flat::text) {
+        return t.chars().filter(|c| !c.is_control()).take(300).collect();
+    }
     if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
         let parts: Vec<String> = env
             .errors
@@ -179,6 +209,14 @@ mod tests {
             "UNAUTHORIZED (authentication required)"
         );
         assert_eq!(summarize_body(404, b""), "not found");
+        assert_eq!(
+            summarize_body(401, br#"{"details":"incorrect username or password"}"#),
+            "incorrect username or password"
+        );
+        assert_eq!(
+            summarize_body(400, br#"{"error":"invalid_grant","error_description":"expired"}"#),
+            "invalid_grant: expired"
+        );
         assert_eq!(summarize_body(500, b"boom\x1b[31m"), "boom[31m");
     }
 }

@@ -13,6 +13,7 @@
 //!   ([`body`]); every request for one thing shares one retry budget
 //!   ([`Tries`]).
 
+mod auth;
 mod body;
 mod error;
 pub mod redirect;
@@ -20,6 +21,7 @@ mod retry;
 mod token;
 mod wire;
 
+pub use auth::Deferred;
 pub use body::{Body, Pace, Tries};
 pub use error::{summarize_body, RegistryError};
 pub use retry::RetryPolicy;
@@ -27,15 +29,15 @@ pub(crate) use wire::classify;
 pub use wire::{error_chain, is_loopback, range_answered, resumed_at, shown_url};
 
 use crate::auth::{Challenge, Token};
-use crate::credentials::{Credential, Found};
+use crate::credentials::Found;
 use crate::digest::Digest;
 use crate::manifest::media;
-use redirect::{Bound, Downgrade, FollowError, Origin};
+use redirect::{Downgrade, FollowError, Origin};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RANGE};
 use reqwest::{Method, Response, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wire::{build_http, challenge_of, looks_like_registry};
 
 /// Manifests larger than this are refused (the distribution spec's and
@@ -50,20 +52,25 @@ const ERROR_BODY_MAX: usize = 64 << 10;
 /// A token server's answer may not exceed this.
 const TOKEN_MAX: usize = 1 << 20;
 
-/// Where `-v` notes of the client go (a followed downgrade, say).
+/// Where the client's notes go: `-v` lines (a followed downgrade) and
+/// warnings (waiting out a rate limit).
 #[derive(Clone, Default)]
-pub struct Notes(Option<Arc<NoteFn>>);
-
-type NoteFn = dyn Fn(&str) + Send + Sync;
+pub struct Notes(Option<Arc<dyn crate::progress::Reporter>>);
 
 impl Notes {
-    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Notes {
-        Notes(Some(Arc::new(f)))
+    pub fn new(reporter: Arc<dyn crate::progress::Reporter>) -> Notes {
+        Notes(Some(reporter))
     }
 
     fn say(&self, message: &str) {
-        if let Some(f) = &self.0 {
-            f(message)
+        if let Some(r) = &self.0 {
+            r.info(message)
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        if let Some(r) = &self.0 {
+            r.warn(message)
         }
     }
 }
@@ -86,6 +93,8 @@ pub struct ClientOptions {
     /// Extra trusted CA certificates, PEM.
     pub ca_pem: Vec<Vec<u8>>,
     pub credentials: Option<Found>,
+    /// Providers asked only when an anonymous request is refused.
+    pub deferred: Option<Deferred>,
     pub retry: RetryPolicy,
     /// No byte for this long fails the attempt (resumed with Range); also
     /// the window of the minimum-speed rule.
@@ -116,7 +125,13 @@ pub struct RegistryClient {
     /// The origin of `base`: the only one our credentials are sent to.
     origin: Origin,
     insecure: bool,
-    credentials: Option<Found>,
+    /// What we authenticate with: set at connect, or later by `deferred`.
+    credentials: std::sync::RwLock<Option<Found>>,
+    /// Costly providers (cloud helpers), asked only when the registry
+    /// refuses an anonymous request.
+    deferred: Option<Deferred>,
+    /// Every secret in use, for scrubbing what servers echo back.
+    secrets: std::sync::Mutex<Vec<String>>,
     retry: RetryPolicy,
     pace: Pace,
     ns: Option<String>,
@@ -129,6 +144,11 @@ struct AuthState {
     challenge: Option<Challenge>,
     /// Bearer tokens by scope.
     tokens: HashMap<String, Token>,
+    /// Anonymous tokens for the registries a redirect led to, by (origin,
+    /// scope): each sent to its own origin only.
+    foreign: HashMap<(String, String), Token>,
+    /// `deferred` was asked (it is asked once).
+    deferred_asked: bool,
 }
 
 /// One request to the registry, before authorization is added.
@@ -195,7 +215,7 @@ impl RegistryClient {
                     method: Method::GET,
                     url: parsed,
                     headers: HeaderMap::new(),
-                    auth: None,
+                    auth: &[],
                     body: None,
                     downgrade: Downgrade::Refuse,
                     // A plain-HTTP server may never answer a TLS hello; don't
@@ -228,7 +248,11 @@ impl RegistryClient {
                             base,
                             origin,
                             insecure: opts.insecure,
-                            credentials: opts.credentials,
+                            secrets: std::sync::Mutex::new(
+                                opts.credentials.iter().flat_map(|f| f.credential.secrets()).collect(),
+                            ),
+                            credentials: std::sync::RwLock::new(opts.credentials),
+                            deferred: opts.deferred.clone(),
                             retry: opts.retry,
                             pace: Pace {
                                 window: opts.stall_timeout,
@@ -238,7 +262,7 @@ impl RegistryClient {
                             notes: opts.notes.clone(),
                             state: tokio::sync::Mutex::new(AuthState {
                                 challenge,
-                                tokens: HashMap::new(),
+                                ..AuthState::default()
                             }),
                         });
                     }
@@ -414,22 +438,17 @@ impl RegistryClient {
                 ));
             }
         };
+        let mut foreign_refreshed = false;
         loop {
             attempt += 1;
             let last = tries.take() == 0;
-            let auth = self.authorization(repository, &scope, refreshed).await?;
-            let bound = auth.and_then(|a| {
-                Some(Bound {
-                    origin: self.origin.clone(),
-                    value: HeaderValue::from_str(&a).ok()?,
-                })
-            });
+            let bounds = self.bounds(repository, &scope, refreshed).await?;
             let follow = redirect::Request {
                 http: &self.http,
                 method: req.method.clone(),
                 url: url.clone(),
                 headers: req.headers.clone(),
-                auth: bound.as_ref(),
+                auth: &bounds,
                 body: None,
                 downgrade: if req.verified {
                     Downgrade::AllowVerified
@@ -455,23 +474,34 @@ impl RegistryClient {
                     continue;
                 }
             };
-            // Only the registry itself may send us to a token realm: a 401
-            // from a redirect target (blob storage) must not learn our
-            // credentials by naming a realm of its own.
+            let status = resp.status();
+            // Only the registry itself may send us to a token realm with our
+            // credentials: a 401 from a redirect target (another registry,
+            // blob storage) gets an anonymous token, for that target only.
             let from_registry = self.origin.matches(resp.url());
-            if resp.status() == StatusCode::UNAUTHORIZED && !refreshed && from_registry {
+            if status == StatusCode::UNAUTHORIZED && !refreshed && from_registry {
                 if let Some(c) = challenge_of(resp.headers()) {
-                    let mut st = self.state.lock().await;
-                    st.challenge = Some(c);
-                    st.tokens.remove(&scope);
+                    self.new_challenge(c, &scope).await;
                     refreshed = true;
                     continue;
                 }
             }
-            if resp.status().is_success() {
+            if status == StatusCode::UNAUTHORIZED && !foreign_refreshed && !from_registry {
+                if let Some(c @ Challenge::Bearer { .. }) = challenge_of(resp.headers()) {
+                    self.foreign_token(repository, resp.url(), c, &scope).await?;
+                    foreign_refreshed = true;
+                    continue;
+                }
+            }
+            // Refused anonymously: now ask the costly providers, once.
+            if matches!(status.as_u16(), 401 | 403) && from_registry && self.ask_deferred().await? {
+                refreshed = false;
+                continue;
+            }
+            if status.is_success() {
                 return Ok(resp);
             }
-            let status = resp.status().as_u16();
+            let status = status.as_u16();
             if retry::retryable_status(status) && !last {
                 let after = resp
                     .headers()
@@ -485,6 +515,20 @@ impl RegistryClient {
                         tokio::time::sleep(d.max(self.retry.backoff(attempt))).await;
                         continue;
                     }
+                    // Rate limited without a word on when: back off for
+                    // seconds, not milliseconds, and say so.
+                    None if status == 429 => {
+                        let wait = self.retry.rate_backoff(attempt);
+                        self.notes.warn(&format!(
+                            "{}: rate limited (429) on {what}, without Retry-After; waiting {:.0} s before try {} of {}",
+                            self.registry,
+                            wait.as_secs_f64(),
+                            attempt + 1,
+                            attempt + tries.left()
+                        ));
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
                     None => {
                         tokio::time::sleep(self.retry.backoff(attempt)).await;
                         continue;
@@ -493,40 +537,6 @@ impl RegistryClient {
             }
             return Err(self.status_error(resp, repository, what).await);
         }
-    }
-
-    /// The `Authorization` value for `scope`, fetching a token if needed.
-    async fn authorization(
-        &self,
-        repository: &str,
-        scope: &str,
-        refresh: bool,
-    ) -> Result<Option<String>, RegistryError> {
-        let mut st = self.state.lock().await;
-        let cred = self.credentials.as_ref().map(|f| &f.credential);
-        let (realm, service) = match (&st.challenge, cred) {
-            (None, _) => return Ok(None),
-            (Some(_), Some(Credential::Bearer(t))) => {
-                return Ok(Some(format!("Bearer {}", t.expose())))
-            }
-            (Some(Challenge::Basic), Some(Credential::Basic { username, password })) => {
-                return Ok(Some(token::basic(username, password.expose())))
-            }
-            (Some(Challenge::Basic), None | Some(Credential::IdentityToken(_))) => return Ok(None),
-            (Some(Challenge::Bearer { realm, service, .. }), _) => (realm.clone(), service.clone()),
-        };
-        let now = Instant::now();
-        if !refresh {
-            if let Some(t) = st.tokens.get(scope).filter(|t| t.is_fresh(now)) {
-                return Ok(Some(format!("Bearer {}", t.value.expose())));
-            }
-        }
-        let token = self
-            .fetch_token(repository, &realm, service.as_deref(), scope)
-            .await?;
-        let header = format!("Bearer {}", token.value.expose());
-        st.tokens.insert(scope.to_string(), token);
-        Ok(Some(header))
     }
 
     pub(crate) async fn status_error(
@@ -567,13 +577,13 @@ impl RegistryClient {
             401 => RegistryError::Unauthorized {
                 registry,
                 repository,
-                credential_source: self.credentials.as_ref().map(|f| f.source.clone()),
+                credential_source: self.found().map(|f| f.source),
                 detail,
             },
             403 => RegistryError::Denied {
                 registry,
                 repository,
-                anonymous: self.credentials.is_none(),
+                anonymous: self.found().is_none(),
                 detail,
             },
             404 => RegistryError::NotFound {
@@ -593,19 +603,6 @@ impl RegistryClient {
                 detail,
             },
         }
-    }
-
-    /// `text` with every secret this client holds (and their encodings on
-    /// the wire) replaced by `<redacted>`.
-    fn scrub(&self, text: &str) -> String {
-        let mut secrets: Vec<String> = Vec::new();
-        if let Some(f) = &self.credentials {
-            secrets.extend(f.credential.secrets());
-        }
-        if let Ok(st) = self.state.try_lock() {
-            secrets.extend(st.tokens.values().map(|t| t.value.expose().to_string()));
-        }
-        crate::secret::scrub(text, &secrets)
     }
 
     /// Read a whole body, refusing more than `max` bytes.

@@ -78,7 +78,8 @@ pub struct Request<'a> {
     pub url: Url,
     /// Sent on every hop (Accept, Range …); never `Authorization`.
     pub headers: HeaderMap,
-    pub auth: Option<&'a Bound>,
+    /// Credentials, each for its own origin only.
+    pub auth: &'a [Bound],
     pub body: Option<(&'static str, String)>,
     pub downgrade: Downgrade,
     /// Per-request timeout (the whole exchange up to the headers).
@@ -97,7 +98,7 @@ impl Request<'_> {
             let mut req = self.http.request(method.clone(), url.clone());
             let mut headers = self.headers.clone();
             headers.remove(AUTHORIZATION);
-            if let Some(b) = self.auth.filter(|b| b.origin.matches(&url)) {
+            if let Some(b) = self.auth.iter().find(|b| b.origin.matches(&url)) {
                 headers.insert(AUTHORIZATION, b.value.clone());
             }
             req = req.headers(headers);

@@ -47,6 +47,16 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The pause after a 429 that said nothing of when to come back:
+    /// 1, 2, 4, 8 s (up to the cap), plus up to a second of jitter.
+    pub fn rate_backoff(&self, attempt: u32) -> Duration {
+        let base = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(3)).min(self.cap);
+        let jitter = self.backoff(0).min(Duration::from_secs(1));
+        base + jitter
+    }
+}
+
 /// `Retry-After`: delta seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();

@@ -20,12 +20,15 @@ pub(super) fn basic(user: &str, pass: &str) -> String {
 }
 
 impl RegistryClient {
+    /// A token for `scope` from `realm`, asked with `credential` (`None`:
+    /// anonymously).
     pub(super) async fn fetch_token(
         &self,
         repository: &str,
         realm: &str,
         service: Option<&str>,
         scope: &str,
+        credential: Option<&Credential>,
     ) -> Result<Token, RegistryError> {
         let bad = |detail: String| RegistryError::BadResponse {
             registry: self.registry.clone(),
@@ -36,7 +39,6 @@ impl RegistryClient {
         if !matches!(url.scheme(), "https" | "http") {
             return Err(bad(format!("token realm {realm:?} is not HTTP(S)")));
         }
-        let credential = self.credentials.as_ref().map(|f| &f.credential);
         if credential.is_some() && url.scheme() == "http" {
             let realm_host = url.host_str().unwrap_or("");
             if !self.insecure && !is_loopback(realm_host) {
@@ -47,7 +49,7 @@ impl RegistryClient {
             }
         }
         let mut body = None;
-        let mut auth = None;
+        let mut auth = Vec::new();
         match credential {
             Some(Credential::IdentityToken(refresh)) => {
                 let mut form = vec![
@@ -85,7 +87,7 @@ impl RegistryClient {
                         })?;
                     // The password goes to the realm's own origin, and to
                     // nothing a redirect from it names.
-                    auth = Some(Bound {
+                    auth.push(Bound {
                         origin: Origin::of(&url),
                         value,
                     });
@@ -108,7 +110,7 @@ impl RegistryClient {
                 },
                 url: url.clone(),
                 headers: HeaderMap::new(),
-                auth: auth.as_ref(),
+                auth: auth.as_slice(),
                 body: body.clone(),
                 downgrade: Downgrade::Refuse,
                 timeout: None,
