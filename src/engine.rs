@@ -27,6 +27,11 @@ impl Engine {
     pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Result<Engine, Error> {
         crate::fsutil::set_sync_output(config.sync_output);
         crate::layer::set_limit(config.layer_limit());
+        // Cloud API clients trust the global CA too (read errors are
+        // reported when a registry client needs the file).
+        if let Some(pem) = config.ca_file.as_ref().and_then(|f| std::fs::read(f).ok()) {
+            crate::cloud::trust(vec![pem]);
+        }
         Ok(Engine {
             config,
             catalog: Catalog::builtin()?,
@@ -109,7 +114,8 @@ impl Engine {
                 Some(f) => (Some(f), None),
                 None => {
                     let chain = self.credential_chain(reference, &reg_cfg, quirks)?;
-                    let (now, later): (Vec<_>, Vec<_>) = chain.into_iter().partition(|p| !p.deferred());
+                    let (now, later): (Vec<_>, Vec<_>) =
+                        chain.into_iter().partition(|p| !p.deferred());
                     let found = resolve_chain(&now, &reference.registry).await?.0;
                     let deferred = (found.is_none() && !later.is_empty())
                         .then(|| self.deferred(later, &reference.registry));
@@ -117,7 +123,8 @@ impl Engine {
                 }
             };
             let api_host = quirks.api_host(&reference.registry);
-            let opts = self.client_options(&reference.registry, &api_host, &reg_cfg, found, deferred)?;
+            let opts =
+                self.client_options(&reference.registry, &api_host, &reg_cfg, found, deferred)?;
             let origin = RegistryClient::connect(opts).await?;
             endpoints.push(origin, format!("{} (origin)", reference.registry), false);
         }
@@ -132,7 +139,11 @@ impl Engine {
 
     /// Providers asked only when the registry refuses an anonymous request;
     /// one that has nothing for `registry` is not asked again.
-    fn deferred(&self, chain: Vec<Box<dyn CredentialProvider>>, registry: &str) -> crate::client::Deferred {
+    fn deferred(
+        &self,
+        chain: Vec<Box<dyn CredentialProvider>>,
+        registry: &str,
+    ) -> crate::client::Deferred {
         let chain = Arc::new(chain);
         let registry = registry.to_string();
         let memo = self.had_nothing.clone();
@@ -142,7 +153,10 @@ impl Engine {
                 let key = |p: &dyn CredentialProvider| format!("{}|{registry}", p.source());
                 let fresh: Vec<&Box<dyn CredentialProvider>> = {
                     let m = memo.lock().unwrap_or_else(|e| e.into_inner());
-                    chain.iter().filter(|p| !m.contains(&key(p.as_ref()))).collect()
+                    chain
+                        .iter()
+                        .filter(|p| !m.contains(&key(p.as_ref())))
+                        .collect()
                 };
                 for p in fresh {
                     match p.credentials(&registry).await? {
@@ -153,7 +167,9 @@ impl Engine {
                             }))
                         }
                         None => {
-                            memo.lock().unwrap_or_else(|e| e.into_inner()).insert(key(p.as_ref()));
+                            memo.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(key(p.as_ref()));
                         }
                     }
                 }

@@ -169,7 +169,10 @@ impl ImageManifest {
         let t = &self.config.media_type;
         let untyped_image = t == media::UNTYPED_CONFIG
             && !self.layers.is_empty()
-            && self.layers.iter().all(|l| media::LAYERS.contains(&l.media_type.as_str()));
+            && self
+                .layers
+                .iter()
+                .all(|l| media::LAYERS.contains(&l.media_type.as_str()));
         if !t.is_empty() && !media::CONFIGS.contains(&t.as_str()) && !untyped_image {
             return Err(ManifestError::NotAnImage {
                 what: format!("config {}", self.config.digest),

@@ -170,6 +170,9 @@ impl Engine {
             prepared.push(p);
         }
         let images: Vec<ExportImage> = prepared.iter().map(|p| p.image.clone()).collect();
+        for w in exporter.warnings(&images) {
+            self.reporter.warn(&w);
+        }
         let placed = exporter.placed(&images, &output)?.map(Arc::new);
         let tee = placed.clone().map(|out| TeeTo {
             out,
@@ -371,17 +374,23 @@ async fn untyped_config_is_an_image(
     if config.media_type != crate::manifest::media::UNTYPED_CONFIG {
         return Ok(());
     }
-    let bytes = cache.read(&config.digest).await.map_err(|source| Error::Cache {
-        registry: reference.registry.clone(),
-        source,
-    })?;
+    let bytes = cache
+        .read(&config.digest)
+        .await
+        .map_err(|source| Error::Cache {
+            registry: reference.registry.clone(),
+            source,
+        })?;
     if ImageConfig::is_image_config(&bytes, image.manifest.layers.len()) {
         return Ok(());
     }
     Err(Error::Manifest {
         reference: reference.to_string(),
         source: crate::manifest::ManifestError::NotAnImage {
-            what: format!("config {} (typed {}, not an image config)", config.digest, config.media_type),
+            what: format!(
+                "config {} (typed {}, not an image config)",
+                config.digest, config.media_type
+            ),
             found: config.media_type.clone(),
             known: crate::manifest::media::CONFIGS.to_vec(),
         },

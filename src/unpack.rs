@@ -65,6 +65,8 @@ pub struct Unpacker {
     pub devices: bool,
     /// Device nodes not created.
     skipped_devices: usize,
+    /// Extended attributes that could not be set (name and why).
+    xattr_failures: Vec<String>,
     dirs: BTreeMap<PathBuf, DirMeta>,
     /// Things worth telling the user (skipped device nodes).
     pub warnings: Vec<String>,
@@ -100,6 +102,7 @@ impl Unpacker {
             as_root: unsafe { libc::geteuid() } == 0,
             devices: false,
             skipped_devices: 0,
+            xattr_failures: Vec::new(),
             dirs: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -209,6 +212,7 @@ impl Unpacker {
             self.remove_at(&at, name)?;
         }
         let h = entry.header().clone();
+        let attrs = meta::xattrs(entry);
         match kind {
             T::Directory => {
                 if !keep_dir {
@@ -308,8 +312,32 @@ impl Unpacker {
                 return Ok(());
             }
         }
+        if kind != T::Link {
+            self.set_meta(&path, kind, &h, &attrs);
+        }
         added.insert(joined(&at));
         Ok(())
+    }
+
+    /// Extended attributes, and the mtime of what `set_modified` and
+    /// `finish` do not reach (symlinks, FIFOs, devices), after ownership
+    /// and mode (`chown` clears `security.capability`).
+    fn set_meta(
+        &mut self,
+        path: &Path,
+        kind: tar::EntryType,
+        h: &tar::Header,
+        attrs: &[(String, Vec<u8>)],
+    ) {
+        use tar::EntryType as T;
+        for f in meta::set_xattrs(path, attrs, self.as_root) {
+            self.xattr_failures.push(f);
+        }
+        if matches!(kind, T::Symlink | T::Fifo | T::Char | T::Block) {
+            if let Ok(t) = h.mtime() {
+                let _ = meta::set_mtime(path, t);
+            }
+        }
     }
 
     /// Resolve the directories `parent` under the root, following symlinks
@@ -455,6 +483,12 @@ impl Unpacker {
                 self.skipped_devices
             ));
         }
+        if let Some(first) = self.xattr_failures.first() {
+            self.warnings.push(format!(
+                "{} extended attribute(s) not set, e.g. {first}",
+                self.xattr_failures.len()
+            ));
+        }
         let mut dirs: Vec<_> = self.dirs.iter().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (rel, meta) in dirs {
@@ -549,6 +583,8 @@ fn remove(path: &Path) -> std::io::Result<()> {
         Err(e) => Err(e),
     }
 }
+
+mod meta;
 
 #[cfg(test)]
 mod tests;

@@ -116,6 +116,27 @@ impl Exporter for DockerArchive {
         PlacedTar::create(dest, DIRS, &entries, &|name| by_name.get(name).cloned())
     }
 
+    /// zstd layers as pulled: Docker before 23 (Debian 12's docker.io
+    /// 20.10) cannot load them ("archive/tar: invalid tar header").
+    fn warnings(&self, images: &[ExportImage]) -> Vec<String> {
+        if self.layers == LayerFormat::Uncompressed {
+            return Vec::new();
+        }
+        let zstd = images
+            .iter()
+            .flat_map(|i| &i.manifests)
+            .flat_map(|m| &m.manifest.layers)
+            .filter(|l| l.media_type.ends_with("zstd"))
+            .count();
+        if zstd == 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "{zstd} layer(s) are zstd-compressed: Docker before 23 cannot load them (\"archive/tar: invalid tar header\"); \
+             for an older Docker pull with --layer-format uncompressed (podman and Docker 23+ read them as they are)"
+        )]
+    }
+
     async fn export(
         &self,
         images: &[ExportImage],

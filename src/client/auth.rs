@@ -177,12 +177,14 @@ impl RegistryClient {
                 return Ok(false);
             }
         }
-        let found = (deferred.0)().await.map_err(|e| RegistryError::Unauthorized {
-            registry: self.registry.clone(),
-            repository: String::new(),
-            credential_source: None,
-            detail: e.to_string(),
-        })?;
+        let found = (deferred.0)()
+            .await
+            .map_err(|e| RegistryError::Unauthorized {
+                registry: self.registry.clone(),
+                repository: String::new(),
+                credential_source: None,
+                detail: e.to_string(),
+            })?;
         let Some(found) = found else {
             return Ok(false);
         };

@@ -163,7 +163,10 @@ impl Flat {
 /// (or a token server's `details`/`error`), else the start of the text,
 /// else the HTTP reason.
 pub fn summarize_body(status: u16, body: &[u8]) -> String {
-    if let Some(t) = serde_json::from_slice::<Flat>(body).ok().and_then(Flat::text) {
+    if let Some(t) = serde_json::from_slice::<Flat>(body)
+        .ok()
+        .and_then(Flat::text)
+    {
         return t.chars().filter(|c| !c.is_control()).take(300).collect();
     }
     if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
@@ -214,7 +217,10 @@ mod tests {
             "incorrect username or password"
         );
         assert_eq!(
-            summarize_body(400, br#"{"error":"invalid_grant","error_description":"expired"}"#),
+            summarize_body(
+                400,
+                br#"{"error":"invalid_grant","error_description":"expired"}"#
+            ),
             "invalid_grant: expired"
         );
         assert_eq!(summarize_body(500, b"boom\x1b[31m"), "boom[31m");

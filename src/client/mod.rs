@@ -249,7 +249,10 @@ impl RegistryClient {
                             origin,
                             insecure: opts.insecure,
                             secrets: std::sync::Mutex::new(
-                                opts.credentials.iter().flat_map(|f| f.credential.secrets()).collect(),
+                                opts.credentials
+                                    .iter()
+                                    .flat_map(|f| f.credential.secrets())
+                                    .collect(),
                             ),
                             credentials: std::sync::RwLock::new(opts.credentials),
                             deferred: opts.deferred.clone(),
@@ -488,7 +491,8 @@ impl RegistryClient {
             }
             if status == StatusCode::UNAUTHORIZED && !foreign_refreshed && !from_registry {
                 if let Some(c @ Challenge::Bearer { .. }) = challenge_of(resp.headers()) {
-                    self.foreign_token(repository, resp.url(), c, &scope).await?;
+                    self.foreign_token(repository, resp.url(), c, &scope)
+                        .await?;
                     foreign_refreshed = true;
                     continue;
                 }

@@ -7,16 +7,30 @@ pub mod aws;
 pub mod google;
 pub mod time;
 
+/// Extra CA certificates (PEM) every cloud API client trusts: the global
+/// `ca_file` (a corporate TLS proxy's CA reaches cloud APIs as it reaches
+/// registries). Proxies come from the environment, as for registries.
+static EXTRA_ROOTS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Trust `pems` in cloud API clients too (set from the configuration).
+pub fn trust(pems: Vec<Vec<u8>>) {
+    *EXTRA_ROOTS.lock().unwrap_or_else(|e| e.into_inner()) = pems;
+}
+
 /// An HTTP client for cloud APIs: short timeouts, no redirects.
 pub fn http() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .user_agent(concat!("imgpull/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(60))
         // Credentials are POSTed: never re-sent to wherever a redirect points.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())
+        .redirect(reqwest::redirect::Policy::none());
+    for pem in EXTRA_ROOTS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for c in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca_file: {e}"))? {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 /// Lowercase hex.

@@ -136,6 +136,13 @@ pub trait Exporter: Send + Sync {
         dest: &Path,
         reporter: &dyn Reporter,
     ) -> Result<(), ExportError>;
+
+    /// What the person should know about how this output of `images` will
+    /// be read (before anything is downloaded), e.g. a reader that cannot.
+    fn warnings(&self, images: &[ExportImage]) -> Vec<String> {
+        let _ = images;
+        Vec::new()
+    }
 }
 
 /// Where an exported blob lives in an OCI layout / docker archive.

@@ -268,3 +268,61 @@ fn huge_mtimes_do_not_panic() {
     apply(&s.root, &[b.into_inner().unwrap()]).unwrap();
     assert_eq!(read(&s.root, "f").as_deref(), Some("x"));
 }
+
+#[test]
+fn xattrs_and_every_mtime_are_restored() {
+    let s = scene();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([
+        ("SCHILY.xattr.user.origin", b"imgpull".as_slice()),
+        (
+            "SCHILY.xattr.security.capability",
+            b"\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                .as_slice(),
+        ),
+    ])
+    .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o755);
+    h.set_mtime(1_000_000);
+    b.append_data(&mut h, "bin/ping", b"#!".as_slice()).unwrap();
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    l.set_mode(0o777);
+    l.set_mtime(2_000_000);
+    b.append_link(&mut l, "bin/link", "ping").unwrap();
+    let mut f = tar::Header::new_gnu();
+    f.set_entry_type(tar::EntryType::Fifo);
+    f.set_size(0);
+    f.set_mode(0o600);
+    f.set_mtime(3_000_000);
+    b.append_data(&mut f, "run/fifo", std::io::empty()).unwrap();
+    let mut u = Unpacker::new(&s.root);
+    u.apply(b.into_inner().unwrap().as_slice()).unwrap();
+    let warnings = u.finish().unwrap();
+    let get = |name: &str| {
+        let p = std::ffi::CString::new(s.root.join("bin/ping").as_os_str().as_bytes()).unwrap();
+        let n = std::ffi::CString::new(name).unwrap();
+        let mut buf = [0u8; 64];
+        // SAFETY: valid strings and buffer.
+        let len =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        (len >= 0).then(|| buf[..len as usize].to_vec())
+    };
+    assert_eq!(get("user.origin").as_deref(), Some(b"imgpull".as_slice()));
+    let root = unsafe { libc::geteuid() } == 0;
+    assert_eq!(get("security.capability").is_some(), root, "{warnings:?}");
+    if !root {
+        assert!(
+            warnings.iter().any(|w| w.contains("security.capability")),
+            "{warnings:?}"
+        );
+    }
+    let mtime = |p: &str| fs::symlink_metadata(s.root.join(p)).unwrap().mtime();
+    assert_eq!(
+        (mtime("bin/ping"), mtime("bin/link"), mtime("run/fifo")),
+        (1_000_000, 2_000_000, 3_000_000)
+    );
+}

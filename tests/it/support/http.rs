@@ -70,6 +70,8 @@ pub struct Response {
     /// Never answer at all: the connection stays open, silent, until the
     /// client gives up.
     pub hang: bool,
+    /// `Transfer-Encoding: chunked`, no Content-Length.
+    pub chunked: bool,
 }
 
 impl Response {
@@ -84,6 +86,7 @@ impl Response {
             unsized_body: false,
             drip: None,
             hang: false,
+            chunked: false,
         }
     }
 
@@ -126,99 +129,161 @@ where
     F: Fn(Request) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response> + Send,
 {
+    serve_with(ip, None, handler).await
+}
+
+/// As [`serve_on`], over TLS with the test CA's server certificate (valid
+/// for 127.0.0.1-3): `https://IP:PORT`.
+pub async fn serve_tls_on<F, Fut>(ip: &str, handler: F) -> Server
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send,
+{
+    serve_with(ip, Some(tls_acceptor()), handler).await
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let c = super::certs::get();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.server_pem)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&c.server_key).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+async fn serve_with<F, Fut>(ip: &str, tls: Option<tokio_rustls::TlsAcceptor>, handler: F) -> Server
+where
+    F: Fn(Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send,
+{
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handler = Arc::new(handler);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
+            let Ok((sock, _)) = listener.accept().await else {
                 continue;
             };
             let handler = handler.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let Some(req) = read_head(&mut sock).await else {
-                    return;
-                };
-                let head_only = req.method == "HEAD";
-                let resp = handler(req).await;
-                if resp.hang {
-                    let mut buf = [0u8; 64];
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(300),
-                        sock.read(&mut buf),
-                    )
-                    .await;
-                    return;
-                }
-                let mut out = format!("HTTP/1.1 {} X\r\n", resp.status);
-                let mut has_len = false;
-                for (k, v) in &resp.headers {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        if !head_only {
-                            continue;
-                        }
-                        has_len = true;
-                    }
-                    out.push_str(&format!("{k}: {v}\r\n"));
-                }
-                if !has_len && !resp.unsized_body {
-                    out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
-                }
-                out.push_str("Connection: close\r\n\r\n");
-                let _ = sock.write_all(out.as_bytes()).await;
-                if let (false, Some(n)) = (head_only, resp.stall_at) {
-                    let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
-                    let _ = sock.flush().await;
-                    // Hold the connection until the client closes it.
-                    let mut buf = [0u8; 64];
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(300),
-                        sock.read(&mut buf),
-                    )
-                    .await;
-                    return;
-                }
-                if let (false, Some(n)) = (head_only, resp.cut_at) {
-                    let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
-                    let _ = sock.flush().await;
-                    return;
-                }
-                if let (false, Some(pause)) = (head_only, resp.drip) {
-                    for b in &resp.body {
-                        if sock.write_all(&[*b]).await.is_err() || sock.flush().await.is_err() {
-                            return;
-                        }
-                        tokio::time::sleep(pause).await;
-                    }
-                    let _ = sock.shutdown().await;
-                    return;
-                }
-                if !head_only {
-                    match resp.throttle {
-                        None => {
-                            let _ = sock.write_all(&resp.body).await;
-                        }
-                        Some(rate) => {
-                            let chunk = 64 * 1024;
-                            let pause =
-                                std::time::Duration::from_secs_f64(chunk as f64 / rate as f64);
-                            for part in resp.body.chunks(chunk) {
-                                if sock.write_all(part).await.is_err() {
-                                    return;
-                                }
-                                tokio::time::sleep(pause).await;
-                            }
+                match tls {
+                    None => answer(sock, handler).await,
+                    Some(t) => {
+                        if let Ok(s) = t.accept(sock).await {
+                            answer(s, handler).await
                         }
                     }
                 }
-                let _ = sock.shutdown().await;
             });
         }
     });
     Server { addr, task }
 }
 
-async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<Request> {
+/// Read one request from `sock` and write the handler's answer.
+async fn answer<S, F, Fut>(mut sock: S, handler: Arc<F>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    F: Fn(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let Some(req) = read_head(&mut sock).await else {
+        return;
+    };
+    let head_only = req.method == "HEAD";
+    let resp = handler(req).await;
+    if resp.hang {
+        let mut buf = [0u8; 64];
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(300), sock.read(&mut buf)).await;
+        return;
+    }
+    let mut out = format!("HTTP/1.1 {} X\r\n", resp.status);
+    let mut has_len = false;
+    for (k, v) in &resp.headers {
+        if k.eq_ignore_ascii_case("content-length") {
+            if !head_only {
+                continue;
+            }
+            has_len = true;
+        }
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if resp.chunked && !head_only {
+        out.push_str("Transfer-Encoding: chunked\r\n");
+    } else if !has_len && !resp.unsized_body {
+        out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let _ = sock.write_all(out.as_bytes()).await;
+    if head_only {
+        let _ = sock.shutdown().await;
+        return;
+    }
+    if let Some(n) = resp.stall_at {
+        let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
+        let _ = sock.flush().await;
+        // Hold the connection until the client closes it.
+        let mut buf = [0u8; 64];
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(300), sock.read(&mut buf)).await;
+        return;
+    }
+    if let Some(n) = resp.cut_at {
+        let _ = sock.write_all(&resp.body[..n.min(resp.body.len())]).await;
+        let _ = sock.flush().await;
+        return;
+    }
+    if let Some(pause) = resp.drip {
+        for b in &resp.body {
+            if sock.write_all(&[*b]).await.is_err() || sock.flush().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        let _ = sock.shutdown().await;
+        return;
+    }
+    let chunk = 64 * 1024;
+    let pause = resp
+        .throttle
+        .map(|rate| std::time::Duration::from_secs_f64(chunk as f64 / rate as f64));
+    for part in resp.body.chunks(chunk) {
+        let written = match resp.chunked {
+            true => {
+                let head = format!("{:x}\r\n", part.len());
+                sock.write_all(head.as_bytes()).await.is_ok()
+                    && sock.write_all(part).await.is_ok()
+                    && sock.write_all(b"\r\n").await.is_ok()
+            }
+            false => sock.write_all(part).await.is_ok(),
+        };
+        if !written {
+            return;
+        }
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
+    }
+    if resp.chunked {
+        let _ = sock.write_all(b"0\r\n\r\n").await;
+    }
+    let _ = sock.shutdown().await;
+}
+
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(sock: &mut S) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -359,5 +359,6 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         unsized_body,
         drip: None,
         hang: false,
+        chunked: false,
     }
 }
