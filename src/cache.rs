@@ -133,6 +133,14 @@ pub trait CacheBackend: Send + Sync {
         Ok(true)
     }
 
+    /// An exporter hardlinked the blob's file (`blob_path`) somewhere: its
+    /// metadata changed, its bytes did not; a backend that records
+    /// verification by metadata keeps it verified.
+    async fn linked(&self, digest: &Digest) -> Result<(), CacheError> {
+        let _ = digest;
+        Ok(())
+    }
+
     /// Record that a blob was used now (least-recently-used pruning).
     async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
         let _ = digest;

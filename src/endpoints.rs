@@ -133,9 +133,10 @@ impl Endpoints {
         repository: &str,
         reference: &str,
         max: usize,
+        tries: &Tries,
     ) -> Result<FetchedManifest, RegistryError> {
         let by_digest = reference.parse::<Digest>().is_ok();
-        self.first(by_digest, |c| c.manifest(repository, reference, max))
+        self.first(by_digest, |c| c.manifest(repository, reference, max, tries))
             .await
             .map(|(m, _)| m)
     }
@@ -144,9 +145,10 @@ impl Endpoints {
         &self,
         repository: &str,
         reference: &str,
+        tries: &Tries,
     ) -> Result<HeaderMap, RegistryError> {
         let by_digest = reference.parse::<Digest>().is_ok();
-        self.first(by_digest, |c| c.head_manifest(repository, reference))
+        self.first(by_digest, |c| c.head_manifest(repository, reference, tries))
             .await
             .map(|(h, _)| h)
     }

@@ -194,11 +194,19 @@ struct ZstdFrames<R: BufRead> {
     in_frame: bool,
 }
 
+/// The largest zstd window decoded: the decoder allocates the window a
+/// frame asks for, so a few KiB of hostile zstd could take 128 MiB. zstd
+/// levels up to 20 use at most this; `--long` and `--ultra` 21-22 need
+/// more and are refused (README "Limits").
+pub const MAX_ZSTD_WINDOW: u64 = 32 << 20;
+
 impl<R: BufRead> ZstdFrames<R> {
     fn new(r: R) -> Self {
+        let mut dec = Box::new(ruzstd::decoding::FrameDecoder::new());
+        dec.set_max_window_size(MAX_ZSTD_WINDOW);
         ZstdFrames {
             r,
-            dec: Box::new(ruzstd::decoding::FrameDecoder::new()),
+            dec,
             in_frame: false,
         }
     }
@@ -232,6 +240,9 @@ impl<R: BufRead> Read for ZstdFrames<R> {
                         if skipped != u64::from(length) {
                             return Err(invalid("truncated skippable frame"));
                         }
+                    }
+                    Err(FrameDecoderError::WindowSizeTooBig { requested, .. }) => {
+                        return Err(std::io::Error::other(GuardError::ZstdWindow { requested }))
                     }
                     Err(e) => return Err(invalid(e)),
                 }

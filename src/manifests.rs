@@ -4,7 +4,7 @@
 //! the cache when that digest is held. Anything fetched is kept.
 
 use crate::cache::CacheBackend;
-use crate::client::{FetchedManifest, RegistryError};
+use crate::client::{FetchedManifest, RegistryError, Tries};
 use crate::digest::Digest;
 use crate::endpoints::Endpoints;
 
@@ -24,10 +24,12 @@ impl ManifestSource<'_> {
         reference: &str,
         max: usize,
     ) -> Result<FetchedManifest, RegistryError> {
+        // One retry budget for the HEAD and the GET of this manifest.
+        let tries = Tries::new(self.client.retry_policy().attempts);
         if let Some(cache) = self.cache {
             let digest = match reference.parse::<Digest>() {
                 Ok(d) => Some(d),
-                Err(_) => self.head_digest(repository, reference).await,
+                Err(_) => self.head_digest(repository, reference, &tries).await,
             };
             if let Some(digest) = digest {
                 if let Ok(bytes) = cache.read(&digest).await.map(bytes::Bytes::from) {
@@ -43,7 +45,10 @@ impl ManifestSource<'_> {
                 }
             }
         }
-        let fetched = self.client.manifest(repository, reference, max).await?;
+        let fetched = self
+            .client
+            .manifest(repository, reference, max, &tries)
+            .await?;
         if let Some(cache) = self.cache {
             // Best effort: a read-only cache still lets the pull go on.
             let _ = cache.put(&fetched.digest, &fetched.bytes).await;
@@ -52,10 +57,14 @@ impl ManifestSource<'_> {
     }
 
     /// The digest a tag points at now, when the registry says on a HEAD.
-    async fn head_digest(&self, repository: &str, tag: &str) -> Option<Digest> {
+    async fn head_digest(&self, repository: &str, tag: &str, tries: &Tries) -> Option<Digest> {
         let headers = match &self.head {
             Some((t, h)) if t == tag => h.clone(),
-            _ => self.client.head_manifest(repository, tag).await.ok()?,
+            _ => self
+                .client
+                .head_manifest(repository, tag, tries)
+                .await
+                .ok()?,
         };
         headers
             .get("docker-content-digest")?

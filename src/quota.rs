@@ -45,7 +45,12 @@ pub async fn check(
     reporter: &dyn Reporter,
 ) -> Option<HeaderMap> {
     let headers = client
-        .head_manifest(&reference.repository, &reference.manifest_ref())
+        // Advisory: one try (the pull's own manifest requests have the budget).
+        .head_manifest(
+            &reference.repository,
+            &reference.manifest_ref(),
+            &crate::client::Tries::new(1),
+        )
         .await
         .ok()?;
     report(client, &headers, selection, reporter);

@@ -65,8 +65,11 @@ pub struct Unpacker {
     pub devices: bool,
     /// Device nodes not created.
     skipped_devices: usize,
-    /// Extended attributes that could not be set (name and why).
-    xattr_failures: Vec<String>,
+    /// Extended attributes that could not be set: how many, and the first
+    /// (name and why).
+    xattr_failures: (usize, Option<String>),
+    /// Entries of types not unpacked: by type, how many and a few names.
+    skipped_kinds: BTreeMap<String, (usize, Vec<String>)>,
     dirs: BTreeMap<PathBuf, DirMeta>,
     /// Things worth telling the user (skipped device nodes).
     pub warnings: Vec<String>,
@@ -102,7 +105,8 @@ impl Unpacker {
             as_root: unsafe { libc::geteuid() } == 0,
             devices: false,
             skipped_devices: 0,
-            xattr_failures: Vec::new(),
+            xattr_failures: (0, None),
+            skipped_kinds: BTreeMap::new(),
             dirs: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -307,8 +311,14 @@ impl Unpacker {
                 self.own(&path, &h).map_err(io)?;
             }
             other => {
-                self.warnings
-                    .push(format!("{name}: tar entry type {other:?} skipped"));
+                // Counted, with a few names kept short: a layer of a
+                // thousand odd entries with long names must not fill the
+                // memory with warnings.
+                let (n, names) = self.skipped_kinds.entry(format!("{other:?}")).or_default();
+                *n += 1;
+                if names.len() < 3 {
+                    names.push(name.chars().take(120).collect());
+                }
                 return Ok(());
             }
         }
@@ -331,7 +341,10 @@ impl Unpacker {
     ) {
         use tar::EntryType as T;
         for f in meta::set_xattrs(path, attrs, self.as_root) {
-            self.xattr_failures.push(f);
+            self.xattr_failures.0 += 1;
+            self.xattr_failures
+                .1
+                .get_or_insert_with(|| f.chars().take(200).collect());
         }
         if matches!(kind, T::Symlink | T::Fifo | T::Char | T::Block) {
             if let Ok(t) = h.mtime() {
@@ -483,11 +496,16 @@ impl Unpacker {
                 self.skipped_devices
             ));
         }
-        if let Some(first) = self.xattr_failures.first() {
+        for (kind, (n, names)) in std::mem::take(&mut self.skipped_kinds) {
             self.warnings.push(format!(
-                "{} extended attribute(s) not set, e.g. {first}",
-                self.xattr_failures.len()
+                "{n} tar entr{} of type {kind} skipped (e.g. {})",
+                if n == 1 { "y" } else { "ies" },
+                names.join(", ")
             ));
+        }
+        if let (n, Some(first)) = &self.xattr_failures {
+            self.warnings
+                .push(format!("{n} extended attribute(s) not set, e.g. {first}"));
         }
         let mut dirs: Vec<_> = self.dirs.iter().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));

@@ -154,10 +154,7 @@ impl CredentialProvider for Ecr {
             .await
             .map_err(|m| self.invalid(m))?;
         let status = resp.status();
-        let text = resp
-            .bytes()
-            .await
-            .map_err(|e| self.invalid(e.to_string()))?;
+        let text = crate::cloud::body(resp).await.map_err(|e| self.invalid(e))?;
         if !status.is_success() {
             let detail = crate::client::summarize_body(status.as_u16(), &text);
             return Err(self.invalid(format!(

@@ -63,9 +63,14 @@ impl Exporter for OciLayout {
     ) -> Result<(), ExportError> {
         let plan = plan(images, cache)?;
         let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || write_layout(&plan, &dest))
+        let linked = tokio::task::spawn_blocking(move || write_layout(&plan, &dest))
             .await
-            .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))?
+            .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))??;
+        // Linking moved the cache files' change times, not their bytes.
+        for d in &linked {
+            cache.linked(d).await?;
+        }
+        Ok(())
     }
 }
 
@@ -140,7 +145,8 @@ fn holds(path: &Path, digest: &Digest) -> bool {
     matches!(crate::digest::hash_file(path, digest), Ok(Some(d)) if d == *digest)
 }
 
-fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
+/// Write the layout; returns the cached blobs that were hardlinked.
+fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| ExportError::io(p, e)
@@ -165,6 +171,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
     };
     let blobs = root.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+    let mut linked = Vec::new();
     for (digest, size, src) in &plan.cached {
         if crate::cancel::requested() {
             return Err(ExportError::Invalid("interrupted".into()));
@@ -178,7 +185,9 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
         if std::fs::metadata(&to).is_ok_and(|m| m.len() == *size) && holds(&to, digest) {
             continue;
         }
-        link_or_copy(src, &to)?;
+        if link_or_copy(src, &to)? {
+            linked.push(digest.clone());
+        }
     }
     for (digest, bytes) in &plan.generated {
         let to = root.join(blob_name(digest));
@@ -215,17 +224,14 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<(), ExportError> {
     let _ = std::fs::File::open(&blobs).and_then(|d| d.sync_all());
     if let Some(tmp) = guard {
         crate::fsutil::set_dir_mode(&root).map_err(io(&root))?;
-        let built = tmp.keep();
-        std::fs::rename(&built, dest).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&built);
-            ExportError::io(dest, e)
-        })?;
+        tmp.persist(dest)?;
     }
-    Ok(())
+    Ok(linked)
 }
 
-/// Hardlink (same filesystem) or copy, through a temporary name.
-fn link_or_copy(src: &Path, to: &Path) -> Result<(), ExportError> {
+/// Hardlink (same filesystem) or copy, through a temporary name; `true`
+/// when linked.
+fn link_or_copy(src: &Path, to: &Path) -> Result<bool, ExportError> {
     let dir = to.parent().expect("blob paths have a parent");
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
@@ -233,14 +239,16 @@ fn link_or_copy(src: &Path, to: &Path) -> Result<(), ExportError> {
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
-    if std::fs::hard_link(src, &tmp).is_err() {
+    let linked = std::fs::hard_link(src, &tmp).is_ok();
+    if !linked {
         std::fs::copy(src, &tmp).map_err(|e| ExportError::io(&tmp, e))?;
         // A copy must be on disk before index.json can name it.
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .map_err(|e| ExportError::io(&tmp, e))?;
     }
-    std::fs::rename(&tmp, to).map_err(|e| ExportError::io(to, e))
+    std::fs::rename(&tmp, to).map_err(|e| ExportError::io(to, e))?;
+    Ok(linked)
 }
 
 fn write_atomic(to: &Path, bytes: &[u8]) -> Result<(), ExportError> {

@@ -125,10 +125,6 @@ fn unpack(layers: &[(PathBuf, Digest)], dest: &Path, devices: bool) -> Result<Ve
         std::fs::remove_dir(dest).map_err(io(dest))?;
     }
     let warnings = unpacker.finish()?;
-    let built = tmp.keep();
-    std::fs::rename(&built, dest).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&built);
-        ExportError::io(dest, e)
-    })?;
+    tmp.persist(dest)?;
     Ok(warnings)
 }

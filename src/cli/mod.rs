@@ -47,20 +47,10 @@ pub fn main() -> i32 {
     // SIGINT (Ctrl-C) and SIGTERM (`kill`, `timeout`, a CI runner giving
     // up) both stop the pull the same way; the exit code says which.
     let outcome = rt.block_on(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             r = run(cli) => Ok(r),
             _ = tokio::signal::ctrl_c() => Err(exit::INTERRUPTED),
-            () = terminated => Err(exit::TERMINATED),
+            () = terminated() => Err(exit::TERMINATED),
         }
     });
     let outcome = match outcome {
@@ -89,6 +79,16 @@ pub fn main() -> i32 {
     }
 }
 
+/// SIGTERM arrives (never, if it cannot be listened for).
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut t) => {
+            t.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
 /// A message fit for a terminal: registry data in it may hold escape
 /// sequences (see [`crate::text::terminal_safe`]).
 fn safe(message: &str) -> String {
@@ -106,10 +106,13 @@ fn shutdown(rt: tokio::runtime::Runtime) {
 /// request and removes what it started.
 fn interrupted(rt: tokio::runtime::Runtime, code: i32, json: bool, quiet: bool) -> i32 {
     crate::cancel::request();
-    rt.spawn(async {
-        // A second signal exits at once.
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(exit::INTERRUPTED);
+    rt.spawn(async move {
+        // A second signal (either) exits at once.
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminated() => {}
+        }
+        std::process::exit(code);
     });
     shutdown(rt);
     let message = format!(

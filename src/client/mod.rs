@@ -219,9 +219,11 @@ impl RegistryClient {
                     body: None,
                     downgrade: Downgrade::Refuse,
                     // A plain-HTTP server may never answer a TLS hello; don't
-                    // wait the full read timeout before falling back.
-                    timeout: (schemes.len() > 1 && *scheme == "https")
-                        .then_some(FALLBACK_PROBE_TIMEOUT),
+                    // wait the full stall timeout before falling back.
+                    deadline: Some(match schemes.len() > 1 && *scheme == "https" {
+                        true => FALLBACK_PROBE_TIMEOUT,
+                        false => opts.stall_timeout,
+                    }),
                     on_hop: None,
                 };
                 match ping.send().await {
@@ -311,30 +313,31 @@ impl RegistryClient {
         &self,
         repository: &str,
         reference: &str,
+        tries: &Tries,
     ) -> Result<reqwest::header::HeaderMap, RegistryError> {
         let url = self.api_url(&format!("{repository}/manifests/{reference}"));
         let what = format!("manifest {}/{repository}:{reference}", self.registry);
         let mut req = Req::get(&url).header(ACCEPT, media::MANIFEST_ACCEPT);
         req.method = Method::HEAD;
-        let tries = Tries::new(self.retry.attempts);
-        let resp = self.send(repository, &what, &req, &tries).await?;
+        let resp = self.send(repository, &what, &req, tries).await?;
         Ok(resp.headers().clone())
     }
 
     /// GET a manifest by tag or digest, verified, of at most `max` bytes
-    /// (at most [`MANIFEST_MAX`] whatever `max` says).
+    /// (at most [`MANIFEST_MAX`] whatever `max` says). Each try takes from
+    /// `tries` (shared with a HEAD of the same manifest).
     pub async fn manifest(
         &self,
         repository: &str,
         reference: &str,
         max: usize,
+        tries: &Tries,
     ) -> Result<FetchedManifest, RegistryError> {
         let url = self.api_url(&format!("{repository}/manifests/{reference}"));
         let sep = if reference.contains(':') { '@' } else { ':' };
         let what = format!("manifest {}/{repository}{sep}{reference}", self.registry);
         let req = Req::get(&url).header(ACCEPT, media::MANIFEST_ACCEPT);
-        let tries = Tries::new(self.retry.attempts);
-        let resp = self.send(repository, &what, &req, &tries).await?;
+        let resp = self.send(repository, &what, &req, tries).await?;
         let media_type = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -458,7 +461,7 @@ impl RegistryClient {
                 } else {
                     Downgrade::Refuse
                 },
-                timeout: None,
+                deadline: Some(self.pace.window),
                 on_hop: Some(&on_hop),
             };
             let resp = match follow.send().await {
@@ -560,7 +563,10 @@ impl RegistryClient {
             .read_capped(resp, ERROR_BODY_MAX)
             .await
             .unwrap_or_default();
-        let detail = summarize_body(status, &body);
+        // Scrubbed whole, before the summary cuts it (a secret cut in two
+        // would no longer be found).
+        let body = self.scrub(&String::from_utf8_lossy(&body));
+        let detail = summarize_body(status, body.as_bytes());
         self.error_for(status, url, retry_after, repository, what, detail)
     }
 
@@ -651,6 +657,14 @@ impl RegistryClient {
 fn follow_error(registry: &str, e: FollowError) -> RegistryError {
     match e {
         FollowError::Transport { url, error } => classify(registry, &url, &error),
+        FollowError::TimedOut { url, after } => RegistryError::Network {
+            registry: registry.to_string(),
+            url: shown_url(&url),
+            detail: format!(
+                "no answer within {} s (stall_timeout), redirects included",
+                after.as_secs()
+            ),
+        },
         FollowError::Refused { url, why } => RegistryError::BadResponse {
             registry: registry.to_string(),
             detail: format!("{} {why}", shown_url(&url)),

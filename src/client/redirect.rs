@@ -64,6 +64,11 @@ pub enum Downgrade {
 pub enum FollowError {
     /// The request itself failed (connect, TLS, timeout) at `url`.
     Transport { url: String, error: reqwest::Error },
+    /// No final answer's headers within the deadline, over all hops.
+    TimedOut {
+        url: String,
+        after: std::time::Duration,
+    },
     /// Not worth retrying: a loop, a refused downgrade, a bad `Location`.
     Refused { url: String, why: String },
 }
@@ -82,8 +87,9 @@ pub struct Request<'a> {
     pub auth: &'a [Bound],
     pub body: Option<(&'static str, String)>,
     pub downgrade: Downgrade,
-    /// Per-request timeout (the whole exchange up to the headers).
-    pub timeout: Option<std::time::Duration>,
+    /// The final answer's headers must arrive within this, counted from
+    /// the first hop (so a chain of slow hops cannot multiply it).
+    pub deadline: Option<std::time::Duration>,
     /// Called with each hop's URL after the first (for `-v` notes).
     pub on_hop: Option<&'a OnHop<'a>>,
 }
@@ -94,6 +100,7 @@ impl Request<'_> {
     pub async fn send(self) -> Result<Response, FollowError> {
         let mut url = self.url.clone();
         let mut method = self.method.clone();
+        let until = self.deadline.map(|d| (tokio::time::Instant::now() + d, d));
         for hop in 0..=MAX_REDIRECTS {
             let mut req = self.http.request(method.clone(), url.clone());
             let mut headers = self.headers.clone();
@@ -107,10 +114,19 @@ impl Request<'_> {
                     .header(reqwest::header::CONTENT_TYPE, *ctype)
                     .body(body.clone());
             }
-            if let Some(t) = self.timeout {
-                req = req.timeout(t);
-            }
-            let resp = req.send().await.map_err(|error| FollowError::Transport {
+            let sent = match until {
+                Some((at, after)) => match tokio::time::timeout_at(at, req.send()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        return Err(FollowError::TimedOut {
+                            url: url.to_string(),
+                            after,
+                        })
+                    }
+                },
+                None => req.send().await,
+            };
+            let resp = sent.map_err(|error| FollowError::Transport {
                 url: url.to_string(),
                 error,
             })?;

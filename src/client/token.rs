@@ -113,7 +113,7 @@ impl RegistryClient {
                 auth: auth.as_slice(),
                 body: body.clone(),
                 downgrade: Downgrade::Refuse,
-                timeout: None,
+                deadline: Some(self.pace.window),
                 on_hop: None,
             };
             match req.send().await {

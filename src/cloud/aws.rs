@@ -151,8 +151,7 @@ async fn container() -> Result<Option<AwsCredentials>, String> {
             resp.status()
         ));
     }
-    let creds: RoleCredentials = resp
-        .json()
+    let creds: RoleCredentials = super::json(resp)
         .await
         .map_err(|e| format!("container credentials: {e}"))?;
     Ok(Some(creds.into_credentials("container credentials")))
@@ -168,6 +167,8 @@ async fn imds() -> Result<Option<AwsCredentials>, String> {
         .connect_timeout(std::time::Duration::from_secs(1))
         .timeout(std::time::Duration::from_secs(3))
         .no_proxy()
+        // The session token header must not follow a redirect anywhere.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
     // Not on EC2 (or IMDS off): no answer, no credentials.
@@ -182,7 +183,7 @@ async fn imds() -> Result<Option<AwsCredentials>, String> {
     if !token.status().is_success() {
         return Ok(None);
     }
-    let token = token.text().await.map_err(|e| e.to_string())?;
+    let token = String::from_utf8_lossy(&super::body(token).await?).into_owned();
     let get = |path: String| {
         client
             .get(format!("{base}{path}"))
@@ -195,15 +196,14 @@ async fn imds() -> Result<Option<AwsCredentials>, String> {
     if !roles.status().is_success() {
         return Ok(None);
     }
-    let roles = roles.text().await.map_err(|e| e.to_string())?;
+    let roles = String::from_utf8_lossy(&super::body(roles).await?).into_owned();
     let Some(role) = roles.lines().next().filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
     let creds = get(format!("/latest/meta-data/iam/security-credentials/{role}"))
         .await
         .map_err(|e| e.to_string())?;
-    let creds: RoleCredentials = creds
-        .json()
+    let creds: RoleCredentials = super::json(creds)
         .await
         .map_err(|e| format!("instance role credentials: {e}"))?;
     Ok(Some(creds.into_credentials("EC2 instance role")))

@@ -111,8 +111,7 @@ pub async fn token_from_file(path: &Path) -> Result<Secret, String> {
             resp.status()
         ));
     }
-    let answer: TokenAnswer = resp
-        .json()
+    let answer: TokenAnswer = super::json(resp)
         .await
         .map_err(|_| format!("{token_uri}: no access_token in the answer"))?;
     Ok(Secret::new(answer.access_token))

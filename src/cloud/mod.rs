@@ -33,6 +33,29 @@ pub fn http() -> Result<reqwest::Client, String> {
     b.build().map_err(|e| e.to_string())
 }
 
+/// The most bytes a cloud API answer is read to.
+pub const ANSWER_MAX: usize = 1 << 20;
+
+/// A cloud API answer's body, at most [`ANSWER_MAX`] bytes.
+pub async fn body(resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if out.len() + chunk.len() > ANSWER_MAX {
+            return Err(format!("the answer is over {ANSWER_MAX} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A cloud API answer parsed as JSON (at most [`ANSWER_MAX`] bytes).
+pub async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, String> {
+    serde_json::from_slice(&body(resp).await?).map_err(|e| e.to_string())
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

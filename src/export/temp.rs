@@ -29,25 +29,57 @@ fn partial_prefix(dest: &Path) -> String {
     format!(".{name}.partial-")
 }
 
-/// A hidden temporary file beside `dest`, held while it lives; removed
-/// when dropped unless persisted.
+/// Where a temporary name is made before it is locked: not a name
+/// [`clear_stale`] looks at, so nothing can be taken for a leftover in the
+/// moment between its creation and its lock.
+const UNLOCKED: &str = ".imgpull-new-";
+
+/// Lock `f` for as long as it is open. A filesystem without `flock` (some
+/// network ones) is no reason to fail: the lock only guards cleanup.
+fn hold(f: &File, path: &Path) -> Result<(), ExportError> {
+    match f.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ExportError::io(
+            path,
+            std::io::Error::other("held by another process"),
+        )),
+        Err(std::fs::TryLockError::Error(_)) => Ok(()),
+    }
+}
+
+/// `prefix` + the random part of `made` (a name starting with `UNLOCKED`).
+fn renamed(made: &Path, prefix: &str) -> PathBuf {
+    let name = made
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    made.with_file_name(format!("{prefix}{}", name.trim_start_matches(UNLOCKED)))
+}
+
+/// A hidden temporary file beside `dest` (`.NAME.partial-XXXX`), held
+/// while it lives; removed when dropped unless persisted (which renames it
+/// while still held).
 pub fn file_beside(dest: &Path) -> Result<tempfile::NamedTempFile, ExportError> {
     let dir = parent_dir(dest);
-    let tmp = tempfile::Builder::new()
-        .prefix(&partial_prefix(dest))
+    let made = tempfile::Builder::new()
+        .prefix(UNLOCKED)
         .tempfile_in(&dir)
         .map_err(|e| ExportError::io(&dir, e))?;
-    tmp.as_file()
-        .try_lock()
-        .map_err(|e| ExportError::io(tmp.path(), std::io::Error::other(e)))?;
-    Ok(tmp)
+    hold(made.as_file(), made.path())?;
+    let (file, path) = made.into_parts();
+    let to = renamed(&path, &partial_prefix(dest));
+    std::fs::rename(&path, &to).map_err(|e| ExportError::io(&to, e))?;
+    let _ = path.keep();
+    let path = tempfile::TempPath::try_from_path(&to).map_err(|e| ExportError::io(&to, e))?;
+    Ok(tempfile::NamedTempFile::from_parts(file, path))
 }
 
 /// A temporary directory, held while it lives; removed when dropped
-/// unless kept.
+/// unless persisted.
 pub struct Dir {
-    dir: tempfile::TempDir,
-    _lock: File,
+    path: PathBuf,
+    lock: Option<File>,
+    keep: bool,
 }
 
 impl Dir {
@@ -61,24 +93,49 @@ impl Dir {
 
     /// In `parent`, with `prefix`.
     pub fn new_in(parent: &Path, prefix: &str) -> Result<Dir, ExportError> {
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
+        let made = tempfile::Builder::new()
+            .prefix(UNLOCKED)
             .tempdir_in(parent)
-            .map_err(|e| ExportError::io(parent, e))?;
-        let lock = File::open(dir.path()).map_err(|e| ExportError::io(dir.path(), e))?;
-        lock.try_lock()
-            .map_err(|e| ExportError::io(dir.path(), std::io::Error::other(e)))?;
-        Ok(Dir { dir, _lock: lock })
+            .map_err(|e| ExportError::io(parent, e))?
+            .keep();
+        let cleanup = |e: ExportError| {
+            let _ = std::fs::remove_dir_all(&made);
+            e
+        };
+        let lock = File::open(&made).map_err(|e| cleanup(ExportError::io(&made, e)))?;
+        hold(&lock, &made).map_err(cleanup)?;
+        let path = renamed(&made, prefix);
+        std::fs::rename(&made, &path).map_err(|e| cleanup(ExportError::io(&path, e)))?;
+        Ok(Dir {
+            path,
+            lock: Some(lock),
+            keep: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 
-    /// Stop removing it on drop (it was renamed into place, or is removed
-    /// by hand); the lock goes with this value.
-    pub fn keep(self) -> PathBuf {
-        self.dir.keep()
+    /// Rename it to `dest`, still held while it moves (so no cleanup can
+    /// take it for a leftover on the way).
+    pub fn persist(mut self, dest: &Path) -> Result<(), ExportError> {
+        match std::fs::rename(&self.path, dest) {
+            Ok(()) => {
+                self.keep = true;
+                Ok(())
+            }
+            Err(e) => Err(ExportError::io(dest, e)),
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+        self.lock.take();
     }
 }
 

@@ -12,7 +12,12 @@
 //! It follows the tar's structure as the bytes pass (headers, PAX `size`
 //! overrides, GNU sparse extension blocks, data and padding) without
 //! holding more than one header record, and fails the read that would
-//! break a bound, before the bytes reach the tar reader.
+//! break a bound, before the bytes reach the tar reader. It must see the
+//! structure exactly as the `tar` crate (0.4) reads it — which headers
+//! count as extensions (only with ustar or GNU magic), which entry a PAX
+//! record describes, how numbers and PAX records parse — or a crafted tar
+//! could show it one thing and the reader another; forms that are
+//! ambiguous (two PAX headers for one entry) are refused.
 
 use std::io::{self, Read};
 
@@ -31,6 +36,11 @@ pub enum GuardError {
     TooBig { max: u64 },
     #[error("invalid tar header: {0}")]
     Header(&'static str),
+    #[error(
+        "a zstd frame asks for a {requested}-byte window; at most {} are decoded",
+        super::MAX_ZSTD_WINDOW
+    )]
+    ZstdWindow { requested: u64 },
 }
 
 impl GuardError {
@@ -61,8 +71,8 @@ pub struct TarGuard<R> {
     state: State,
     /// Follow the tar's structure (off: only count bytes).
     parse: bool,
-    /// A PAX `size` for the next entry that is not itself an extension.
-    pax_size: Option<u64>,
+    /// The PAX record waiting for the entry it describes.
+    pax: Option<Vec<u8>>,
     total: u64,
     max_bytes: Option<u64>,
 }
@@ -74,7 +84,7 @@ impl<R: Read> TarGuard<R> {
             inner,
             state: State::Header(Vec::with_capacity(BLOCK as usize)),
             parse: true,
-            pax_size: None,
+            pax: None,
             total: 0,
             max_bytes,
         }
@@ -122,7 +132,7 @@ impl<R: Read> TarGuard<R> {
                     bytes = &bytes[take..];
                     if *left == 0 {
                         if let Some(rec) = pax.take() {
-                            self.pax_size = pax_size(&rec).or(self.pax_size);
+                            self.pax = Some(rec);
                         }
                         self.state = State::Header(Vec::with_capacity(BLOCK as usize));
                     }
@@ -139,33 +149,52 @@ impl<R: Read> TarGuard<R> {
             return Ok(State::End);
         }
         let kind = h[156];
-        let extension = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        let (magic, version) = (&h[257..263], &h[263..265]);
+        let gnu = magic == b"ustar " && version == b" \0";
+        let recognized = gnu || (magic == b"ustar\0" && version == b"00");
+        // The reader applies a pending PAX size to any entry whose type is
+        // not an extension type, whatever its magic.
+        let extension_type = matches!(kind, b'L' | b'K' | b'x' | b'g');
         let mut size =
             number(&h[124..136]).ok_or(GuardError::Header("a size field that is not a number"))?;
-        if extension {
+        if !extension_type {
+            if let Some(s) = self.pax.as_deref().and_then(pax_size) {
+                size = s;
+            }
+        }
+        // Long names and PAX records are read whole, but only with magic.
+        if recognized && matches!(kind, b'L' | b'K' | b'x') {
             if size > MAX_RECORD {
                 return Err(GuardError::Record {
                     kind: kind as char,
                     size,
                 });
             }
-        } else if let Some(s) = self.pax_size.take() {
-            size = s;
-        }
-        if kind == b'S' {
-            // GNU sparse: the real size is what the reader will produce.
-            if let Some(real) = number(&h[483..495]) {
-                self.count(real.saturating_sub(size))?;
+            if kind == b'x' && self.pax.is_some() {
+                return Err(GuardError::Header("two PAX headers for one entry"));
             }
-            if h[482] != 0 {
+            return Ok(self.data(size, kind == b'x'));
+        }
+        // An entry (a global header and an unrecognized extension are
+        // entries too): what was pending described it.
+        self.pax = None;
+        if kind == b'S' {
+            if !gnu {
+                return Err(GuardError::Header("a sparse entry without a GNU header"));
+            }
+            // GNU sparse: the real size is what the reader will produce.
+            let real = number(&h[483..495])
+                .ok_or(GuardError::Header("a sparse size that is not a number"))?;
+            self.count(real.saturating_sub(size))?;
+            if h[482] == 1 {
                 return Ok(State::SparseExt(Vec::with_capacity(BLOCK as usize), size));
             }
         }
-        Ok(self.data(size, kind == b'x'))
+        Ok(self.data(size, false))
     }
 
     fn after_sparse_ext(&mut self, ext: &[u8], left: u64) -> State {
-        if ext[504] != 0 {
+        if ext[504] == 1 {
             State::SparseExt(Vec::with_capacity(BLOCK as usize), left)
         } else {
             self.data(left, false)
@@ -196,39 +225,46 @@ impl<R: Read> Read for TarGuard<R> {
     }
 }
 
-/// A tar numeric field: octal text (spaces and NULs around it) or GNU
-/// base-256 (high bit of the first byte set).
+/// A tar numeric field, as the `tar` crate reads it: GNU base-256 when the
+/// high bit of the first byte is set (of a 12-byte field, the last 8
+/// bytes), else octal text up to the first NUL, whitespace trimmed.
 fn number(field: &[u8]) -> Option<u64> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
-        let mut n: u64 = u64::from(field[0] & 0x7f);
-        for b in &field[1..] {
-            n = n.checked_mul(256)?.checked_add(u64::from(*b))?;
-        }
-        return Some(n);
+        let (first, skip) = match field.len() {
+            8 => (u64::from(field[0] ^ 0x80), 1),
+            n => (0, n.saturating_sub(8)),
+        };
+        return Some(
+            field
+                .iter()
+                .skip(skip)
+                .fold(first, |n, b| (n << 8) | u64::from(*b)),
+        );
     }
-    let text = std::str::from_utf8(field).ok()?;
-    let t = text.trim_matches(|c: char| c == ' ' || c == '\0');
-    if t.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(t, 8).ok()
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    let text = std::str::from_utf8(&field[..end]).ok()?;
+    u64::from_str_radix(text.trim(), 8).ok()
 }
 
-/// The `size` record of a PAX extended header (`LEN size=N\n` …).
+/// The `size` of a PAX record, as the `tar` crate reads it: lines
+/// `LEN key=value` split at `\n`, LEN counting the newline; the first
+/// `size` wins; a malformed line before it (or an empty one) ends the
+/// search with nothing.
 fn pax_size(rec: &[u8]) -> Option<u64> {
-    let mut rest = rec;
-    while !rest.is_empty() {
-        let sp = rest.iter().position(|b| *b == b' ')?;
-        let len: usize = std::str::from_utf8(&rest[..sp]).ok()?.parse().ok()?;
-        if len <= sp || len > rest.len() {
+    for line in rec.split(|b| *b == b'\n') {
+        if line.is_empty() {
             return None;
         }
-        let kv = &rest[sp + 1..len];
-        let kv = kv.strip_suffix(b"\n").unwrap_or(kv);
-        if let Some(v) = kv.strip_prefix(b"size=") {
-            return std::str::from_utf8(v).ok()?.parse().ok();
+        let sp = line.iter().position(|b| *b == b' ')?;
+        let len: usize = std::str::from_utf8(&line[..sp]).ok()?.parse().ok()?;
+        if line.len() + 1 != len {
+            return None;
         }
-        rest = &rest[len..];
+        let kv = &line[sp + 1..];
+        let eq = kv.iter().position(|b| *b == b'=')?;
+        if &kv[..eq] == b"size" {
+            return std::str::from_utf8(&kv[eq + 1..]).ok()?.parse().ok();
+        }
     }
     None
 }
@@ -349,6 +385,20 @@ mod tests {
         assert_eq!(number(b"00000001750\0"), Some(1000));
         assert_eq!(number(b"      1750 \0"), Some(1000));
         assert_eq!(number(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]), Some(256));
+        // Base-256 in a 12-byte field: only the last 8 bytes count.
+        assert_eq!(
+            number(&[0x80, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Some(256)
+        );
+        assert_eq!(number(b"12\0 34      "), Some(10));
         assert_eq!(number(b"9"), None);
+        assert_eq!(pax_size(b"13 size=1024\n"), Some(1024));
+        assert_eq!(pax_size(b"11 size=512"), None, "no newline: not a record");
+        assert_eq!(
+            pax_size(b"5 a=bcde\n13 size=1024\n"),
+            None,
+            "a malformed line ends it"
+        );
+        assert_eq!(pax_size(b"9 a=bcde\n13 size=1024\n"), Some(1024));
     }
 }

@@ -485,6 +485,27 @@ async fn slow_silent_and_looping_servers_end_within_the_documented_bound() {
                     .then(|| Response::new(307, "").header("Location", &r.target))
             })
         }),
+        ("ten redirects, each answered after 1.5 s", {
+            let layer = layer.clone();
+            Box::new(move |r: &Request| {
+                if let Some(n) = r
+                    .path()
+                    .strip_prefix("/slow/")
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
+                    return Some(Response {
+                        delay: Some(Duration::from_millis(1500)),
+                        ..Response::new(307, "").header("Location", &format!("/slow/{}", n + 1))
+                    });
+                }
+                r.path()
+                    .ends_with(&layer)
+                    .then(|| Response::new(307, "").header("Location", "/slow/0"))
+            })
+        }),
+        ("manifests never answered", {
+            Box::new(move |r: &Request| r.path().contains("/manifests/").then(Response::hang))
+        }),
         ("a chain of 50 redirects", {
             let layer = layer.clone();
             Box::new(move |r: &Request| {
@@ -519,9 +540,19 @@ async fn slow_silent_and_looping_servers_end_within_the_documented_bound() {
         assert!(m.elapsed < bound, "{what}: {}", m.text());
         assert!(m.max_rss_kib < RSS_CAP_KIB, "{what}: {}", m.text());
         assert!(!work.path().join("out.tar").exists());
-        let asked = reg.count(&layer) + reg.count("/chain/");
+        let manifests = match what.starts_with("manifests") {
+            true => reg.count("/manifests/"),
+            false => 0,
+        };
+        let asked = reg.count(&layer) + reg.count("/chain/") + reg.count("/slow/") + manifests;
         assert!(asked <= 3 * 11, "{what}: {asked} requests");
-        if what.contains("redirect") {
+        if what.contains("redirects, each") {
+            assert!(
+                m.all().contains("redirects included"),
+                "{what}: {}",
+                m.text()
+            );
+        } else if what.contains("redirect") {
             assert!(m.all().contains("redirect"), "{what}: {}", m.text());
             assert!(
                 asked <= 11,
@@ -649,5 +680,148 @@ async fn a_slow_plain_http_registry_is_not_called_a_tls_failure() {
         err.contains(&format!("http://{}/v2/", reg.host())),
         "{}",
         m.text()
+    );
+}
+
+/// A header of `format` (`new_ustar`, `new_old`), checksummed.
+fn raw_header(mut h: tar::Header, kind: tar::EntryType, name: &str, size: u64) -> Vec<u8> {
+    h.set_entry_type(kind);
+    h.set_path(name).unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tars_that_read_one_way_to_the_guard_and_another_to_the_reader_are_refused() {
+    // Each puts a huge GNU long name where the `tar` crate reads it but a
+    // guard that followed the structure differently would take it for file
+    // data (the review's 7.5 GB case): a global header eating a pending
+    // PAX size, a PAX record without its newline, an `x` header without
+    // magic (an entry, not an extension, to the reader).
+    let pax = |rec: &[u8], h: tar::Header| {
+        let mut v = raw_header(h, tar::EntryType::XHeader, "pax", rec.len() as u64);
+        v.extend_from_slice(rec);
+        v.extend(vec![0u8; (512 - rec.len() % 512) % 512]);
+        v
+    };
+    let regular = |size| raw_header(tar::Header::new_ustar(), tar::EntryType::Regular, "f", size);
+    // A block the reader takes as data, and a confused guard as a header
+    // announcing 8 GiB.
+    let mut fake = regular(0);
+    fake[124..136].copy_from_slice(b"77777777777\0");
+    let mut global = pax(b"10 size=0\n", tar::Header::new_ustar());
+    global.extend(raw_header(
+        tar::Header::new_ustar(),
+        tar::EntryType::XGlobalHeader,
+        "g",
+        0,
+    ));
+    global.extend(regular(512));
+    global.extend(&fake);
+    let mut no_newline = pax(b"11 size=512", tar::Header::new_ustar());
+    no_newline.extend(regular(0));
+    let mut no_magic = pax(b"13 size=1024\n", tar::Header::new_old());
+    no_magic.extend(regular(0));
+    let size = 256u64 << 20;
+    for (what, mut head) in [
+        ("a global header", global),
+        ("no newline", no_newline),
+        ("no magic", no_magic),
+    ] {
+        head.extend(raw_header(
+            tar::Header::new_gnu(),
+            tar::EntryType::GNULongName,
+            "././@LongLink",
+            size,
+        ));
+        let mut tail = end(size);
+        tail.splice(0..0, regular(0));
+        let blob = gzip_bomb(&head, b'a', MIB, (size as usize) / MIB, &tail);
+        let (_reg, name) = serve_layers(vec![raw_layer(blob, None)], |_| None).await;
+        let work = tempdir();
+        let m = refused(
+            work.path(),
+            &name,
+            &["--format", "rootfs", "-o", "out"],
+            9,
+            "tar",
+            60,
+        )
+        .await;
+        eprintln!("{what}: {} KiB", m.max_rss_kib);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zstd_frame_asking_for_a_huge_window_is_refused() {
+    // A zstd frame whose header asks for a 128 MiB window (windowLog 27),
+    // then one RLE block: a few bytes that would make the decoder allocate
+    // the whole window.
+    let mut blob = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, (27 - 10) << 3];
+    let n: u32 = 100_000;
+    let block = (n << 3) | (1 << 1) | 1;
+    blob.extend(&block.to_le_bytes()[..3]);
+    blob.push(b'z');
+    let layer = Layer {
+        media_type: Some("application/vnd.oci.image.layer.v1.tar+zstd".into()),
+        ..raw_layer(blob, None)
+    };
+    let (_reg, name) = serve_layers(vec![layer], |_| None).await;
+    for args in [
+        &["--format", "rootfs", "-o", "out"][..],
+        &["--layer-format", "uncompressed", "-o", "out.tar"][..],
+    ] {
+        let work = tempdir();
+        refused(work.path(), &name, args, 9, "window", 60).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_odd_entries_with_long_names_cost_no_memory() {
+    // 300 entries of a type rootfs does not unpack, each named by a 1 MiB
+    // GNU long name: counted, a few names kept short.
+    let mut raw = Vec::new();
+    let name = "n".repeat((1 << 20) - 1);
+    for _ in 0..300 {
+        raw.extend(header(
+            tar::EntryType::GNULongName,
+            "././@LongLink",
+            name.len() as u64 + 1,
+        ));
+        raw.extend(name.as_bytes());
+        raw.push(0);
+        raw.extend(vec![0u8; (512 - (name.len() + 1) % 512) % 512]);
+        raw.extend(header(tar::EntryType::new(b'V'), "v", 0));
+    }
+    raw.extend(end(0));
+    let layer = image::pack(raw, image::Packing::Gzip);
+    let (_reg, name) = serve_layers(vec![layer], |_| None).await;
+    let work = tempdir();
+    let m = measured(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "--format",
+            "rootfs",
+            "-o",
+            "out",
+            "--cache-dir",
+            "cache",
+        ],
+        &[],
+        Duration::from_secs(60),
+        None,
+    )
+    .await;
+    assert!(m.out.status.success(), "{}", m.text());
+    assert!(m.max_rss_kib < RSS_CAP_KIB, "{}", m.text());
+    assert!(m.all().contains("300 tar entries of type"), "{}", m.text());
+    assert!(
+        m.all().len() < 10_000,
+        "warnings stay short: {} bytes",
+        m.all().len()
     );
 }

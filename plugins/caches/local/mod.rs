@@ -200,22 +200,52 @@ impl CacheBackend for LocalCache {
 
     async fn check(&self, digest: &Digest) -> Result<bool, CacheError> {
         let (blob, record, digest) = (self.blob_file(digest), self.record_file(digest), digest.clone());
+        let lock = self.dir.join("locks").join(format!("{}.lock", digest.hex()));
         blocking(move || {
-            if verified::unchanged(&blob, &record) {
+            let mut file = match std::fs::File::open(&blob) {
+                Ok(f) => f,
+                // Gone since it was seen: a miss, fetched again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(CacheError::io(&blob, e)),
+            };
+            let look = |f: &std::fs::File| f.metadata().map(|m| verified::stamp(&m)).map_err(|e| CacheError::io(&blob, e));
+            let before = look(&file)?;
+            if verified::matches(&record, &before) {
                 return Ok(true);
             }
-            let found = crate::digest::hash_file(&blob, &digest).map_err(|e| CacheError::io(&blob, e))?;
-            if found.as_ref() == Some(&digest) {
-                verified::record(&blob, &record);
+            // Hash what this open file holds; a write meanwhile (its look
+            // changes) makes the result worthless.
+            let mut v = Verifier::of(digest.algorithm());
+            v.update_from(&mut file).map_err(|e| CacheError::io(&blob, e))?;
+            if v.finish() == digest && look(&file)? == before {
+                verified::write(&record, &before);
                 return Ok(true);
             }
-            // Wrong bytes under the name: gone, so nobody uses them.
-            let _ = std::fs::remove_file(&record);
-            match std::fs::remove_file(&blob) {
-                Ok(()) => Ok(false),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(CacheError::io(&blob, e)),
+            // Wrong bytes under the name: gone, so nobody uses them — under
+            // the digest's lock, and only the file that was hashed (not a
+            // good copy another pull committed meanwhile).
+            let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).map_err(|e| CacheError::io(&lock, e))?;
+            held.lock().map_err(|e| CacheError::io(&lock, e))?;
+            use std::os::unix::fs::MetadataExt;
+            let same = std::fs::metadata(&blob).is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
+            if same {
+                let _ = std::fs::remove_file(&record);
+                match std::fs::remove_file(&blob) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(CacheError::io(&blob, e)),
+                }
             }
+            Ok(false)
+        })
+        .await
+    }
+
+    async fn linked(&self, digest: &Digest) -> Result<(), CacheError> {
+        let (blob, record) = (self.blob_file(digest), self.record_file(digest));
+        blocking(move || {
+            verified::relinked(&blob, &record);
+            Ok(())
         })
         .await
     }
@@ -433,7 +463,9 @@ impl BlobWriter for LocalWriter {
             crate::fsutil::set_readable(&w.partial).map_err(|e| CacheError::io(&w.partial, e))?;
             std::fs::rename(&w.partial, &w.final_path).map_err(|e| CacheError::io(&w.final_path, e))?;
             let _ = std::fs::remove_file(&w.meta);
-            verified::record(&w.final_path, &w.record);
+            if let Ok(m) = std::fs::metadata(&w.final_path) {
+                verified::write(&w.record, &verified::stamp(&m));
+            }
             if let Some(parent) = w.final_path.parent().filter(|_| w.durable) {
                 // Make the rename durable too; not every filesystem allows it.
                 let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());

@@ -2,47 +2,65 @@
 //!
 //! `verified/<hex>` records what the blob file looked like when its bytes
 //! were last found to match their digest (at commit, or when re-hashed):
-//! its inode, size and modification time. A blob whose file still looks
-//! like that was not written since; one that does not (edited in place,
-//! replaced) is re-hashed before it is used again, and removed if wrong.
-//! So a blob changed on disk is never handed to an output, and a warm pull
-//! does not re-hash what nothing touched. The record file's own mtime is
-//! the blob's last use (the blob's mtime must stay as it was committed).
-//! A lost or torn record costs one re-hash, never a wrong blob.
+//! inode, size, modification time and change time. A blob whose file
+//! still looks like that was not written since — the change time cannot
+//! be set back by anyone, so an edit whose mtime was put back is caught
+//! too; one that does not (edited, replaced, touched) is re-hashed before
+//! it is used again, and removed if wrong. So a blob changed on disk is
+//! never handed to an output, and a warm pull does not re-hash what
+//! nothing touched. The record file's own mtime is the blob's last use
+//! (the blob's own times must stay as they were). A lost or torn record
+//! costs one re-hash, never a wrong blob.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-/// What a blob file looks like: inode, size, mtime (ns).
-fn stamp(meta: &std::fs::Metadata) -> String {
+/// What a blob file looks like: inode, size, mtime, ctime (ns), links.
+pub fn stamp(meta: &std::fs::Metadata) -> String {
     format!(
-        "{} {} {}.{:09}",
+        "{} {} {}.{:09} {}.{:09} {}",
         meta.ino(),
         meta.len(),
         meta.mtime(),
-        meta.mtime_nsec()
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.nlink()
     )
 }
 
-/// Whether `blob` still looks as `record` says it did when verified.
-pub fn unchanged(blob: &Path, record: &Path) -> bool {
-    let (Ok(meta), Ok(text)) = (std::fs::metadata(blob), std::fs::read_to_string(record)) else {
-        return false;
-    };
-    text.trim() == stamp(&meta)
+/// Whether `record` says the blob looked like `now` when it was verified.
+pub fn matches(record: &Path, now: &str) -> bool {
+    std::fs::read_to_string(record).is_ok_and(|t| t.trim() == now)
 }
 
-/// Record that `blob`, as it is now, holds the right bytes. Best effort: a
-/// record that cannot be written only costs a re-hash later.
-pub fn record(blob: &Path, record: &Path) {
-    let Ok(meta) = std::fs::metadata(blob) else { return };
+/// Record `stamp` as a verified look of the blob. Best effort: a record
+/// that cannot be written only costs a re-hash later.
+pub fn write(record: &Path, stamp: &str) {
     if let Some(dir) = record.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
     let tmp = record.with_extension("tmp");
-    if std::fs::write(&tmp, stamp(&meta)).is_ok() && std::fs::rename(&tmp, record).is_err() {
+    if std::fs::write(&tmp, stamp).is_ok() && std::fs::rename(&tmp, record).is_err() {
         let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// `blob` was hardlinked by us (an OCI layout): its change time moved and
+/// its link count grew, nothing else. Keep it recorded as verified if its
+/// inode, size and mtime are still the verified ones and it has more
+/// links than then (a write with its mtime put back adds no link).
+pub fn relinked(blob: &Path, record: &Path) {
+    let (Ok(meta), Ok(old)) = (std::fs::metadata(blob), std::fs::read_to_string(record)) else {
+        return;
+    };
+    let now = stamp(&meta);
+    let fields = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    let (n, o) = (fields(&now), fields(&old));
+    let links = |v: &[String]| v.get(4).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+    if n.len() == 5 && o.len() == 5 && n[..3] == o[..3] && links(&n) > links(&o) {
+        write(record, &now);
     }
 }
 
@@ -66,20 +84,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rewrite_is_noticed() {
+    fn a_rewrite_is_noticed_even_with_its_mtime_put_back() {
         let dir = tempfile::tempdir().unwrap();
         let (blob, rec) = (dir.path().join("b"), dir.path().join("v").join("b"));
         std::fs::write(&blob, b"abc").unwrap();
-        assert!(!unchanged(&blob, &rec), "no record yet");
-        record(&blob, &rec);
-        assert!(unchanged(&blob, &rec));
+        let look = || stamp(&std::fs::metadata(&blob).unwrap());
+        assert!(!matches(&rec, &look()), "no record yet");
+        write(&rec, &look());
+        assert!(matches(&rec, &look()));
         touch(&rec);
-        assert!(unchanged(&blob, &rec), "a use is no change");
+        assert!(matches(&rec, &look()), "a use is no change");
         let linked = dir.path().join("link");
         std::fs::hard_link(&blob, &linked).unwrap();
-        assert!(unchanged(&blob, &rec), "a hardlink is no change");
+        assert!(!matches(&rec, &look()), "a link moves the change time");
+        relinked(&blob, &rec);
+        assert!(matches(&rec, &look()), "our own link keeps it verified");
+        let mtime = std::fs::metadata(&blob).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&linked, b"xyz").unwrap();
-        assert!(!unchanged(&blob, &rec), "same size, new bytes");
+        let f = std::fs::File::options().append(true).open(&blob).unwrap();
+        f.set_modified(mtime).unwrap();
+        assert!(!matches(&rec, &look()), "same size, new bytes, mtime put back");
+        relinked(&blob, &rec);
+        assert!(!matches(&rec, &look()), "and not taken for a link");
     }
 }

@@ -72,6 +72,8 @@ pub struct Response {
     pub hang: bool,
     /// `Transfer-Encoding: chunked`, no Content-Length.
     pub chunked: bool,
+    /// Wait this long before answering at all.
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Response {
@@ -87,6 +89,7 @@ impl Response {
             drip: None,
             hang: false,
             chunked: false,
+            delay: None,
         }
     }
 
@@ -204,6 +207,9 @@ where
     };
     let head_only = req.method == "HEAD";
     let resp = handler(req).await;
+    if let Some(d) = resp.delay {
+        tokio::time::sleep(d).await;
+    }
     if resp.hang {
         let mut buf = [0u8; 64];
         let _ =

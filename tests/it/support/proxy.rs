@@ -360,5 +360,6 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         drip: None,
         hang: false,
         chunked: false,
+        delay: None,
     }
 }
