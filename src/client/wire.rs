@@ -162,7 +162,11 @@ pub(crate) fn classify(registry: &str, url: &str, e: &reqwest::Error) -> Registr
         detail.replace(url, &shown)
     };
     let url = shown;
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    // A body cut short is a lost connection, whatever layer noticed it (a
+    // TLS peer closing without close_notify is a reset, not a TLS problem):
+    // it resumes. TLS failures are those of setting the connection up.
+    let tls = lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake");
+    if tls && !e.is_body() && !e.is_decode() && !lower.contains("close_notify") {
         RegistryError::Tls {
             registry,
             url,

@@ -17,6 +17,7 @@ mod local;
 mod placed;
 mod platforms;
 mod pull;
+mod registries;
 mod rootfs;
 mod speed;
 mod ux;

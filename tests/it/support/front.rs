@@ -418,7 +418,17 @@ impl Front {
         self.registry.addr.to_string()
     }
 
-    /// Requests whose target contains `part`, to the CDN.
+    /// The faults of whoever serves the blobs (a front door's target).
+    pub fn faults_for_blobs(&self) -> &Arc<Mutex<Faults>> {
+        &self.faults
+    }
+
+    /// Every request to this front's servers (not its target's).
+    pub fn all_requests(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Requests to the CDN.
     pub fn cdn_requests(&self) -> Vec<Seen> {
         let cdn = self.cdn.as_ref().map(|c| c.addr.to_string());
         self.log
@@ -718,9 +728,11 @@ impl State {
                         true => None,
                         false => Some(missing()),
                     },
-                    _ => Some(Response::new(p.wrong.0, p.wrong.1)
-                        .header("Content-Type", "application/json")
-                        .header("WWW-Authenticate", &self.challenge(None, false))),
+                    _ => Some(
+                        Response::new(p.wrong.0, p.wrong.1)
+                            .header("Content-Type", "application/json")
+                            .header("WWW-Authenticate", &self.challenge(None, false)),
+                    ),
                 }
             }
             Some(a) => {
