@@ -489,3 +489,33 @@ async fn sigkill_at_twenty_moments_leaves_a_sound_cache() {
     *proxy.fault.lock().unwrap() = Fault::None;
     pull_ok(work.path(), &name).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_without_retry_after_backs_off_for_seconds_and_says_so() {
+    let fault = Fault::Status {
+        status: 429,
+        retry_after: None,
+        times: times(2),
+    };
+    let (_reg, _img, _proxy, work, name) = setup(fault).await;
+    let started = Instant::now();
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--cache-dir", "cache"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    // 1 s, then 2 s (plus jitter): not five tries in a second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rate limited (429)") && err.contains("without Retry-After"),
+        "{}",
+        text(&out)
+    );
+}

@@ -109,6 +109,13 @@ async fn world() -> World {
         (Format::Oci.index_type().into(), index.clone()),
     );
     overrides.insert("multi".into(), (Format::Oci.index_type().into(), index));
+    // Typed octet-stream, but its "config" is a layer's gzip bytes: no image.
+    let not_image = edited(&app, |v| {
+        v["config"]["mediaType"] = "application/octet-stream".into();
+        v["config"]["digest"] = app.layers[0].digest.clone().into();
+        v["config"]["size"] = app.layers[0].blob.len().into();
+    });
+    overrides.insert("octetnotimage".into(), (docker.clone(), not_image));
     World {
         reg,
         app,
@@ -192,8 +199,13 @@ async fn every_scenario(kind: Kind) {
         None
     };
 
-    let m = pull(dir, &front, "ns/app:1", anon, &[]).await;
+    let m = pull(dir, &front, "ns/app:1", anon, &["-v"]).await;
     ok(&m, "by tag", kind);
+    if kind == Kind::AcrAlibaba {
+        // Layers from plain-HTTP object storage: followed, and said so.
+        assert!(m.all().contains("from HTTPS to plain HTTP"), "{}", m.text());
+        assert!(front.cdn_requests().len() >= 3, "blobs came from the CDN");
+    }
     tools::check_archive(
         &dir.join("ns_app_1.tar"),
         dir,
@@ -284,6 +296,14 @@ async fn every_scenario(kind: Kind) {
     }
     let m = pull(dir, &front, "ns/app:artifact", anon, &[]).await;
     fails(&m, "an artifact", kind, 5, "not a container image");
+    let m = pull(dir, &front, "ns/app:octetnotimage", anon, &[]).await;
+    fails(
+        &m,
+        "an octet-stream config that is no image config",
+        kind,
+        5,
+        "not an image config",
+    );
 
     // Azure: the identity token `az acr login` leaves, exchanged by POST
     // at the realm (over the test CA, as every request).
@@ -368,4 +388,190 @@ modes! {
     artifactory => Kind::Artifactory,
     redirector => Kind::Redirector,
     distribution => Kind::Distribution,
+}
+
+/// A script named `name` in `dir` that logs each run to `name.log` and
+/// exits 1 after a second (gcloud installed without a login).
+fn slow_failing_tool(dir: &Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let script = bin.join(name);
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nsleep 1\nexit 1\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    log
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cloud_helpers_are_asked_only_once_the_registry_refuses() {
+    let w = world().await;
+    let front = front::start(Kind::Gcr, &w.reg.base_url(), w.overrides.clone()).await;
+    let work = tempdir();
+    let dir = work.path();
+    let log = slow_failing_tool(dir, "gcloud");
+    std::fs::write(
+        dir.join("imgpull.toml"),
+        format!("[registries.\"{}\"]\nkind = \"gcr\"\n", front.host()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let ca = certs::get().ca_pem.display().to_string();
+    let run = |what: &'static str| {
+        let (name, path, ca) = (format!("{}/{what}", front.host()), path.clone(), ca.clone());
+        async move {
+            let out = format!("{}.tar", what.replace(['/', ':'], "_"));
+            measured(
+                dir,
+                &["pull", &name, "-o", &out, "--ca-file", &ca],
+                &[("PATH", path.as_str())],
+                LIMIT,
+                None,
+            )
+            .await
+        }
+    };
+    let m = run("ns/app:1").await;
+    assert!(m.out.status.success(), "{}", m.text());
+    assert!(!log.exists(), "gcloud was run for a public image");
+    assert!(
+        m.elapsed < Duration::from_secs(1),
+        "no wait for a helper: {}",
+        m.text()
+    );
+    let m = run("private/app:1").await;
+    assert_eq!(m.out.status.code(), Some(3), "{}", m.text());
+    let runs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(runs.lines().count(), 1, "asked once, once refused: {runs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_docker_hub_pull_by_tag_makes_one_head() {
+    let w = world().await;
+    let front = front::start(Kind::DockerHub, &w.reg.base_url(), w.overrides.clone()).await;
+    let work = tempdir();
+    let dir = work.path();
+    std::fs::write(
+        dir.join("imgpull.toml"),
+        format!("[registries.\"{}\"]\nkind = \"dockerhub\"\n", front.host()),
+    )
+    .unwrap();
+    let m = pull(dir, &front, "ns/app:1", None, &["-v"]).await;
+    assert!(m.out.status.success(), "{}", m.text());
+    assert!(
+        m.all().contains("pull quota 99 of 100"),
+        "the quota was read: {}",
+        m.text()
+    );
+    let heads = front
+        .all_requests()
+        .iter()
+        .filter(|s| s.method == "HEAD" && s.target.contains("/manifests/"))
+        .count();
+    assert_eq!(heads, 1, "{:#?}", front.all_requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manifests_are_never_downgraded_and_a_refusal_is_not_retried() {
+    use crate::support::hostile::{self, Content};
+    use crate::support::http::{Request, Response};
+    let img = image::build("downgrade", Format::Oci, image::host_arch(), 1);
+    let plain = hostile::start_on(
+        "127.0.0.2",
+        Content::image(&img, "1"),
+        Default::default(),
+        |_| None,
+    )
+    .await;
+    let to = format!("http://{}", plain.host());
+    let reg = hostile::start_tls(Content::image(&img, "1"), move |r: &Request| {
+        r.path()
+            .contains("/manifests/")
+            .then(|| Response::new(307, "").header("Location", &format!("{to}{}", r.target)))
+    })
+    .await;
+    let work = tempdir();
+    let ca = certs::get().ca_pem.display().to_string();
+    let name = format!("{}/ns/app:1", reg.host());
+    let m = measured(
+        work.path(),
+        &["pull", &name, "-o", "out.tar", "--ca-file", &ca],
+        &[],
+        LIMIT,
+        None,
+    )
+    .await;
+    assert_eq!(m.out.status.code(), Some(5), "{}", m.text());
+    assert!(m.all().contains("from HTTPS to plain HTTP"), "{}", m.text());
+    assert_eq!(
+        plain.log.lock().unwrap().len(),
+        0,
+        "the plain-HTTP host was never asked"
+    );
+    assert!(
+        reg.count("/manifests/") <= 2,
+        "one HEAD, one GET, no retries: {}",
+        reg.count("/manifests/")
+    );
+    assert!(m.elapsed < Duration::from_secs(5), "{}", m.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zstd_layers_in_a_docker_archive_are_warned_about() {
+    use crate::support::hostile::{self, Content};
+    let raw = image::layer_tar("zstd-warn", 0);
+    let img = image::build_from(
+        "zstd-warn",
+        Format::Oci,
+        image::host_arch(),
+        vec![image::pack(raw, image::Packing::Zstd)],
+    );
+    let reg = hostile::start(Content::image(&img, "1"), |_| None).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", reg.host());
+    let m = measured(
+        work.path(),
+        &["pull", &name, "-o", "out.tar"],
+        &[],
+        LIMIT,
+        None,
+    )
+    .await;
+    assert!(m.out.status.success(), "{}", m.text());
+    assert!(
+        m.all().contains("zstd-compressed") && m.all().contains("--layer-format uncompressed"),
+        "{}",
+        m.text()
+    );
+    let m = measured(
+        work.path(),
+        &[
+            "pull",
+            &name,
+            "-o",
+            "plain.tar",
+            "--layer-format",
+            "uncompressed",
+        ],
+        &[],
+        LIMIT,
+        None,
+    )
+    .await;
+    assert!(
+        m.out.status.success() && !m.all().contains("zstd-compressed"),
+        "{}",
+        m.text()
+    );
 }

@@ -6,7 +6,7 @@
 //! plainly. Every request is logged with the address it reached and the
 //! `Authorization` it carried.
 
-use super::http::{serve_on, Request, Response, Server};
+use super::http::{serve_on, serve_tls_on, Request, Response, Server};
 use super::image::{sha256, TestImage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -100,8 +100,30 @@ where
     .await
 }
 
+/// As [`start`], over HTTPS (the test CA's certificate).
+pub async fn start_tls<F>(content: Content, special: F) -> Hostile
+where
+    F: Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+{
+    start_with(
+        "127.0.0.1",
+        true,
+        content,
+        Arc::new(Mutex::new(Vec::new())),
+        special,
+    )
+    .await
+}
+
 /// Start on `ip`, logging into `log` (shared by several servers).
 pub async fn start_on<F>(ip: &str, content: Content, log: Log, special: F) -> Hostile
+where
+    F: Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+{
+    start_with(ip, false, content, log, special).await
+}
+
+async fn start_with<F>(ip: &str, tls: bool, content: Content, log: Log, special: F) -> Hostile
 where
     F: Fn(&Request) -> Option<Response> + Send + Sync + 'static,
 {
@@ -109,7 +131,7 @@ where
     let special = Arc::new(special);
     let name = Arc::new(Mutex::new(String::new()));
     let (l, n) = (log.clone(), name.clone());
-    let server = serve_on(ip, move |req: Request| {
+    let handler = move |req: Request| {
         l.lock().unwrap().push(Seen {
             server: n.lock().unwrap().clone(),
             method: req.method.clone(),
@@ -118,8 +140,11 @@ where
         });
         let answer = special(&req).unwrap_or_else(|| plain(&content, &req));
         async move { answer }
-    })
-    .await;
+    };
+    let server = match tls {
+        true => serve_tls_on(ip, handler).await,
+        false => serve_on(ip, handler).await,
+    };
     *name.lock().unwrap() = server.addr.to_string();
     Hostile { server, log }
 }
