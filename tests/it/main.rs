@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod credentials;
 mod disk;
+mod docker;
 mod errors;
 mod exporters;
 mod faults;

@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod cloud;
+pub mod docker;
 pub mod front;
 pub mod hostile;
 pub mod http;
