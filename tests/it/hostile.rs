@@ -29,6 +29,21 @@ where
     (reg, name)
 }
 
+/// `imgpull pull NAME --format rootfs -o out`, measured, within `secs`.
+async fn rootfs(work: &std::path::Path, name: &str, secs: u64) -> Measured {
+    let args = [
+        "pull",
+        name,
+        "--format",
+        "rootfs",
+        "-o",
+        "out",
+        "--cache-dir",
+        "cache",
+    ];
+    measured(work, &args, &[], Duration::from_secs(secs), None).await
+}
+
 /// A layer whose blob is `blob`, its diff_id made up (these layers are
 /// refused before it could be checked).
 fn raw_layer(blob: Vec<u8>, diff_id: Option<String>) -> Layer {
@@ -228,23 +243,7 @@ async fn unpacking_stays_linear() {
     let layers = many_files(60_000);
     let (_reg, name) = serve_layers(layers, |_| None).await;
     let work = tempdir();
-    let m = measured(
-        work.path(),
-        &[
-            "pull",
-            &name,
-            "--format",
-            "rootfs",
-            "-o",
-            "out",
-            "--cache-dir",
-            "cache",
-        ],
-        &[],
-        Duration::from_secs(120),
-        None,
-    )
-    .await;
+    let m = rootfs(work.path(), &name, 120).await;
     assert!(m.out.status.success(), "{}", m.text());
     assert!(m.max_rss_kib < RSS_CAP_KIB, "{}", m.text());
     assert!(m.user_cpu < 10.0, "{}", m.text());
@@ -281,17 +280,7 @@ async fn unpacking_stays_linear() {
     let layer = image::pack(b.into_inner().unwrap(), image::Packing::Gzip);
     let (_reg, name) = serve_layers(vec![layer], |_| None).await;
     let work = tempdir();
-    let args = [
-        "pull",
-        &name,
-        "--format",
-        "rootfs",
-        "-o",
-        "out",
-        "--cache-dir",
-        "cache",
-    ];
-    let m = measured(work.path(), &args, &[], Duration::from_secs(120), None).await;
+    let m = rootfs(work.path(), &name, 120).await;
     assert!(m.out.status.success(), "{}", m.text());
     assert!(m.user_cpu < 10.0, "{}", m.text());
     assert_eq!(
@@ -799,23 +788,7 @@ async fn many_odd_entries_with_long_names_cost_no_memory() {
     let layer = image::pack(raw, image::Packing::Gzip);
     let (_reg, name) = serve_layers(vec![layer], |_| None).await;
     let work = tempdir();
-    let m = measured(
-        work.path(),
-        &[
-            "pull",
-            &name,
-            "--format",
-            "rootfs",
-            "-o",
-            "out",
-            "--cache-dir",
-            "cache",
-        ],
-        &[],
-        Duration::from_secs(60),
-        None,
-    )
-    .await;
+    let m = rootfs(work.path(), &name, 60).await;
     assert!(m.out.status.success(), "{}", m.text());
     assert!(m.max_rss_kib < RSS_CAP_KIB, "{}", m.text());
     assert!(m.all().contains("300 tar entries of type"), "{}", m.text());

@@ -176,7 +176,8 @@ impl CacheBackend for LocalCache {
             std::fs::write(&meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&meta, e))?;
             let keep = lock.try_clone().map_err(|e| CacheError::io(&lock_path, e))?;
             let out = HashingFile::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep), durable);
-            let w = LocalWriter { record, out, fresh, partial, meta, final_path, digest: digest.clone(), size, durable, _lock: lock };
+            let files = Files { record, partial, meta, final_path, digest: digest.clone(), size, durable, _lock: lock };
+            let w = LocalWriter { out, fresh, files };
             Ok(Begin::Writer(Box::new(w)))
         })
         .await
@@ -211,6 +212,10 @@ impl CacheBackend for LocalCache {
             let look = |f: &std::fs::File| f.metadata().map(|m| verified::stamp(&m)).map_err(|e| CacheError::io(&blob, e));
             let before = look(&file)?;
             if verified::matches(&record, &before) {
+                // Recorded anew when only links moved its change time.
+                if !std::fs::read_to_string(&record).is_ok_and(|t| t.trim() == before) {
+                    verified::write(&record, &before);
+                }
                 return Ok(true);
             }
             // Hash what this open file holds; a write meanwhile (its look
@@ -374,29 +379,16 @@ impl CacheBackend for LocalCache {
 }
 
 struct LocalWriter {
-    record: PathBuf,
     /// The partial file, written and hashed on a thread of its own.
     out: HashingFile,
     /// A verifier for a start from byte 0.
     fresh: Verifier,
-    partial: PathBuf,
-    meta: PathBuf,
-    final_path: PathBuf,
-    digest: Digest,
-    size: u64,
-    durable: bool,
-    /// Held until commit or drop: other processes wait for this digest.
-    _lock: std::fs::File,
+    files: Files,
 }
 
-impl LocalWriter {
-    fn discard(&self) {
-        discard(&self.partial, &self.meta);
-    }
-}
-
-/// A writer's files after its last byte: checked, then renamed into place.
-struct Committing {
+/// A writer's files and facts, which outlive its writing: after the last
+/// byte they are checked, then renamed into place.
+struct Files {
     /// Where its verification is recorded.
     record: PathBuf,
     partial: PathBuf,
@@ -405,11 +397,12 @@ struct Committing {
     digest: Digest,
     size: u64,
     durable: bool,
-    /// Held until the blob is in place.
+    /// Held until the blob is in place (or dropped): other processes wait
+    /// for this digest.
     _lock: std::fs::File,
 }
 
-impl Committing {
+impl Files {
     fn discard(&self) {
         discard(&self.partial, &self.meta);
     }
@@ -428,23 +421,24 @@ impl BlobWriter for LocalWriter {
 
     async fn restart(&mut self) -> Result<(), CacheError> {
         let fresh = self.fresh.clone();
-        self.out.restart(fresh).await.map_err(|e| CacheError::io(&self.partial, e))
+        self.out.restart(fresh).await.map_err(|e| CacheError::io(&self.files.partial, e))
     }
 
     async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), CacheError> {
         let found = self.out.held() + chunk.len() as u64;
-        if found > self.size {
+        if found > self.files.size {
             let _ = self.out.settle().await;
-            self.discard();
-            return Err(CacheError::SizeMismatch { digest: self.digest.clone(), expected: self.size, found });
+            let f = &self.files;
+            f.discard();
+            return Err(CacheError::SizeMismatch { digest: f.digest.clone(), expected: f.size, found });
         }
-        self.out.write(chunk).await.map_err(|e| CacheError::io(&self.partial, e))
+        self.out.write(chunk).await.map_err(|e| CacheError::io(&self.files.partial, e))
     }
 
     async fn commit(self: Box<Self>) -> Result<(), CacheError> {
         let w = *self;
-        let (file, verifier) = w.out.into_parts().await.map_err(|e| CacheError::io(&w.partial, e))?;
-        let w = Committing { record: w.record, partial: w.partial, meta: w.meta, final_path: w.final_path, digest: w.digest, size: w.size, durable: w.durable, _lock: w._lock };
+        let (file, verifier) = w.out.into_parts().await.map_err(|e| CacheError::io(&w.files.partial, e))?;
+        let w = w.files;
         blocking(move || {
             let file = file.into_inner().map_err(|e| CacheError::io(&w.partial, e.into_error()))?;
             if verifier.len() != w.size {
