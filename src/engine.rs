@@ -114,8 +114,12 @@ impl Engine {
                 Some(f) => (Some(f), None),
                 None => {
                     let chain = self.credential_chain(reference, &reg_cfg, quirks)?;
-                    let (now, later): (Vec<_>, Vec<_>) =
-                        chain.into_iter().partition(|p| !p.deferred());
+                    // The default chain's cloud helper waits for a refusal;
+                    // a list the user wrote is asked as written.
+                    let default_chain = reg_cfg.credentials.is_empty();
+                    let (now, later): (Vec<_>, Vec<_>) = chain
+                        .into_iter()
+                        .partition(|p| !(default_chain && p.deferred()));
                     let found = resolve_chain(&now, &reference.registry).await?.0;
                     let deferred = (found.is_none() && !later.is_empty())
                         .then(|| self.deferred(later, &reference.registry));

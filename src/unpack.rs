@@ -246,6 +246,9 @@ impl Unpacker {
                 }
                 drop(f);
                 self.own(&path, &h).map_err(io)?;
+                // After chown (which clears capabilities), before a mode that
+                // may leave the file unwritable to its (non-root) owner.
+                self.set_xattrs(&path, &attrs);
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode(&h))).map_err(io)?;
             }
             T::Symlink => {
@@ -322,34 +325,27 @@ impl Unpacker {
                 return Ok(());
             }
         }
-        if kind != T::Link {
-            self.set_meta(&path, kind, &h, &attrs);
+        if !matches!(kind, T::Link | T::Regular | T::Continuous | T::GNUSparse) {
+            self.set_xattrs(&path, &attrs);
+        }
+        if matches!(kind, T::Symlink | T::Fifo | T::Char | T::Block) {
+            // What `set_modified` and `finish` do not reach.
+            if let Ok(t) = h.mtime() {
+                let _ = meta::set_mtime(&path, t);
+            }
         }
         added.insert(joined(&at));
         Ok(())
     }
 
-    /// Extended attributes, and the mtime of what `set_modified` and
-    /// `finish` do not reach (symlinks, FIFOs, devices), after ownership
-    /// and mode (`chown` clears `security.capability`).
-    fn set_meta(
-        &mut self,
-        path: &Path,
-        kind: tar::EntryType,
-        h: &tar::Header,
-        attrs: &[(String, Vec<u8>)],
-    ) {
-        use tar::EntryType as T;
+    /// Extended attributes, after ownership (`chown` clears
+    /// `security.capability`); what cannot be set is counted for a warning.
+    fn set_xattrs(&mut self, path: &Path, attrs: &[(String, Vec<u8>)]) {
         for f in meta::set_xattrs(path, attrs, self.as_root) {
             self.xattr_failures.0 += 1;
             self.xattr_failures
                 .1
                 .get_or_insert_with(|| f.chars().take(200).collect());
-        }
-        if matches!(kind, T::Symlink | T::Fifo | T::Char | T::Block) {
-            if let Ok(t) = h.mtime() {
-                let _ = meta::set_mtime(path, t);
-            }
         }
     }
 

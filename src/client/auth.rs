@@ -144,11 +144,19 @@ impl RegistryClient {
         challenge: Challenge,
         scope: &str,
     ) -> Result<(), RegistryError> {
-        let Challenge::Bearer { realm, service, .. } = challenge else {
+        let Challenge::Bearer {
+            realm,
+            service,
+            scope: named,
+        } = challenge
+        else {
             return Ok(());
         };
+        // The target names its own scope: a front door may have rewritten
+        // the path (registry.k8s.io serves `images/X` from another name).
+        let asked = named.as_deref().unwrap_or(scope);
         let token = self
-            .fetch_token(repository, &realm, service.as_deref(), scope, None)
+            .fetch_token(repository, &realm, service.as_deref(), asked, None)
             .await?;
         self.remember_secret(vec![token.value.expose().to_string()]);
         let origin = at.origin().ascii_serialization();
@@ -162,14 +170,20 @@ impl RegistryClient {
     }
 
     /// Ask the deferred providers, the first time an anonymous request is
-    /// refused; `true` when they had credentials (the request is worth
-    /// sending again).
-    pub(super) async fn ask_deferred(&self) -> Result<bool, RegistryError> {
+    /// refused (one task asks; the others wait for its answer); `true` when
+    /// the request is worth sending again: credentials arrived (now, or
+    /// since this request, sent without them, went out).
+    pub(super) async fn ask_deferred(
+        &self,
+        repository: &str,
+        had: bool,
+    ) -> Result<bool, RegistryError> {
         let Some(deferred) = &self.deferred else {
             return Ok(false);
         };
+        let _one_at_a_time = self.deferred_lock.lock().await;
         if self.found().is_some() {
-            return Ok(false);
+            return Ok(!had);
         }
         {
             let mut st = self.state.lock().await;
@@ -181,7 +195,7 @@ impl RegistryClient {
             .await
             .map_err(|e| RegistryError::Unauthorized {
                 registry: self.registry.clone(),
-                repository: String::new(),
+                repository: repository.to_string(),
                 credential_source: None,
                 detail: e.to_string(),
             })?;

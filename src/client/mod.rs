@@ -139,6 +139,8 @@ pub struct RegistryClient {
     deferred: Option<Deferred>,
     /// Every secret in use, for scrubbing what servers echo back.
     secrets: std::sync::Mutex<Vec<String>>,
+    /// Held while deferred providers are asked (once, by one task).
+    deferred_lock: tokio::sync::Mutex<()>,
     retry: RetryPolicy,
     pace: Pace,
     ns: Option<String>,
@@ -237,6 +239,7 @@ impl RegistryClient {
                             ),
                             credentials: std::sync::RwLock::new(opts.credentials),
                             deferred: opts.deferred.clone(),
+                            deferred_lock: tokio::sync::Mutex::new(()),
                             retry: opts.retry,
                             pace: Pace {
                                 window: opts.stall_timeout,
@@ -398,11 +401,15 @@ impl RegistryClient {
         Ok(bytes)
     }
 
+    /// The error for a refused request; `sent` says whether it carried our
+    /// credentials (or a token got with them): a refusal of what was sent
+    /// anonymously does not blame them.
     pub(crate) async fn status_error(
         &self,
         resp: Response,
         repository: &str,
         what: &str,
+        sent: bool,
     ) -> RegistryError {
         let status = resp.status().as_u16();
         let url = shown_url(resp.url().as_str());
@@ -419,9 +426,10 @@ impl RegistryClient {
         // would no longer be found).
         let body = self.scrub(&String::from_utf8_lossy(&body));
         let detail = summarize_body(status, body.as_bytes());
-        self.error_for(status, url, retry_after, repository, what, detail)
+        self.error_for(status, url, retry_after, repository, what, detail, sent)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn error_for(
         &self,
         status: u16,
@@ -430,22 +438,24 @@ impl RegistryClient {
         repository: &str,
         what: &str,
         detail: String,
+        sent: bool,
     ) -> RegistryError {
         let registry = self.registry.clone();
         let repository = repository.to_string();
+        let found = self.found().filter(|_| sent);
         // A server may echo what it was sent: never show our secrets back.
         let detail = self.scrub(&detail);
         match status {
             401 => RegistryError::Unauthorized {
                 registry,
                 repository,
-                credential_source: self.found().map(|f| f.source),
+                credential_source: found.map(|f| f.source),
                 detail,
             },
             403 => RegistryError::Denied {
                 registry,
                 repository,
-                anonymous: self.found().is_none(),
+                anonymous: found.is_none(),
                 detail,
             },
             404 => RegistryError::NotFound {

@@ -101,11 +101,18 @@ impl Request<'_> {
         let mut url = self.url.clone();
         let mut method = self.method.clone();
         let until = self.deadline.map(|d| (tokio::time::Instant::now() + d, d));
+        // After a hop over plain HTTP, anyone on that path could send us
+        // back to the registry: nothing is attached from then on.
+        let mut downgraded = false;
         for hop in 0..=MAX_REDIRECTS {
             let mut req = self.http.request(method.clone(), url.clone());
             let mut headers = self.headers.clone();
             headers.remove(AUTHORIZATION);
-            if let Some(b) = self.auth.iter().find(|b| b.origin.matches(&url)) {
+            if let Some(b) = self
+                .auth
+                .iter()
+                .find(|b| b.origin.matches(&url) && !downgraded)
+            {
                 headers.insert(AUTHORIZATION, b.value.clone());
             }
             req = req.headers(headers);
@@ -150,6 +157,7 @@ impl Request<'_> {
                 )));
             }
             if url.scheme() == "https" && next.scheme() == "http" {
+                downgraded = true;
                 if self.downgrade == Downgrade::Refuse {
                     return Err(refused(format!(
                         "redirected from HTTPS to plain HTTP ({}); refused for this request",

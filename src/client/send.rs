@@ -67,7 +67,22 @@ impl RegistryClient {
         loop {
             attempt += 1;
             let last = tries.take() == 0;
-            let bounds = self.bounds(repository, &scope, refreshed).await?;
+            // Whether this try goes with our credentials (a later one may,
+            // once deferred providers answered).
+            let had = self.found().is_some();
+            let bounds = match self.bounds(repository, &scope, refreshed).await {
+                Ok(b) => b,
+                // The token server refused us anonymously (Artifact
+                // Registry answers 403): ask the costly providers, once.
+                Err(e @ (RegistryError::Unauthorized { .. } | RegistryError::Denied { .. })) => {
+                    if self.ask_deferred(repository, had).await? {
+                        refreshed = true;
+                        continue;
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let follow = redirect::Request {
                 http: &self.http,
                 method: req.method.clone(),
@@ -120,8 +135,11 @@ impl RegistryClient {
                 }
             }
             // Refused anonymously: now ask the costly providers, once.
-            if matches!(status.as_u16(), 401 | 403) && from_registry && self.ask_deferred().await? {
-                refreshed = false;
+            if matches!(status.as_u16(), 401 | 403)
+                && from_registry
+                && self.ask_deferred(repository, had).await?
+            {
+                refreshed = true;
                 continue;
             }
             if status.is_success() {
@@ -161,7 +179,9 @@ impl RegistryClient {
                     }
                 }
             }
-            return Err(self.status_error(resp, repository, what).await);
+            return Err(self
+                .status_error(resp, repository, what, from_registry && had)
+                .await);
         }
     }
 }

@@ -135,7 +135,9 @@ impl RegistryClient {
         if !resp.status().is_success() {
             // Its message says why ("incorrect username or password"),
             // scrubbed of anything of ours it may quote.
-            return Err(self.status_error(resp, repository, &what).await);
+            return Err(self
+                .status_error(resp, repository, &what, credential.is_some())
+                .await);
         }
         let body = self.read_capped(resp, super::TOKEN_MAX).await?;
         let parsed: TokenResponse = serde_json::from_slice(&body)

@@ -150,15 +150,17 @@ fn sign_jwt(email: &str, audience: &str, pem: &str) -> Result<String, String> {
 
 /// `gcloud auth print-access-token`, when gcloud is installed.
 pub async fn token_from_gcloud() -> Result<Option<Secret>, String> {
-    let out = match tokio::process::Command::new("gcloud")
+    let run = tokio::process::Command::new("gcloud")
         .args(["auth", "print-access-token"])
         .stdin(std::process::Stdio::null())
-        .output()
-        .await
-    {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("gcloud: {e}")),
+        .kill_on_drop(true)
+        .output();
+    // As every credential helper: an answer within 30 s, or none.
+    let out = match tokio::time::timeout(std::time::Duration::from_secs(30), run).await {
+        Err(_) => return Err("gcloud auth print-access-token did not answer within 30 s".into()),
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Ok(Err(e)) => return Err(format!("gcloud: {e}")),
     };
     if !out.status.success() {
         // Not logged in: no credentials here (public images still pull).

@@ -3,10 +3,13 @@
 //! its modification time, restored as containerd's applier does — on the
 //! entry itself, never through a symlink.
 //!
-//! Which attributes: `user.*` always; `security.*` (a `setcap` binary's
-//! `security.capability`), `trusted.*` and `system.*` (ACLs) only as root,
-//! as the kernel allows nothing else. One that cannot be set is a warning,
-//! not a failure (a filesystem without xattrs, say).
+//! Which attributes: `user.*` always; as root (the kernel allows nothing
+//! else) `security.capability` (a `setcap` binary's), `trusted.*` and
+//! POSIX ACLs (`system.posix_acl_*`). Never overlayfs's own (`*.overlay.*`:
+//! a layer must not plant whiteouts or redirects for a later overlay mount
+//! of the tree) nor the other `security.*` ones (SELinux labels, IMA and
+//! EVM signatures belong to the host), as umoci does. One that cannot be
+//! set is a warning, not a failure (a filesystem without xattrs, say).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -30,11 +33,14 @@ pub fn xattrs<R: std::io::Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, V
 
 /// Whether attribute `name` may be set by this process.
 fn allowed(name: &str, as_root: bool) -> bool {
+    if name.contains(".overlay.") {
+        return false;
+    }
     name.starts_with("user.")
         || (as_root
-            && (name.starts_with("security.")
+            && (name == "security.capability"
                 || name.starts_with("trusted.")
-                || name.starts_with("system.")))
+                || name.starts_with("system.posix_acl_")))
 }
 
 /// Set `attrs` on `path` (not following a symlink there). Returns what
@@ -46,7 +52,14 @@ pub fn set_xattrs(path: &Path, attrs: &[(String, Vec<u8>)], as_root: bool) -> Ve
     };
     for (name, value) in attrs {
         if !allowed(name, as_root) {
-            failed.push(format!("{name} (needs root)"));
+            let root_would = name == "security.capability"
+                || name.starts_with("trusted.")
+                || name.starts_with("system.posix_acl_");
+            let why = match !as_root && root_would && !name.contains(".overlay.") {
+                true => "needs root",
+                false => "not restored",
+            };
+            failed.push(format!("{name} ({why})"));
             continue;
         }
         let Ok(n) = CString::new(name.as_str()) else {

@@ -30,21 +30,23 @@ pub fn stamp(meta: &std::fs::Metadata) -> String {
     )
 }
 
-/// Whether `record` says the blob looked like `now` when it was verified
-/// — or like it but for a link added or removed (an OCI layout linking
-/// the blob, or removed): the change time moves with the link count then,
-/// while inode, size and mtime stay. (A write with its mtime put back
-/// moves the change time alone, and is re-hashed.)
-pub fn matches(record: &Path, now: &str) -> bool {
-    let Ok(old) = std::fs::read_to_string(record) else {
-        return false;
-    };
-    let old = old.trim();
-    if old == now {
+/// Whether two looks of a blob file show no write between them: equal,
+/// or equal but for a link added or removed (an OCI layout linking the
+/// blob, or removed: the change time moves with the link count then, while
+/// inode, size and mtime stay). A write with its mtime put back moves the
+/// change time alone.
+pub fn alike(a: &str, b: &str) -> bool {
+    if a == b {
         return true;
     }
-    let (n, o): (Vec<&str>, Vec<&str>) = (now.split_whitespace().collect(), old.split_whitespace().collect());
-    n.len() == 5 && o.len() == 5 && n[..3] == o[..3] && n[4] != o[4]
+    let (x, y): (Vec<&str>, Vec<&str>) = (a.split_whitespace().collect(), b.split_whitespace().collect());
+    x.len() == 5 && y.len() == 5 && x[..3] == y[..3] && x[4] != y[4]
+}
+
+/// Whether `record` says the blob looked like `now` (see [`alike`]) when
+/// it was verified.
+pub fn matches(record: &Path, now: &str) -> bool {
+    std::fs::read_to_string(record).is_ok_and(|old| alike(old.trim(), now))
 }
 
 /// Record `stamp` as a verified look of the blob. Best effort: a record

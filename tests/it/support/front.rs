@@ -266,6 +266,8 @@ impl Profile {
                 ..base
             },
             Kind::Ar => Profile {
+                // gcloud's access token, as the gcr provider sends it.
+                user: "oauth2accesstoken",
                 realm_elsewhere: false,
                 realm_path: "/v2/token",
                 v2_without_service: true,
@@ -370,6 +372,12 @@ impl Profile {
 const PUBLIC: &str = "ns/app";
 const PRIVATE: &str = "private/app";
 
+/// A repository as the registry behind knows it: the name a front door's
+/// target serves it under (`mirror/NAME`) is another name for it.
+fn logical(repo: &str) -> &str {
+    repo.strip_prefix("mirror/").unwrap_or(repo)
+}
+
 /// Faults a scenario turns on.
 #[derive(Default)]
 pub struct Faults {
@@ -392,6 +400,7 @@ pub struct Front {
     pub faults: Arc<Mutex<Faults>>,
     /// The front door's target, for `Redirector`.
     pub target: Option<Box<Front>>,
+    state: Arc<State>,
 }
 
 struct State {
@@ -421,6 +430,11 @@ impl Front {
     /// The faults of whoever serves the blobs (a front door's target).
     pub fn faults_for_blobs(&self) -> &Arc<Mutex<Faults>> {
         &self.faults
+    }
+
+    /// Whether this front issued bearer token `t`.
+    pub fn issued(&self, t: &str) -> bool {
+        self.state.tokens.lock().unwrap().contains_key(t)
     }
 
     /// Every request to this front's servers (not its target's).
@@ -520,6 +534,7 @@ pub async fn start(kind: Kind, upstream: &str, overrides: Overrides) -> Front {
         log,
         faults,
         target,
+        state,
     }
 }
 
@@ -659,7 +674,7 @@ impl State {
             else {
                 continue;
             };
-            let private = repo.starts_with("private/");
+            let private = logical(repo).starts_with("private/");
             if private && !user_ok {
                 if p.anon_private_403 {
                     return json(
@@ -669,7 +684,7 @@ impl State {
                 }
                 continue;
             }
-            if p.drops_missing && repo != PUBLIC && repo != PRIVATE {
+            if p.drops_missing && logical(repo) != PUBLIC && logical(repo) != PRIVATE {
                 continue;
             }
             granted.push(repo.to_string());
@@ -700,8 +715,8 @@ impl State {
     /// `None` when `req` may read `repo`, else the refusal.
     fn access(&self, req: &Request, repo: &str) -> Option<Response> {
         let p = &self.profile;
-        let exists = repo == PUBLIC || repo == PRIVATE;
-        let public = !repo.starts_with("private/");
+        let exists = logical(repo) == PUBLIC || logical(repo) == PRIVATE;
+        let public = !logical(repo).starts_with("private/");
         let missing = || {
             json(
                 404,
@@ -754,7 +769,13 @@ impl State {
         self.seen("registry", &req);
         let path = req.path().to_string();
         if let Some(to) = &self.redirect_to {
-            return Response::new(307, "").header("Location", &format!("{to}{}", req.target));
+            // Under another name there, as registry.k8s.io sends `X` to
+            // `…/k8s-artifacts-prod/images/X`: `/v2/X` becomes `/v2/mirror/X`.
+            let target = match req.target.strip_prefix("/v2/").filter(|r| !r.is_empty()) {
+                Some(rest) => format!("/v2/mirror/{rest}"),
+                None => req.target.clone(),
+            };
+            return Response::new(307, "").header("Location", &format!("{to}{target}"));
         }
         if self.profile.bearer && !self.profile.realm_elsewhere && path == self.profile.realm_path {
             return self.token(&req);
@@ -791,7 +812,7 @@ impl State {
             return refused;
         }
         match what {
-            "manifests" => self.manifest(&req, &repo, &reference).await,
+            "manifests" => self.manifest(&req, logical(&repo), &reference).await,
             _ => self.blob(&req, &reference).await,
         }
     }
