@@ -24,15 +24,6 @@ pub struct Pace {
     pub min_speed: u64,
 }
 
-impl Default for Pace {
-    fn default() -> Pace {
-        Pace {
-            window: Duration::from_secs(60),
-            min_speed: 1024,
-        }
-    }
-}
-
 /// A response body, read chunk by chunk under the [`Pace`] rules.
 pub struct Body {
     inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,

@@ -101,6 +101,15 @@ fn retry_note(after: &Option<String>) -> String {
 }
 
 impl RegistryError {
+    /// A failure that may heal on another try: the connection, not the
+    /// answer (refusals, TLS and integrity failures do not).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Connect { .. } | RegistryError::Network { .. }
+        )
+    }
+
     pub fn registry(&self) -> &str {
         match self {
             RegistryError::Unauthorized { registry, .. }

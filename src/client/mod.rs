@@ -257,10 +257,7 @@ impl RegistryClient {
                 }
             }
             let err = pick_connect_error(errors);
-            let transient = matches!(
-                err,
-                RegistryError::Connect { .. } | RegistryError::Network { .. }
-            );
+            let transient = err.is_transient();
             if !transient || last {
                 return Err(err);
             }

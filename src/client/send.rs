@@ -103,10 +103,7 @@ impl RegistryClient {
                 Err(e) => {
                     let err = follow_error(&self.registry, e);
                     // Refusals and TLS failures do not heal by themselves.
-                    let transient = matches!(
-                        err,
-                        RegistryError::Connect { .. } | RegistryError::Network { .. }
-                    );
+                    let transient = err.is_transient();
                     if last || !transient {
                         return Err(err);
                     }

@@ -121,10 +121,7 @@ impl RegistryClient {
                 Ok(_) => {}
                 Err(e) => {
                     let err = super::follow_error(&self.registry, e);
-                    let transient = matches!(
-                        err,
-                        RegistryError::Connect { .. } | RegistryError::Network { .. }
-                    );
+                    let transient = err.is_transient();
                     if last || !transient {
                         return Err(err);
                     }
