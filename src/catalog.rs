@@ -5,7 +5,7 @@
 use crate::cache::CacheBackend;
 use crate::credentials::CredentialProvider;
 use crate::export::Exporter;
-use crate::quirks::RegistryQuirks;
+use crate::registry::quirks::RegistryQuirks;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;

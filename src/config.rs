@@ -196,27 +196,11 @@ fn default_max_chunks() -> usize {
 }
 
 impl Config {
-    /// How blobs are downloaded (sizes checked when the config is loaded).
-    pub fn fetch_options(&self) -> crate::fetch::FetchOptions {
-        let size = |s: &str| crate::units::parse_size(s).unwrap_or(0);
-        crate::fetch::FetchOptions {
-            concurrency: self.max_concurrent_downloads,
-            chunking: crate::chunked::Chunking {
-                chunk_size: size(&self.chunk_size),
-                max_chunks: self.max_chunks,
-            },
-            limiter: self
-                .limit_rate
-                .as_deref()
-                .map(|r| crate::ratelimit::RateLimiter::new(size(r))),
-        }
-    }
-
     /// The minimum body speed in bytes per second (0: none), lowered
     /// below what `limit_rate` leaves each stream (a capped pull is slow on
     /// purpose).
     pub fn min_speed(&self) -> u64 {
-        let size = |s: &str| crate::units::parse_size(s).unwrap_or(0);
+        let size = |s: &str| crate::util::units::parse_size(s).unwrap_or(0);
         let floor = size(&self.min_speed);
         match self.limit_rate.as_deref().map(size) {
             Some(limit) => {
@@ -234,12 +218,12 @@ impl Config {
 
     /// `timeout` as a duration (checked when the config is loaded).
     pub fn timeout(&self) -> Option<std::time::Duration> {
-        crate::units::parse_duration(self.timeout.as_deref()?).ok()
+        crate::util::units::parse_duration(self.timeout.as_deref()?).ok()
     }
 
     /// `stall_timeout` as a duration (checked when the config is loaded).
     pub fn stall_timeout(&self) -> std::time::Duration {
-        crate::units::parse_duration(&self.stall_timeout)
+        crate::util::units::parse_duration(&self.stall_timeout)
             .unwrap_or(std::time::Duration::from_secs(60))
     }
 }
@@ -390,7 +374,7 @@ impl Config {
         let mut cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
-        match crate::units::parse_duration(&cfg.stall_timeout) {
+        match crate::util::units::parse_duration(&cfg.stall_timeout) {
             Ok(d) if !d.is_zero() => {}
             Ok(_) => {
                 return Err(ConfigError::Invalid(
@@ -405,7 +389,7 @@ impl Config {
             ("limit_rate", cfg.limit_rate.as_ref(), 1024, "1KiB"),
         ] {
             if let Some(v) = value {
-                match crate::units::parse_size(v) {
+                match crate::util::units::parse_size(v) {
                     Ok(n) if n >= min => {}
                     Ok(_) => {
                         return Err(ConfigError::Invalid(format!(
@@ -419,7 +403,7 @@ impl Config {
         crate::layer::Limit::parse(&cfg.max_layer_uncompressed)
             .map_err(|e| ConfigError::Invalid(format!("max_layer_uncompressed: {e}")))?;
         if let Some(t) = &cfg.timeout {
-            crate::units::parse_duration(t)
+            crate::util::units::parse_duration(t)
                 .map_err(|e| ConfigError::Invalid(format!("timeout: {e}")))?;
         }
         if !(1..=16).contains(&cfg.max_chunks) {

@@ -3,14 +3,14 @@
 
 use crate::cache::CacheError;
 use crate::catalog::PluginError;
-use crate::client::RegistryError;
 use crate::config::ConfigError;
 use crate::credentials::CredentialError;
-use crate::digest::Digest;
 use crate::export::ExportError;
-use crate::manifest::ManifestError;
-use crate::platform::{Platform, PlatformParseError};
-use crate::reference::ReferenceError;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::ManifestError;
+use crate::oci::platform::{Platform, PlatformParseError};
+use crate::oci::reference::ReferenceError;
+use crate::registry::RegistryError;
 use std::path::PathBuf;
 
 /// Exit codes, documented in README.md.
@@ -83,6 +83,16 @@ pub enum Error {
     Hinted { source: Box<Error>, hint: String },
 }
 
+impl From<crate::transfer::FetchError> for Error {
+    fn from(e: crate::transfer::FetchError) -> Error {
+        use crate::transfer::FetchError as F;
+        match e {
+            F::Registry(r) => Error::Registry(r),
+            F::Cache { registry, source } => Error::Cache { registry, source },
+        }
+    }
+}
+
 /// What a multi-platform image offers when none matched.
 #[derive(Debug)]
 pub struct NoMatch {
@@ -153,7 +163,7 @@ impl Error {
             Error::Export(ExportError::DiffId { .. }) => exit::INTEGRITY,
             Error::Export(
                 ExportError::Refused { .. }
-                | ExportError::Unpack(crate::unpack::UnpackError::Unsafe { .. }),
+                | ExportError::Unpack(crate::layer::unpack::UnpackError::Unsafe { .. }),
             ) => exit::REFUSED,
             Error::Export(_) | Error::Io { .. } => exit::OTHER,
         }

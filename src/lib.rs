@@ -1,70 +1,55 @@
 //! imgpull: pull container images from Docker/OCI registries without a
-//! daemon, into a verified cache and out as a `docker load` tar.
+//! daemon, into a verified cache and out as a `docker load` tar, an OCI
+//! layout or archive, or a root filesystem.
 //!
 //! # Layout
 //!
-//! - [`reference`]: `[host[:port]/]path[:tag][@digest]`, normalized as docker does.
-//! - [`digest`]: digests and the streaming verifier every byte passes through.
-//! - [`manifest`], [`platform`]: manifest documents and platform matching.
-//! - [`auth`], [`client`]: challenges, tokens, the registry HTTP client.
-//! - [`resolve`]: reference -> (index ->) image manifest.
-//! - [`fetch`]: blobs into the cache, in parallel, verified; [`chunked`]:
-//!   parallel ranges of one big blob on a slow link; [`hashing_file`]:
-//!   hashing and writing off the download's thread; [`tee`]: the same bytes
-//!   into their place in an output laid out in advance
-//!   ([`export::PlacedTar`]).
-//! - [`engine`]: the [`engine::Engine`] and the setup every operation shares;
-//!   [`pull`]: one pull end to end; [`inspect`]: what a reference names;
-//!   [`naming`]: default output names.
-//! - Plugin traits: [`credentials::CredentialProvider`], [`quirks::RegistryQuirks`],
-//!   [`cache::CacheBackend`], [`export::Exporter`]; [`catalog`] collects them.
-//! - [`plugins`]: the built-in implementations, one file each (`plugins/`).
-//! - [`config`]: layered TOML/env/flag configuration.
-//! - [`error`]: the engine's error and exit codes; [`progress`]: the
-//!   [`progress::Reporter`] trait.
-//! - [`text`]: network text made fit to print; [`secret`]: secrets that
-//!   never print.
-//! - [`cli`]: the command line (the only module that prints).
+//! One folder per step of a pull, each plugin contract beside the code
+//! that drives it (the map with the flow of one pull: `docs/architecture.md`).
+//!
+//! - [`oci`]: the image formats as data: references, digests, manifests,
+//!   platforms. No I/O.
+//! - [`credentials`]: the [`credentials::CredentialProvider`] contract and
+//!   what cloud providers share.
+//! - [`registry`]: the registry HTTP client (challenges, tokens, redirects,
+//!   retries, bounded bodies), mirrors with fallback, Docker Hub's quota and
+//!   the [`registry::quirks::RegistryQuirks`] contract.
+//! - [`resolve`]: a reference to its image manifest (through an index by
+//!   platform), manifests served from the cache when held.
+//! - [`transfer`]: blobs into the cache, in parallel, verified, resumed.
+//! - [`cache`]: the [`cache::CacheBackend`] contract and what `imgpull cache`
+//!   does on any backend.
+//! - [`layer`]: layer tars: decompression, the structure guard, unpacking.
+//! - [`export`]: the [`export::Exporter`] contract, the tar writer, outputs
+//!   written while downloading.
+//! - [`engine`]: the [`engine::Engine`] and the operations on it: pull,
+//!   inspect, cache import; default output names.
+//! - [`catalog`]: the plugins found at link time, chosen by name.
+//! - [`config`]: layered TOML/env/flag configuration, as plain data.
+//! - [`progress`]: the [`progress::Reporter`] trait (the library reports,
+//!   the CLI draws).
+//! - [`error`]: the engine's error and exit codes.
+//! - [`util`]: cancellation, fs helpers, secrets, printable text, units.
+//! - [`cli`]: the command line: the only module that prints, and the one
+//!   that turns errors into hints.
+//! - [`plugins`]: the built-in implementations, one file (or folder) each,
+//!   under `plugins/`.
 
-pub mod auth;
 pub mod cache;
-pub mod cache_ops;
-pub mod cancel;
 pub mod catalog;
-pub mod chunked;
 pub mod cli;
-pub mod client;
-pub mod cloud;
 pub mod config;
 pub mod credentials;
-pub mod digest;
-pub mod endpoints;
 pub mod engine;
 pub mod error;
 pub mod export;
-pub mod fetch;
-mod fsutil;
-pub mod hashing_file;
-pub mod import;
-pub mod inspect;
 pub mod layer;
-pub mod manifest;
-pub mod manifests;
-pub mod naming;
-pub mod platform;
+pub mod oci;
 pub mod progress;
-pub mod pull;
-pub mod quirks;
-pub mod quota;
-pub mod ratelimit;
-pub mod reference;
+pub mod registry;
 pub mod resolve;
-pub mod reuse;
-pub mod secret;
-pub mod tee;
-pub mod text;
-pub mod units;
-pub mod unpack;
+pub mod transfer;
+pub mod util;
 
 #[path = "../plugins/mod.rs"]
 pub mod plugins;

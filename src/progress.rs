@@ -1,7 +1,7 @@
 //! Progress events: the [`Reporter`] trait. The library reports; only the
 //! CLI decides how (or whether) to draw.
 
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 
 /// Where a blob download stands, besides bytes arriving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

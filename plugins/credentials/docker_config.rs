@@ -14,7 +14,7 @@
 
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::credentials::{Credential, CredentialError, CredentialProvider};
-use crate::secret::Secret;
+use crate::util::secret::Secret;
 use async_trait::async_trait;
 use base64::Engine as _;
 use serde::Deserialize;

@@ -20,10 +20,10 @@
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use crate::export::tar_out::write_tar;
 use crate::export::{blob_name, name_annotations, parent_dir, Entry, ExportError, ExportImage, ExportManifest, Exporter, PlacedTar, Uncompressed};
-use crate::manifest::{media, with_uncompressed_layers};
+use crate::oci::manifest::{media, with_uncompressed_layers};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

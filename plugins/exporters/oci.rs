@@ -17,9 +17,9 @@
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use crate::export::{blob_name, name_annotations, ExportError, ExportImage, Exporter};
-use crate::manifest::media;
+use crate::oci::manifest::media;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, Export
                     .push((d.digest.clone(), d.size, cache.blob_path(&d.digest)?));
             }
             // OCI-only readers (skopeo's oci: transport) skip Docker types.
-            let (bytes, media_type) = match crate::manifest::docker_to_oci(&em.bytes) {
+            let (bytes, media_type) = match crate::oci::manifest::docker_to_oci(&em.bytes) {
                 Some(b) => (b, media::OCI_MANIFEST.to_string()),
                 None => (em.bytes.to_vec(), em.media_type.clone()),
             };
@@ -142,7 +142,7 @@ fn same_image(old: &Value, new: &Value) -> bool {
 
 /// Whether the file at `path` hashes to `digest`.
 fn holds(path: &Path, digest: &Digest) -> bool {
-    matches!(crate::digest::hash_file(path, digest), Ok(Some(d)) if d == *digest)
+    matches!(crate::oci::digest::hash_file(path, digest), Ok(Some(d)) if d == *digest)
 }
 
 /// Write the layout; returns the cached blobs that were hardlinked.
@@ -173,7 +173,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
     std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
     let mut linked = Vec::new();
     for (digest, size, src) in &plan.cached {
-        if crate::cancel::requested() {
+        if crate::util::cancel::requested() {
             return Err(ExportError::Invalid("interrupted".into()));
         }
         let to = root.join(blob_name(digest));
@@ -223,7 +223,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
     )?;
     let _ = std::fs::File::open(&blobs).and_then(|d| d.sync_all());
     if let Some(tmp) = guard {
-        crate::fsutil::set_dir_mode(&root).map_err(io(&root))?;
+        crate::util::fs::set_dir_mode(&root).map_err(io(&root))?;
         tmp.persist(dest)?;
     }
     Ok(linked)
@@ -260,7 +260,7 @@ fn write_atomic(to: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     tmp.as_file()
         .sync_all()
         .map_err(|e| ExportError::io(tmp.path(), e))?;
-    crate::fsutil::set_readable(tmp.path()).map_err(|e| ExportError::io(to, e))?;
+    crate::util::fs::set_readable(tmp.path()).map_err(|e| ExportError::io(to, e))?;
     tmp.persist(to).map_err(|e| ExportError::io(to, e.error))?;
     Ok(())
 }

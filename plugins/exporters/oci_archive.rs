@@ -73,7 +73,7 @@ fn append_layout<W: std::io::Write>(tar: &mut tar::Builder<W>, layout: &Path) ->
         .collect();
     blobs.sort();
     for b in blobs {
-        if crate::cancel::requested() {
+        if crate::util::cancel::requested() {
             return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
         }
         tar.append_path_with_name(blobs_dir.join(&b), format!("blobs/sha256/{b}"))?;

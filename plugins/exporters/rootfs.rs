@@ -2,17 +2,17 @@
 //! order (whiteouts, opaque directories, links, modes; ownership and device
 //! nodes when root), as a runtime would unpack it, without Docker. Entries
 //! that would land outside the directory are refused (see
-//! [`crate::unpack`]). Each layer's uncompressed stream is checked against
+//! [`crate::layer::unpack`]). Each layer's uncompressed stream is checked against
 //! its diff_id. Built under a temporary name beside the destination and
 //! renamed into place, so a failure leaves no directory that looks done.
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::digest::{Digest, Verifier};
+use crate::oci::digest::{Digest, Verifier};
 use crate::layer::{GuardError, LayerError, TarGuard};
 use crate::export::{ExportError, ExportImage, Exporter};
 use crate::progress::Reporter;
-use crate::unpack::{UnpackError, Unpacker};
+use crate::layer::unpack::{UnpackError, Unpacker};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,7 +100,7 @@ fn unpack(layers: &[(PathBuf, Digest)], dest: &Path, devices: bool) -> Result<Ve
     }
     let tmp = crate::export::temp::Dir::beside(dest, None)?;
     let root = tmp.path().to_path_buf();
-    crate::fsutil::set_dir_mode(&root).map_err(io(&root))?;
+    crate::util::fs::set_dir_mode(&root).map_err(io(&root))?;
     let mut unpacker = Unpacker::new(&root);
     unpacker.devices = devices;
     for (blob, diff_id) in layers {

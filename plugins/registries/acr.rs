@@ -3,7 +3,7 @@
 //! instances `NAME-registry[-vpc].REGION.cr.aliyuncs.com`.
 
 use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::quirks::{Failure, RegistryQuirks};
+use crate::registry::quirks::{Failure, RegistryQuirks};
 use std::sync::Arc;
 
 pub struct Acr;

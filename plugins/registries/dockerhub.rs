@@ -2,7 +2,7 @@
 //! `registry-1.docker.io` and which rate-limits anonymous pulls.
 
 use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::quirks::{Failure, RegistryQuirks};
+use crate::registry::quirks::{Failure, RegistryQuirks};
 use std::sync::Arc;
 
 pub struct DockerHub;

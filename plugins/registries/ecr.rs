@@ -2,7 +2,7 @@
 //! Credentials come from the `ecr` provider by default.
 
 use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::quirks::{Failure, RegistryQuirks};
+use crate::registry::quirks::{Failure, RegistryQuirks};
 use std::sync::Arc;
 
 pub struct Ecr;

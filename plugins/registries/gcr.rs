@@ -3,7 +3,7 @@
 //! by default.
 
 use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::quirks::{Failure, RegistryQuirks};
+use crate::registry::quirks::{Failure, RegistryQuirks};
 use std::sync::Arc;
 
 pub struct Gcr;

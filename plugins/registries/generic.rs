@@ -1,7 +1,7 @@
 //! `generic`: any OCI distribution registry; the fallback adapter.
 
 use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::quirks::RegistryQuirks;
+use crate::registry::quirks::RegistryQuirks;
 use std::sync::Arc;
 
 pub struct Generic;

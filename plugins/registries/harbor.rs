@@ -2,7 +2,7 @@
 //! `kind = "harbor"`; what it adds is knowing its robot accounts.
 
 use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::quirks::{Failure, RegistryQuirks};
+use crate::registry::quirks::{Failure, RegistryQuirks};
 use std::sync::Arc;
 
 pub struct Harbor;

@@ -1,7 +1,7 @@
 //! `quay`: Quay.io (and `kind = "quay"` for self-hosted Quay).
 
 use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::quirks::{Failure, RegistryQuirks};
+use crate::registry::quirks::{Failure, RegistryQuirks};
 use std::sync::Arc;
 
 pub struct Quay;

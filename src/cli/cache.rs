@@ -1,7 +1,7 @@
 //! `imgpull cache …`: renders what `cache_ops` finds.
 
 use super::args::{CacheArgs, CacheCommand, Global};
-use crate::cache_ops::{self, PruneOptions};
+use crate::cache::ops::{self, PruneOptions};
 use crate::config::Overrides;
 use crate::error::{exit, Error};
 use std::time::{Duration, SystemTime};
@@ -48,7 +48,7 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
             }
         }
         CacheCommand::Stats => {
-            let s = cache_ops::stats(cache).await.map_err(err)?;
+            let s = ops::stats(cache).await.map_err(err)?;
             if args.json {
                 json(&s);
             } else {
@@ -71,7 +71,7 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
             }
         }
         CacheCommand::Verify { repair } => {
-            let (checked, bad) = cache_ops::verify(cache, repair).await.map_err(err)?;
+            let (checked, bad) = ops::verify(cache, repair).await.map_err(err)?;
             if args.json {
                 json(&serde_json::json!({"checked": checked, "bad": bad}));
             } else {
@@ -92,7 +92,7 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
             }
         }
         CacheCommand::Import { file } => {
-            let r = crate::import::import_tar(&file, cache).await?;
+            let r = crate::engine::import::import_tar(&file, cache).await?;
             if args.json {
                 json(&r);
             } else {
@@ -122,13 +122,13 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
             let opts = PruneOptions {
                 older_than: older_than
                     .as_deref()
-                    .map(crate::units::parse_duration)
+                    .map(crate::util::units::parse_duration)
                     .transpose()
                     .map_err(Error::Usage)?,
                 max_size: parse(
                     max_size
                         .as_deref()
-                        .map(crate::units::parse_size)
+                        .map(crate::util::units::parse_size)
                         .transpose(),
                 )?,
                 all,
@@ -140,7 +140,7 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
                     opts.partial_max_age.as_secs() / 3600
                 );
             }
-            let p = cache_ops::prune(cache, &opts).await.map_err(err)?;
+            let p = ops::prune(cache, &opts).await.map_err(err)?;
             if args.json {
                 json(&p);
             } else {
@@ -167,7 +167,7 @@ fn partial_max_age(engine: &crate::engine::Engine) -> Result<Duration, Error> {
         Some(v) => v
             .as_str()
             .ok_or_else(|| Error::Usage("partial_max_age must be a string like \"7d\"".into()))
-            .and_then(|s| crate::units::parse_duration(s).map_err(Error::Usage)),
+            .and_then(|s| crate::util::units::parse_duration(s).map_err(Error::Usage)),
         None => Ok(Duration::from_secs(7 * 86_400)),
     }
 }

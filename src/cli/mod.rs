@@ -9,14 +9,14 @@ mod report;
 use crate::catalog::{Catalog, Kind};
 use crate::config::{Config, Overrides};
 use crate::credentials::CredentialProvider;
+use crate::engine::inspect::InspectOptions;
+use crate::engine::pull::PullOptions;
 use crate::engine::Engine;
 use crate::error::{exit, Error};
-use crate::inspect::InspectOptions;
-use crate::platform::Selection;
+use crate::oci::platform::Selection;
+use crate::oci::reference::Reference;
 use crate::plugins::credentials::static_creds::{SecretSource, StaticProvider};
-use crate::pull::PullOptions;
-use crate::reference::Reference;
-use crate::secret::Secret;
+use crate::util::secret::Secret;
 use args::{Cli, Command, Global, InspectArgs, PullArgs, RegistryArgs};
 use clap::Parser;
 use std::io::{BufRead, Write};
@@ -90,9 +90,9 @@ async fn terminated() {
 }
 
 /// A message fit for a terminal: registry data in it may hold escape
-/// sequences (see [`crate::text::terminal_safe`]).
+/// sequences (see [`crate::util::text::terminal_safe`]).
 fn safe(message: &str) -> String {
-    crate::text::terminal_safe(message)
+    crate::util::text::terminal_safe(message)
 }
 
 /// Blocking work may wait on a lock another process holds: never let it
@@ -105,7 +105,7 @@ fn shutdown(rt: tokio::runtime::Runtime) {
 /// blobs flushed to the cache for the next run); the export sees the
 /// request and removes what it started.
 fn interrupted(rt: tokio::runtime::Runtime, code: i32, json: bool, quiet: bool) -> i32 {
-    crate::cancel::request();
+    crate::util::cancel::request();
     rt.spawn(async move {
         // A second signal (either) exits at once.
         tokio::select! {
@@ -336,7 +336,7 @@ async fn within<T>(
     match tokio::time::timeout(limit, work).await {
         Ok(r) => r,
         Err(_) => {
-            crate::cancel::request();
+            crate::util::cancel::request();
             Err(Error::TimedOut(limit))
         }
     }

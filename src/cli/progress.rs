@@ -4,7 +4,7 @@
 //! JSON object per event with `--json`, nothing with `-q`. No colours are
 //! used, so `NO_COLOR` holds by construction.
 
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use crate::progress::{BlobState, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -134,14 +134,17 @@ impl Reporter for Bars {
 
     fn info(&self, message: &str) {
         if self.verbose {
-            let _ = self.multi.println(crate::text::terminal_safe(message));
+            let _ = self
+                .multi
+                .println(crate::util::text::terminal_safe(message));
         }
     }
 
     fn warn(&self, message: &str) {
-        let _ = self
-            .multi
-            .println(format!("warning: {}", crate::text::terminal_safe(message)));
+        let _ = self.multi.println(format!(
+            "warning: {}",
+            crate::util::text::terminal_safe(message)
+        ));
     }
 }
 
@@ -255,12 +258,12 @@ impl Reporter for Plain {
 
     fn info(&self, message: &str) {
         if self.verbose {
-            eprintln!("{}", crate::text::terminal_safe(message));
+            eprintln!("{}", crate::util::text::terminal_safe(message));
         }
     }
 
     fn warn(&self, message: &str) {
-        eprintln!("warning: {}", crate::text::terminal_safe(message));
+        eprintln!("warning: {}", crate::util::text::terminal_safe(message));
     }
 }
 

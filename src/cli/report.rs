@@ -1,8 +1,8 @@
 //! Plain-text rendering of progress, the pull summary and inspections.
 
 use super::progress::mb;
-use crate::inspect::Inspection;
-use crate::pull::PullReport;
+use crate::engine::inspect::Inspection;
+use crate::engine::pull::PullReport;
 use std::io::Write;
 
 /// What to do with the output next, by format.
@@ -25,7 +25,7 @@ fn next_step(format: &str, output: &std::path::Path, tag: Option<String>) -> Opt
 /// `println!`, fit for a terminal (platforms come from the registry).
 macro_rules! println {
     ($($arg:tt)*) => {
-        std::println!("{}", crate::text::terminal_safe(&format!($($arg)*)))
+        std::println!("{}", crate::util::text::terminal_safe(&format!($($arg)*)))
     };
 }
 
@@ -99,7 +99,7 @@ pub fn inspection(out: &mut impl Write, i: &Inspection) -> std::io::Result<()> {
     let mut text = Vec::new();
     inspection_text(&mut text, i)?;
     for line in String::from_utf8_lossy(&text).lines() {
-        writeln!(out, "{}", crate::text::terminal_safe(line))?;
+        writeln!(out, "{}", crate::util::text::terminal_safe(line))?;
     }
     Ok(())
 }

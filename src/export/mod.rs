@@ -1,11 +1,11 @@
 //! Writing pulled images somewhere: the [`Exporter`] trait.
 
 use crate::cache::{CacheBackend, CacheError};
-use crate::digest::Digest;
-use crate::manifest::{ImageConfig, ImageManifest};
-use crate::platform::Platform;
+use crate::oci::digest::Digest;
+use crate::oci::manifest::{ImageConfig, ImageManifest};
+use crate::oci::platform::Platform;
+use crate::oci::reference::Reference;
 use crate::progress::Reporter;
-use crate::reference::Reference;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,7 @@ pub enum ExportError {
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
-    Unpack(#[from] crate::unpack::UnpackError),
+    Unpack(#[from] crate::layer::unpack::UnpackError),
     /// A layer's uncompressed bytes do not hash to its diff_id.
     #[error("integrity error: layer {layer}: {source}")]
     DiffId {

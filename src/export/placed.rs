@@ -1,7 +1,7 @@
 //! A tar output whose layout is fixed before its blobs arrive: every
 //! entry's size is known from the manifests, so every header and every
 //! blob has its offset from the start. Blobs are written into their places
-//! while they download ([`crate::tee::TeeWriter`]), and [`PlacedTar::finish`]
+//! while they download ([`crate::transfer::tee::TeeWriter`]), and [`PlacedTar::finish`]
 //! only copies the ones that did not come that way (cached, resumed) —
 //! a cold pull writes its output in the same pass as its cache, instead of
 //! copying every byte again once the last layer is verified.
@@ -15,7 +15,7 @@ use super::tar_out::header;
 use super::temp::file_beside as temp_beside;
 use super::{Entry, ExportError};
 use crate::cache::CacheBackend;
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -143,9 +143,9 @@ impl PlacedTar {
     }
 
     /// Start writing back what is written so far (see
-    /// [`crate::fsutil::start_writeback`]).
+    /// [`crate::util::fs::start_writeback`]).
     pub fn start_writeback(&self) {
-        crate::fsutil::start_output_writeback(&self.file);
+        crate::util::fs::start_output_writeback(&self.file);
     }
 
     /// Remove the temporary file now (a failed pull), even while a thread
@@ -156,7 +156,7 @@ impl PlacedTar {
 
     /// Copy in the blobs that were not filled while downloading (from
     /// `cache`), sync it if `sync_output` asks (see
-    /// [`crate::fsutil::sync_output`]) and rename it to `dest`. Says how
+    /// [`crate::util::fs::sync_output`]) and rename it to `dest`. Says how
     /// many blobs were written while downloading and how many were copied.
     pub async fn finish(
         self,
@@ -182,7 +182,7 @@ impl PlacedTar {
     fn complete(self, copies: Vec<(PathBuf, u64, u64)>, dest: &Path) -> Result<(), ExportError> {
         let path = self.tmp.path().to_path_buf();
         for (src, offset, size) in copies {
-            if crate::cancel::requested() {
+            if crate::util::cancel::requested() {
                 return Err(ExportError::Invalid("interrupted".into()));
             }
             let f = File::open(&src).map_err(|e| ExportError::io(&src, e))?;
@@ -197,12 +197,12 @@ impl PlacedTar {
             // The disk starts on this blob while the next one is copied.
             self.start_writeback();
         }
-        crate::fsutil::sync_output(&self.file).map_err(|e| ExportError::io(&path, e))?;
-        crate::fsutil::set_readable(&path).map_err(|e| ExportError::io(&path, e))?;
+        crate::util::fs::sync_output(&self.file).map_err(|e| ExportError::io(&path, e))?;
+        crate::util::fs::set_readable(&path).map_err(|e| ExportError::io(&path, e))?;
         self.tmp
             .persist(dest)
             .map_err(|e| ExportError::io(dest, e.error))?;
-        crate::fsutil::sync_output_dir(&super::parent_dir(dest));
+        crate::util::fs::sync_output_dir(&super::parent_dir(dest));
         Ok(())
     }
 }

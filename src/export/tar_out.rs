@@ -57,12 +57,12 @@ impl TarOut {
         let mut out = self.tar.into_inner().map_err(io)?;
         out.flush().map_err(io)?;
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        crate::fsutil::sync_output(&file).map_err(io)?;
-        crate::fsutil::set_readable(&path).map_err(io)?;
+        crate::util::fs::sync_output(&file).map_err(io)?;
+        crate::util::fs::set_readable(&path).map_err(io)?;
         self.tmp
             .persist(dest)
             .map_err(|e| ExportError::io(dest, e.error))?;
-        crate::fsutil::sync_output_dir(&super::parent_dir(dest));
+        crate::util::fs::sync_output_dir(&super::parent_dir(dest));
         Ok(())
     }
 }
@@ -100,7 +100,7 @@ fn append_all(
         tar.append_data(&mut h, d, std::io::empty())?;
     }
     for e in entries {
-        if crate::cancel::requested() {
+        if crate::util::cancel::requested() {
             return Err(Failure::Export(ExportError::Invalid("interrupted".into())));
         }
         match e {
@@ -156,7 +156,7 @@ fn append_blob(
     let pad = ((512 - size % 512) % 512) as usize;
     file.write_all(&[0u8; 512][..pad])?;
     // The disk starts on this blob while the next one is copied.
-    crate::fsutil::start_output_writeback(file);
+    crate::util::fs::start_output_writeback(file);
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! many threads as there are cores.
 
 use super::ExportError;
-use crate::digest::Digest;
+use crate::oci::digest::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,7 +77,7 @@ impl Uncompressed {
 type Done = (Digest, PathBuf, u64);
 
 fn one(diff_id: &Digest, src: &Path, dir: &Path) -> Result<Done, ExportError> {
-    if crate::cancel::requested() {
+    if crate::util::cancel::requested() {
         return Err(ExportError::Invalid("interrupted".into()));
     }
     let to = dir.join(diff_id.hex());

@@ -32,8 +32,8 @@
 
 use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, PartialInfo};
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::digest::{Digest, Verifier};
-use crate::hashing_file::HashingFile;
+use crate::oci::digest::{Digest, Verifier};
+use crate::transfer::hashing::HashingFile;
 
 mod verified;
 use async_trait::async_trait;
@@ -95,7 +95,7 @@ fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
         let s = v.as_str().ok_or_else(|| invalid(format!("`{k}` must be a string")))?;
         match k.as_str() {
             "dir" => cache.dir = PathBuf::from(s),
-            "partial_max_age" => cache.partial_max_age = crate::units::parse_duration(s).map_err(invalid)?,
+            "partial_max_age" => cache.partial_max_age = crate::util::units::parse_duration(s).map_err(invalid)?,
             _ => return Err(invalid(format!("unknown key `{k}` (known: dir, partial_max_age)"))),
         }
     }
@@ -455,7 +455,7 @@ impl BlobWriter for LocalWriter {
                 file.sync_all().map_err(|e| CacheError::io(&w.partial, e))?;
             }
             drop(file);
-            crate::fsutil::set_readable(&w.partial).map_err(|e| CacheError::io(&w.partial, e))?;
+            crate::util::fs::set_readable(&w.partial).map_err(|e| CacheError::io(&w.partial, e))?;
             std::fs::rename(&w.partial, &w.final_path).map_err(|e| CacheError::io(&w.final_path, e))?;
             let _ = std::fs::remove_file(&w.meta);
             if let Ok(m) = std::fs::metadata(&w.final_path) {

@@ -1,0 +1,189 @@
+//! The content-addressed blob store: the [`CacheBackend`] trait.
+//!
+//! A backend holds blobs (layers, configs and manifests) by digest. Whatever
+//! the backend, one rule holds: nothing is ever readable under a digest
+//! name that it does not match. Bytes arrive through a [`BlobWriter`],
+//! which hashes and counts them and only makes them visible, atomically,
+//! once digest and size both match. An interrupted download is kept as a
+//! partial and resumed from where it stopped by the next writer.
+
+pub mod ops;
+
+use crate::oci::digest::Digest;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    #[error("cache I/O error at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("integrity error: blob {expected} has digest {found}; it was not stored")]
+    DigestMismatch { expected: Digest, found: Digest },
+    #[error(
+        "integrity error: blob {digest} should be {expected} bytes, got {found}; it was not stored"
+    )]
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        found: u64,
+    },
+    #[error("cannot verify {0}: only sha256 digests are supported")]
+    UnsupportedDigest(Digest),
+    #[error("blob {0} is not in the cache")]
+    Missing(Digest),
+}
+
+impl CacheError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> CacheError {
+        CacheError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// What `begin` found.
+pub enum Begin {
+    /// The blob was committed (by another process) while we waited.
+    Present,
+    /// Write it; the writer may already hold a prefix from an earlier run.
+    Writer(Box<dyn BlobWriter>),
+}
+
+/// A committed blob.
+#[derive(Clone, Debug)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+    pub last_use: Option<SystemTime>,
+}
+
+/// An unfinished download.
+#[derive(Clone, Debug)]
+pub struct PartialInfo {
+    /// The digest it is for, when its name says.
+    pub digest: Option<Digest>,
+    /// Bytes held so far.
+    pub held: u64,
+    /// The blob's full size and where it came from, when recorded.
+    pub size: Option<u64>,
+    pub source: Option<String>,
+    pub modified: Option<SystemTime>,
+    pub path: PathBuf,
+}
+
+/// A blob store keyed by digest.
+///
+/// Contract:
+/// - `stat` returns the size of a complete, committed blob, or `None`.
+/// - `begin` waits while another process writes the same digest, and
+///   answers `Present` if that one committed it. Otherwise its writer holds
+///   the digest's lock until it is committed or dropped; dropping it without
+///   `commit` keeps the bytes received as a partial for the next writer
+///   (resume), never under the digest name.
+/// - `blob_path` names a local file holding exactly the blob's bytes, valid
+///   for the rest of the pull (exporters link or copy from it).
+#[async_trait]
+pub trait CacheBackend: Send + Sync {
+    /// Name and location, for messages (`local (/path/to/cache)`).
+    fn describe(&self) -> String;
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError>;
+
+    /// `source` names where the bytes come from (kept with the partial).
+    async fn begin(&self, digest: &Digest, size: u64, source: &str) -> Result<Begin, CacheError>;
+
+    fn blob_path(&self, digest: &Digest) -> Result<PathBuf, CacheError>;
+
+    /// A directory on the cache's filesystem for scratch files (pieces of a
+    /// chunked download), or `None` (then big blobs come in one stream).
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Read a small blob (a config, a manifest) whole.
+    async fn read(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
+        let path = self.blob_path(digest)?;
+        tokio::fs::read(&path)
+            .await
+            .map_err(|e| CacheError::io(path, e))
+    }
+
+    /// Store small bytes (a manifest) under their digest.
+    async fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        if let Begin::Writer(mut w) = self.begin(digest, bytes.len() as u64, "manifest").await? {
+            w.restart().await?;
+            w.write(Bytes::copy_from_slice(bytes)).await?;
+            w.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether committed blob `digest` is intact. `Ok(true)` only when its
+    /// bytes were found to match the digest — now, or earlier with nothing
+    /// changed since; a blob found wrong is removed and `Ok(false)`
+    /// returned, so the caller fetches it again. Called before a cached
+    /// blob is used: a blob changed on disk never reaches an output.
+    async fn check(&self, digest: &Digest) -> Result<bool, CacheError> {
+        let _ = digest;
+        Ok(true)
+    }
+
+    /// An exporter hardlinked the blob's file (`blob_path`) somewhere: its
+    /// metadata changed, its bytes did not; a backend that records
+    /// verification by metadata keeps it verified.
+    async fn linked(&self, digest: &Digest) -> Result<(), CacheError> {
+        let _ = digest;
+        Ok(())
+    }
+
+    /// Record that a blob was used now (least-recently-used pruning).
+    async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
+        let _ = digest;
+        Ok(())
+    }
+
+    /// Housekeeping at the start of a pull (expire old partials).
+    async fn maintain(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+
+    /// Every committed blob.
+    async fn list(&self) -> Result<Vec<BlobInfo>, CacheError>;
+
+    /// Every unfinished download.
+    async fn partials(&self) -> Result<Vec<PartialInfo>, CacheError>;
+
+    /// Remove a blob; `false` when it was not there.
+    async fn remove(&self, digest: &Digest) -> Result<bool, CacheError>;
+
+    async fn remove_partial(&self, partial: &PartialInfo) -> Result<(), CacheError>;
+}
+
+/// One blob on its way into the cache.
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// Bytes already held (and hashed) from an earlier, interrupted run:
+    /// the download continues from here.
+    fn offset(&self) -> u64;
+
+    /// Drop what is held and start again from byte 0 (the server would not
+    /// resume).
+    async fn restart(&mut self) -> Result<(), CacheError>;
+
+    /// Append bytes (shared with the caller, who may hand the same chunk
+    /// elsewhere: a writer keeps them without copying). Fails early with
+    /// `SizeMismatch` when more bytes arrive than the descriptor announced.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), CacheError>;
+
+    /// Check size and digest, make the blob durable and visible under its
+    /// digest. On `Err` nothing was committed and the partial is deleted
+    /// (its bytes were wrong).
+    async fn commit(self: Box<Self>) -> Result<(), CacheError>;
+}
