@@ -87,16 +87,27 @@ pub enum PluginError {
     },
 }
 
-/// For plugins that take no options: refuse any key (besides `provider`).
-pub fn no_options(kind: Kind, name: &str, cfg: &PluginConfig) -> Result<(), PluginError> {
-    match cfg.keys().find(|k| *k != "provider") {
-        Some(k) => Err(PluginError::invalid(
-            kind,
-            name,
-            format!("unknown key `{k}` (it takes none)"),
-        )),
-        None => Ok(()),
-    }
+/// The options of a plugin that takes none.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
+/// `cfg` read into the plugin's options `T`, a struct declared
+/// `#[serde(deny_unknown_fields)]` whose fields are typed from the start
+/// (sizes and durations as [`crate::util::units`] types). `provider` names
+/// the plugin of a credentials entry and is not an option. An unknown key
+/// or a value of the wrong type is an error naming the plugin and the key,
+/// never the value (a table may hold a password).
+pub fn options<T: serde::de::DeserializeOwned>(
+    kind: Kind,
+    name: &str,
+    cfg: &PluginConfig,
+) -> Result<T, PluginError> {
+    let mut table = cfg.clone();
+    table.remove("provider");
+    figment::Figment::from(figment::providers::Serialized::defaults(table))
+        .extract::<T>()
+        .map_err(|e| PluginError::invalid(kind, name, crate::config::describe(e)))
 }
 
 impl PluginError {
@@ -246,6 +257,69 @@ mod tests {
                 name: "a".into()
             }
         );
+    }
+
+    /// Every plugin table in the example config is accepted by its plugin.
+    #[test]
+    fn example_plugin_tables_build() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/imgpull.example.toml");
+        let cfg = crate::config::Config::from_file(&path).unwrap();
+        let catalog = Catalog::builtin().unwrap();
+        for (name, table) in &cfg.caches {
+            catalog.cache(name, table).unwrap();
+        }
+        for (name, table) in &cfg.exporters {
+            catalog.exporter(name, table).unwrap();
+        }
+        for (host, reg) in &cfg.registries {
+            catalog
+                .quirks(host, reg.kind.as_deref(), &reg.quirks)
+                .unwrap();
+            for entry in &reg.credentials {
+                let provider = entry["provider"].as_str().unwrap();
+                catalog.credentials(provider, entry).unwrap();
+            }
+        }
+    }
+
+    /// Every plugin, of every kind, refuses a key it does not know, naming
+    /// itself and the key; a value of the wrong type names the key and
+    /// never shows the value.
+    #[test]
+    fn unknown_keys_name_the_plugin_and_the_key() {
+        let c = Catalog::builtin().unwrap();
+        let table = |s: &str| s.parse::<PluginConfig>().unwrap();
+        let bad = table("no_such_key = \"x\"");
+        for p in c.iter() {
+            let e = match p.build {
+                Build::Credentials(f) => f(&bad).err().map(|e| e.to_string()),
+                Build::Registry { build, .. } => build(&bad).err().map(|e| e.to_string()),
+                Build::Cache(f) => f(&bad).err().map(|e| e.to_string()),
+                Build::Exporter(f) => f(&bad).err().map(|e| e.to_string()),
+            };
+            let e = e.unwrap_or_else(|| panic!("{} accepted an unknown key", p.name));
+            assert!(e.contains(&format!("{:?}", p.name)), "{e}");
+            assert!(e.contains("`no_such_key`"), "{e}");
+        }
+        let e = c
+            .credentials("static", &table("username = \"u\"\npassword = 123456789"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`password`") && !e.contains("123456789"), "{e}");
+        let e = c
+            .cache("local", &table("partial_max_age = \"soon\""))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`partial_max_age`") && e.contains("7d"), "{e}");
+        let e = c
+            .exporter("docker-archive", &table("layer_format = \"zip\""))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("compressed, uncompressed"), "{e}");
     }
 
     #[test]

@@ -63,21 +63,15 @@ struct HelperAnswer {
     secret: String,
 }
 
+/// A `{ provider = "docker-config", … }` entry.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    path: Option<PathBuf>,
+}
+
 fn build(cfg: &PluginConfig) -> Result<Box<dyn CredentialProvider>, PluginError> {
-    let mut path = None;
-    for (k, v) in cfg {
-        match (k.as_str(), v) {
-            ("provider", _) => {}
-            ("path", toml::Value::String(p)) => path = Some(PathBuf::from(p)),
-            _ => {
-                return Err(PluginError::invalid(
-                    Kind::Credentials,
-                    NAME,
-                    format!("unknown or invalid key `{k}` (known: path)"),
-                ))
-            }
-        }
-    }
+    let path = crate::catalog::options::<Options>(Kind::Credentials, NAME, cfg)?.path;
     Ok(Box::new(DockerConfig { path }))
 }
 

@@ -63,44 +63,36 @@ impl StaticProvider {
     }
 }
 
+/// A `{ provider = "static", … }` entry: a username and exactly one
+/// source of the secret.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    token: Option<String>,
+    token_env: Option<String>,
+}
+
 fn build(cfg: &PluginConfig) -> Result<Box<dyn CredentialProvider>, PluginError> {
     let invalid = |m: String| PluginError::invalid(Kind::Credentials, "static", m);
-    let get = |k: &str| -> Result<Option<String>, PluginError> {
-        match cfg.get(k) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(invalid(format!("`{k}` must be a string"))),
-        }
-    };
-    const KEYS: [&str; 7] = [
-        "provider",
-        "username",
-        "password",
-        "password_env",
-        "password_file",
-        "token",
-        "token_env",
-    ];
-    if let Some(k) = cfg.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(invalid(format!(
-            "unknown key `{k}` (known: {})",
-            KEYS[1..].join(", ")
-        )));
-    }
+    let o: Options = crate::catalog::options(Kind::Credentials, "static", cfg)?;
     let mut sources = Vec::new();
-    if let Some(p) = get("password")? {
+    if let Some(p) = o.password {
         sources.push((false, SecretSource::Inline(Secret::new(p))));
     }
-    if let Some(v) = get("password_env")? {
+    if let Some(v) = o.password_env {
         sources.push((false, SecretSource::Env(v)));
     }
-    if let Some(f) = get("password_file")? {
+    if let Some(f) = o.password_file {
         sources.push((false, SecretSource::File(f.into())));
     }
-    if let Some(t) = get("token")? {
+    if let Some(t) = o.token {
         sources.push((true, SecretSource::Inline(Secret::new(t))));
     }
-    if let Some(v) = get("token_env")? {
+    if let Some(v) = o.token_env {
         sources.push((true, SecretSource::Env(v)));
     }
     if sources.len() != 1 {
@@ -109,7 +101,7 @@ fn build(cfg: &PluginConfig) -> Result<Box<dyn CredentialProvider>, PluginError>
         ));
     }
     let (is_token, secret) = sources.pop().expect("one source");
-    let username = get("username")?;
+    let username = o.username;
     if !is_token && username.is_none() {
         return Err(invalid("a password needs a `username`".into()));
     }

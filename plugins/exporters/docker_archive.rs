@@ -27,11 +27,13 @@ use crate::oci::manifest::{media, with_uncompressed_layers};
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use crate::cache::BlobSource;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// How layers are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How layers are written (`layer_format = "compressed"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LayerFormat {
     /// As pulled (gzip, zstd): the smallest tar, `docker load` 1.10+.
     Compressed,
@@ -45,24 +47,19 @@ pub struct DockerArchive {
     pub legacy: bool,
 }
 
+/// `[exporters.docker-archive]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    layer_format: Option<LayerFormat>,
+    #[serde(default)]
+    legacy: bool,
+}
+
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
     let invalid = |m: String| PluginError::invalid(Kind::Exporter, "docker-archive", m);
-    let mut layers = None;
-    let mut legacy = false;
-    for (k, v) in cfg {
-        match k.as_str() {
-            "provider" => {}
-            "layer_format" => {
-                layers = Some(match v.as_str() {
-                    Some("compressed") => LayerFormat::Compressed,
-                    Some("uncompressed") => LayerFormat::Uncompressed,
-                    _ => return Err(invalid(format!("layer_format must be \"compressed\" or \"uncompressed\", not {v}"))),
-                })
-            }
-            "legacy" => legacy = v.as_bool().ok_or_else(|| invalid(format!("legacy must be true or false, not {v}")))?,
-            _ => return Err(invalid(format!("unknown key `{k}` (known: layer_format, legacy)"))),
-        }
-    }
+    let o: Options = crate::catalog::options(Kind::Exporter, "docker-archive", cfg)?;
+    let (layers, legacy) = (o.layer_format, o.legacy);
     if legacy && layers == Some(LayerFormat::Compressed) {
         return Err(invalid("the legacy layout holds uncompressed layers (layer.tar); drop layer_format = \"compressed\"".into()));
     }
@@ -107,7 +104,7 @@ impl Exporter for DockerArchive {
         let job = Job {
             images: images.to_vec(),
             // Not read: the blobs are placed by digest, not copied by path.
-            files: by_name.iter().map(|(n, d)| (d.clone(), PathBuf::from(n))).collect(),
+            files: by_name.iter().map(|(n, d)| (d.clone(), BlobSource::File(PathBuf::from(n)))).collect(),
             uncompressed: false,
             legacy: false,
             dest: dest.to_path_buf(),
@@ -147,7 +144,7 @@ impl Exporter for DockerArchive {
         let mut files = BTreeMap::new();
         for em in images.iter().flat_map(|i| &i.manifests) {
             for d in std::iter::once(&em.manifest.config).chain(&em.manifest.layers) {
-                files.insert(d.digest.clone(), cache.blob_path(&d.digest)?);
+                files.insert(d.digest.clone(), cache.source(&d.digest).await?);
             }
         }
         let job = Job {
@@ -169,8 +166,8 @@ const DIRS: &[&str] = &["blobs/", "blobs/sha256/"];
 /// Everything the blocking half needs.
 struct Job {
     images: Vec<ExportImage>,
-    /// Cached blob files by digest.
-    files: BTreeMap<Digest, PathBuf>,
+    /// Cached blobs by digest.
+    files: BTreeMap<Digest, BlobSource>,
     uncompressed: bool,
     legacy: bool,
     dest: PathBuf,
@@ -180,13 +177,13 @@ struct Job {
 struct LayerFile {
     digest: Digest,
     size: u64,
-    path: PathBuf,
+    path: BlobSource,
     /// The diff_id (uncompressed outputs only).
     diff_id: Option<Digest>,
 }
 
 impl Job {
-    fn file(&self, d: &Digest) -> PathBuf {
+    fn file(&self, d: &Digest) -> BlobSource {
         self.files[d].clone()
     }
 
@@ -233,7 +230,7 @@ impl Job {
                         Some((path, size)) => LayerFile {
                             digest: diff_id.clone().expect("looked up by it"),
                             size,
-                            path: path.to_path_buf(),
+                            path: BlobSource::File(path.to_path_buf()),
                             diff_id,
                         },
                         None => LayerFile {
@@ -478,12 +475,12 @@ fn legacy_plan(
 
 /// A layer's v1 `json`: id and parent; the top layer also carries the
 /// image's config (less rootfs and history), as `docker save` wrote it.
-fn v1_json(id: &str, parent: Option<&str>, config: Option<&PathBuf>) -> Result<Vec<u8>, ExportError> {
+fn v1_json(id: &str, parent: Option<&str>, config: Option<&BlobSource>) -> Result<Vec<u8>, ExportError> {
     let mut v = match config {
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| ExportError::io(path, e))?;
+        Some(src) => {
+            let bytes = src.read_all().map_err(|e| ExportError::io(src.name(), e))?;
             let mut c: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| ExportError::Invalid(format!("{}: not JSON: {e}", path.display())))?;
+                .map_err(|e| ExportError::Invalid(format!("{}: not JSON: {e}", src.name().display())))?;
             if let Some(o) = c.as_object_mut() {
                 o.remove("rootfs");
                 o.remove("history");

@@ -15,6 +15,7 @@
 //! into place; writing into an existing layout adds its blobs first and
 //! replaces `index.json` last (atomically), replacing entries of the same name.
 
+use crate::cache::BlobSource;
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::Digest;
@@ -22,13 +23,13 @@ use crate::export::{blob_name, name_annotations, ExportError, ExportImage, Expor
 use crate::oci::manifest::media;
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub struct OciLayout;
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
-    crate::catalog::no_options(Kind::Exporter, "oci", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(Kind::Exporter, "oci", cfg)?;
     Ok(Arc::new(OciLayout))
 }
 
@@ -43,7 +44,7 @@ inventory::submit! {
 /// What goes into the layout: blobs from the cache, generated blobs, and
 /// the `index.json` entries.
 struct Plan {
-    cached: Vec<(Digest, u64, PathBuf)>,
+    cached: Vec<(Digest, u64, BlobSource)>,
     generated: Vec<(Digest, Vec<u8>)>,
     entries: Vec<Value>,
 }
@@ -61,7 +62,7 @@ impl Exporter for OciLayout {
         dest: &Path,
         _reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
-        let plan = plan(images, cache)?;
+        let plan = plan(images, cache).await?;
         let dest = dest.to_path_buf();
         let linked = tokio::task::spawn_blocking(move || write_layout(&plan, &dest))
             .await
@@ -74,7 +75,7 @@ impl Exporter for OciLayout {
     }
 }
 
-fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, ExportError> {
+async fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, ExportError> {
     let mut plan = Plan {
         cached: Vec::new(),
         generated: Vec::new(),
@@ -86,7 +87,7 @@ fn plan(images: &[ExportImage], cache: &dyn CacheBackend) -> Result<Plan, Export
             let m = &em.manifest;
             for d in std::iter::once(&m.config).chain(&m.layers) {
                 plan.cached
-                    .push((d.digest.clone(), d.size, cache.blob_path(&d.digest)?));
+                    .push((d.digest.clone(), d.size, cache.source(&d.digest).await?));
             }
             // OCI-only readers (skopeo's oci: transport) skip Docker types.
             let (bytes, media_type) = match crate::oci::manifest::docker_to_oci(&em.bytes) {
@@ -229,9 +230,9 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
     Ok(linked)
 }
 
-/// Hardlink (same filesystem) or copy, through a temporary name; `true`
-/// when linked.
-fn link_or_copy(src: &Path, to: &Path) -> Result<bool, ExportError> {
+/// Hardlink (a local file on the same filesystem) or copy, through a
+/// temporary name; `true` when linked.
+fn link_or_copy(src: &BlobSource, to: &Path) -> Result<bool, ExportError> {
     let dir = to.parent().expect("blob paths have a parent");
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
@@ -239,9 +240,18 @@ fn link_or_copy(src: &Path, to: &Path) -> Result<bool, ExportError> {
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
-    let linked = std::fs::hard_link(src, &tmp).is_ok();
+    let linked = match src {
+        BlobSource::File(p) => std::fs::hard_link(p, &tmp).is_ok(),
+        BlobSource::Reader { .. } => false,
+    };
     if !linked {
-        std::fs::copy(src, &tmp).map_err(|e| ExportError::io(&tmp, e))?;
+        let copied = match src {
+            BlobSource::File(p) => std::fs::copy(p, &tmp),
+            BlobSource::Reader { .. } => src
+                .open()
+                .and_then(|mut r| std::io::copy(&mut r, &mut std::fs::File::create(&tmp)?)),
+        };
+        copied.map_err(|e| ExportError::io(&tmp, e))?;
         // A copy must be on disk before index.json can name it.
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())

@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct OciArchive;
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
-    crate::catalog::no_options(Kind::Exporter, "oci-archive", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(Kind::Exporter, "oci-archive", cfg)?;
     Ok(Arc::new(OciArchive))
 }
 

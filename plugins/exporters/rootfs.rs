@@ -6,6 +6,7 @@
 //! its diff_id. Built under a temporary name beside the destination and
 //! renamed into place, so a failure leaves no directory that looks done.
 
+use crate::cache::BlobSource;
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::{Digest, Verifier};
@@ -14,7 +15,7 @@ use crate::export::{ExportError, ExportImage, Exporter};
 use crate::progress::Reporter;
 use crate::layer::unpack::{UnpackError, Unpacker};
 use async_trait::async_trait;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 pub struct Rootfs {
@@ -22,17 +23,17 @@ pub struct Rootfs {
     devices: bool,
 }
 
+/// `[exporters.rootfs]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    #[serde(default)]
+    devices: bool,
+}
+
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
-    let invalid = |m: String| PluginError::invalid(Kind::Exporter, "rootfs", m);
-    let mut devices = false;
-    for (k, v) in cfg {
-        match k.as_str() {
-            "provider" => {}
-            "devices" => devices = v.as_bool().ok_or_else(|| invalid(format!("devices must be true or false, not {v}")))?,
-            _ => return Err(invalid(format!("unknown key `{k}` (known: devices)"))),
-        }
-    }
-    Ok(Arc::new(Rootfs { devices }))
+    let o: Options = crate::catalog::options(Kind::Exporter, "rootfs", cfg)?;
+    Ok(Arc::new(Rootfs { devices: o.devices }))
 }
 
 inventory::submit! {
@@ -67,11 +68,11 @@ impl Exporter for Rootfs {
                 ems.len()
             )));
         };
-        let config = cache.blob_path(&em.manifest.config.digest)?;
+        let config = cache.source(&em.manifest.config.digest).await?;
         let diff_ids = crate::export::diff_ids(&config, em)?;
         let mut layers = Vec::new();
         for (l, d) in em.manifest.layers.iter().zip(diff_ids) {
-            layers.push((cache.blob_path(&l.digest)?, d));
+            layers.push((cache.source(&l.digest).await?, d));
         }
         let dest = dest.to_path_buf();
         let devices = self.devices;
@@ -85,7 +86,7 @@ impl Exporter for Rootfs {
     }
 }
 
-fn unpack(layers: &[(PathBuf, Digest)], dest: &Path, devices: bool) -> Result<Vec<String>, ExportError> {
+fn unpack(layers: &[(BlobSource, Digest)], dest: &Path, devices: bool) -> Result<Vec<String>, ExportError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| ExportError::io(p, e)
@@ -104,8 +105,8 @@ fn unpack(layers: &[(PathBuf, Digest)], dest: &Path, devices: bool) -> Result<Ve
     let mut unpacker = Unpacker::new(&root);
     unpacker.devices = devices;
     for (blob, diff_id) in layers {
-        let layer_err = |e| ExportError::layer(diff_id, blob, e);
-        let guarded = TarGuard::tar(crate::layer::open(blob).map_err(io(blob))?, crate::layer::bound_for(blob));
+        let layer_err = |e| ExportError::layer(diff_id, blob.name(), e);
+        let guarded = TarGuard::tar(crate::layer::open(blob).map_err(io(blob.name()))?, crate::layer::bound_for(blob));
         let mut stream = crate::layer::Hashing::new(guarded, Verifier::of(diff_id.algorithm()));
         match unpacker.apply(&mut stream) {
             Err(UnpackError::Tar(e)) if GuardError::find(&e).is_some() => return Err(layer_err(LayerError::from_io(e))),
@@ -113,7 +114,7 @@ fn unpack(layers: &[(PathBuf, Digest)], dest: &Path, devices: bool) -> Result<Ve
         }
         let found = stream.finish().map_err(|e| match GuardError::find(&e) {
             Some(_) => layer_err(LayerError::from_io(e)),
-            None => ExportError::io(blob, e),
+            None => ExportError::io(blob.name(), e),
         })?;
         if found != *diff_id {
             return Err(layer_err(LayerError::DiffIdMismatch { expected: diff_id.clone(), found }));

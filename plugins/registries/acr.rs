@@ -42,7 +42,8 @@ impl RegistryQuirks for Acr {
     }
 }
 
-fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "acr", cfg)?;
     Ok(Arc::new(Acr))
 }
 

@@ -53,7 +53,8 @@ impl RegistryQuirks for DockerHub {
     }
 }
 
-fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "dockerhub", cfg)?;
     Ok(Arc::new(DockerHub))
 }
 

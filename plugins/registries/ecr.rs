@@ -52,7 +52,8 @@ impl RegistryQuirks for Ecr {
     }
 }
 
-fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "ecr", cfg)?;
     Ok(Arc::new(Ecr))
 }
 

@@ -36,7 +36,8 @@ impl RegistryQuirks for Gcr {
     }
 }
 
-fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "gcr", cfg)?;
     Ok(Arc::new(Gcr))
 }
 

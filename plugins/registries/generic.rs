@@ -12,7 +12,8 @@ impl RegistryQuirks for Generic {
     }
 }
 
-fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "generic", cfg)?;
     Ok(Arc::new(Generic))
 }
 

@@ -28,7 +28,8 @@ impl RegistryQuirks for Harbor {
     }
 }
 
-fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "harbor", cfg)?;
     Ok(Arc::new(Harbor))
 }
 

@@ -27,7 +27,8 @@ impl RegistryQuirks for Quay {
     }
 }
 
-fn build(_: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "quay", cfg)?;
     Ok(Arc::new(Quay))
 }
 

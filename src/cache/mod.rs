@@ -13,6 +13,7 @@ use crate::oci::digest::Digest;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +57,72 @@ pub enum Begin {
     Writer(Box<dyn BlobWriter>),
 }
 
+/// Bytes to read and seek in: a committed blob opened from any backend.
+pub trait ReadSeek: std::io::Read + std::io::Seek + Send {}
+impl<T: std::io::Read + std::io::Seek + Send> ReadSeek for T {}
+
+/// Opens a blob again, from its first byte (for blocking code: an
+/// exporter's writer thread).
+pub type Reopen = Arc<dyn Fn() -> std::io::Result<Box<dyn ReadSeek>> + Send + Sync>;
+
+/// Where an exporter reads a committed blob from.
+#[derive(Clone)]
+pub enum BlobSource {
+    /// A local file holding exactly the blob (link, reflink or copy it).
+    File(PathBuf),
+    /// A backend without local files: opened as often as needed.
+    Reader {
+        /// How messages name it.
+        name: PathBuf,
+        size: u64,
+        open: Reopen,
+    },
+}
+
+impl BlobSource {
+    /// Bytes already in memory (a backend that holds them, or one that read
+    /// a blob whole).
+    pub fn bytes(name: PathBuf, bytes: Bytes) -> BlobSource {
+        BlobSource::Reader {
+            name,
+            size: bytes.len() as u64,
+            open: Arc::new(move || Ok(Box::new(std::io::Cursor::new(bytes.clone())))),
+        }
+    }
+
+    /// How messages name it: the file, or the digest and the backend.
+    pub fn name(&self) -> &std::path::Path {
+        match self {
+            BlobSource::File(p) => p,
+            BlobSource::Reader { name, .. } => name,
+        }
+    }
+
+    /// A reader from the first byte, whatever the source.
+    pub fn open(&self) -> std::io::Result<Box<dyn ReadSeek>> {
+        match self {
+            BlobSource::File(p) => Ok(Box::new(std::fs::File::open(p)?)),
+            BlobSource::Reader { open, .. } => open(),
+        }
+    }
+
+    /// How many bytes it holds now (a file's length is checked, not assumed).
+    pub fn len(&self) -> std::io::Result<u64> {
+        match self {
+            BlobSource::File(p) => Ok(std::fs::metadata(p)?.len()),
+            BlobSource::Reader { size, .. } => Ok(*size),
+        }
+    }
+
+    /// Every byte (a config, a manifest).
+    pub fn read_all(&self) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        self.open()?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
 /// A committed blob.
 #[derive(Clone, Debug)]
 pub struct BlobInfo {
@@ -87,8 +154,11 @@ pub struct PartialInfo {
 ///   the digest's lock until it is committed or dropped; dropping it without
 ///   `commit` keeps the bytes received as a partial for the next writer
 ///   (resume), never under the digest name.
-/// - `blob_path` names a local file holding exactly the blob's bytes, valid
-///   for the rest of the pull (exporters link or copy from it).
+/// - `open` reads a committed blob from its start; a backend with local
+///   files also answers `local_path` (a file holding exactly the blob's
+///   bytes, valid for the rest of the pull), which exporters use as a fast
+///   path (hardlink, reflink, `copy_file_range`). Nothing else assumes a
+///   local file: an exporter reads through [`CacheBackend::source`].
 #[async_trait]
 pub trait CacheBackend: Send + Sync {
     /// Name and location, for messages (`local (/path/to/cache)`).
@@ -99,7 +169,44 @@ pub trait CacheBackend: Send + Sync {
     /// `source` names where the bytes come from (kept with the partial).
     async fn begin(&self, digest: &Digest, size: u64, source: &str) -> Result<Begin, CacheError>;
 
-    fn blob_path(&self, digest: &Digest) -> Result<PathBuf, CacheError>;
+    /// A reader of committed blob `digest` from its first byte
+    /// (`Missing` when it is not committed).
+    async fn open(&self, digest: &Digest) -> Result<Box<dyn ReadSeek>, CacheError>;
+
+    /// The fast path: a local file holding exactly committed blob
+    /// `digest`'s bytes, or `None` (the default) for a backend that keeps
+    /// no local files.
+    fn local_path(&self, digest: &Digest) -> Result<Option<PathBuf>, CacheError> {
+        let _ = digest;
+        Ok(None)
+    }
+
+    /// Where an exporter reads committed blob `digest` from: its local file
+    /// when there is one; else (this default) its bytes read whole, which a
+    /// backend that can stream overrides.
+    async fn source(&self, digest: &Digest) -> Result<BlobSource, CacheError> {
+        if let Some(path) = self.local_path(digest)? {
+            return Ok(BlobSource::File(path));
+        }
+        let name = PathBuf::from(format!("{digest} (in {})", self.describe()));
+        Ok(BlobSource::bytes(name, self.read(digest).await?.into()))
+    }
+
+    /// `len` bytes of committed blob `digest` from `offset` (fewer at its end).
+    async fn read_range(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, CacheError> {
+        use std::io::{Read, Seek};
+        let mut r = self.open(digest).await?;
+        let io = |e| CacheError::io(digest.to_string(), e);
+        r.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+        let mut out = Vec::with_capacity(len.min(1 << 20));
+        r.take(len as u64).read_to_end(&mut out).map_err(io)?;
+        Ok(out)
+    }
 
     /// A directory on the cache's filesystem for scratch files (pieces of a
     /// chunked download), or `None` (then big blobs come in one stream).
@@ -109,10 +216,13 @@ pub trait CacheBackend: Send + Sync {
 
     /// Read a small blob (a config, a manifest) whole.
     async fn read(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
-        let path = self.blob_path(digest)?;
-        tokio::fs::read(&path)
-            .await
-            .map_err(|e| CacheError::io(path, e))
+        use std::io::Read;
+        let mut out = Vec::new();
+        self.open(digest)
+            .await?
+            .read_to_end(&mut out)
+            .map_err(|e| CacheError::io(digest.to_string(), e))?;
+        Ok(out)
     }
 
     /// Store small bytes (a manifest) under their digest.
@@ -135,7 +245,7 @@ pub trait CacheBackend: Send + Sync {
         Ok(true)
     }
 
-    /// An exporter hardlinked the blob's file (`blob_path`) somewhere: its
+    /// An exporter hardlinked the blob's file (`local_path`) somewhere: its
     /// metadata changed, its bytes did not; a backend that records
     /// verification by metadata keeps it verified.
     async fn linked(&self, digest: &Digest) -> Result<(), CacheError> {

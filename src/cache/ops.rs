@@ -3,7 +3,6 @@
 
 use crate::cache::{BlobInfo, CacheBackend, CacheError, PartialInfo};
 use crate::oci::digest::Digest;
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -51,11 +50,14 @@ pub async fn verify(
     let blobs = cache.list().await?;
     let mut bad = Vec::new();
     for b in &blobs {
-        let path = cache.blob_path(&b.digest)?;
+        let mut blob = cache.open(&b.digest).await?;
         let digest = b.digest.clone();
-        let found = tokio::task::spawn_blocking(move || hash_file(&path, &digest))
-            .await
-            .map_err(|e| CacheError::io("<verify task>", std::io::Error::other(e)))??;
+        let found = tokio::task::spawn_blocking(move || {
+            crate::oci::digest::hash_reader(&mut blob, &digest)
+                .map_err(|e| CacheError::io(digest.to_string(), e))
+        })
+        .await
+        .map_err(|e| CacheError::io("<verify task>", std::io::Error::other(e)))??;
         if found.as_ref() != Some(&b.digest) {
             let removed = repair && cache.remove(&b.digest).await?;
             bad.push(Bad {
@@ -66,10 +68,6 @@ pub async fn verify(
         }
     }
     Ok((blobs.len(), bad))
-}
-
-fn hash_file(path: &Path, digest: &Digest) -> Result<Option<Digest>, CacheError> {
-    crate::oci::digest::hash_file(path, digest).map_err(|e| CacheError::io(path, e))
 }
 
 /// What to prune.

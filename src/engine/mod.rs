@@ -56,7 +56,7 @@ impl Engine {
         Ok(self.catalog.quirks(
             &reference.registry,
             reg_cfg.kind.as_deref(),
-            &PluginConfig::new(),
+            &reg_cfg.quirks,
         )?)
     }
 
@@ -259,11 +259,14 @@ impl Engine {
         output: &Path,
     ) -> Result<(Arc<dyn CacheBackend>, Option<crate::export::temp::Dir>), Error> {
         if no_cache {
+            // A throwaway local cache beside the output, not synced: it
+            // goes when the command ends.
             let tmp = crate::export::temp::Dir::beside(output, Some(".imgpull-nocache-"))?;
-            let cache: Arc<dyn CacheBackend> = Arc::new(
-                crate::plugins::caches::local::LocalCache::temporary(tmp.path()),
-            );
-            return Ok((cache, Some(tmp)));
+            let mut cfg = PluginConfig::new();
+            let dir = tmp.path().to_string_lossy().into_owned();
+            cfg.insert("dir".into(), toml::Value::String(dir));
+            cfg.insert("durable".into(), toml::Value::Boolean(false));
+            return Ok((self.catalog.cache("local", &cfg)?, Some(tmp)));
         }
         let name = &self.config.cache;
         let cfg = self.config.caches.get(name).cloned().unwrap_or_default();

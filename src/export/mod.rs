@@ -169,8 +169,13 @@ pub fn parent_dir(dest: &Path) -> PathBuf {
 }
 
 /// The config's diff_ids, one per layer.
-pub fn diff_ids(config: &Path, em: &ExportManifest) -> Result<Vec<Digest>, ExportError> {
-    let bytes = std::fs::read(config).map_err(|e| ExportError::io(config, e))?;
+pub fn diff_ids(
+    config: &crate::cache::BlobSource,
+    em: &ExportManifest,
+) -> Result<Vec<Digest>, ExportError> {
+    let bytes = config
+        .read_all()
+        .map_err(|e| ExportError::io(config.name(), e))?;
     let cfg: ImageConfig = serde_json::from_slice(&bytes).map_err(|e| {
         ExportError::Invalid(format!(
             "config {} is not an image config: {e}",

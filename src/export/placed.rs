@@ -14,11 +14,11 @@
 use super::tar_out::header;
 use super::temp::file_beside as temp_beside;
 use super::{Entry, ExportError};
-use crate::cache::CacheBackend;
+use crate::cache::{BlobSource, CacheBackend};
 use crate::oci::digest::Digest;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const BLOCK: u64 = 512;
@@ -169,7 +169,7 @@ impl PlacedTar {
             .iter()
             .filter(|s| !s.filled.load(Ordering::Acquire))
         {
-            copies.push((cache.blob_path(&s.digest)?, s.offset, s.size));
+            copies.push((cache.source(&s.digest).await?, s.offset, s.size));
         }
         let counts = (self.slots.len() - copies.len(), copies.len());
         let dest = dest.to_path_buf();
@@ -179,21 +179,28 @@ impl PlacedTar {
         Ok(counts)
     }
 
-    fn complete(self, copies: Vec<(PathBuf, u64, u64)>, dest: &Path) -> Result<(), ExportError> {
+    fn complete(self, copies: Vec<(BlobSource, u64, u64)>, dest: &Path) -> Result<(), ExportError> {
         let path = self.tmp.path().to_path_buf();
         for (src, offset, size) in copies {
             if crate::util::cancel::requested() {
                 return Err(ExportError::Invalid("interrupted".into()));
             }
-            let f = File::open(&src).map_err(|e| ExportError::io(&src, e))?;
-            let len = f.metadata().map_err(|e| ExportError::io(&src, e))?.len();
+            let len = src.len().map_err(|e| ExportError::io(src.name(), e))?;
             if len != size {
                 return Err(ExportError::Invalid(format!(
                     "{} is {len} bytes, expected {size} (a damaged cache? run `imgpull cache verify --repair`)",
-                    src.display()
+                    src.name().display()
                 )));
             }
-            copy_range(&f, &self.file, offset, size).map_err(|e| ExportError::io(&path, e))?;
+            let copied = match &src {
+                BlobSource::File(p) => {
+                    File::open(p).and_then(|f| copy_range(&f, &self.file, offset, size))
+                }
+                BlobSource::Reader { .. } => src
+                    .open()
+                    .and_then(|r| write_at(r, &self.file, offset, size)),
+            };
+            copied.map_err(|e| ExportError::io(&path, e))?;
             // The disk starts on this blob while the next one is copied.
             self.start_writeback();
         }
@@ -252,6 +259,26 @@ fn copy_range(src: &File, dst: &File, at: u64, size: u64) -> std::io::Result<()>
     Ok(())
 }
 
+/// Write `size` bytes read from `src` into `dst` at `at` (a blob from a
+/// backend without local files).
+fn write_at(mut src: impl std::io::Read, dst: &File, at: u64, size: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < size {
+        let want = (size - done).min(buf.len() as u64) as usize;
+        let n = src.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("copied {done} of {size} bytes"),
+            ));
+        }
+        dst.write_all_at(&buf[..n], at + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,7 +293,7 @@ mod tests {
             Entry::File {
                 name: name.clone(),
                 size: blob.len() as u64,
-                path: PathBuf::from("unused"),
+                path: BlobSource::File("unused".into()),
             },
             Entry::Bytes {
                 name: "manifest.json".into(),
@@ -324,7 +351,7 @@ mod tests {
             entries.push(Entry::File {
                 name: crate::export::blob_name(&d),
                 size: len as u64,
-                path: path.clone(),
+                path: BlobSource::File(path.clone()),
             });
             blobs.push((d, path));
         }
@@ -356,7 +383,7 @@ mod tests {
                     .unwrap();
                 placed.mark_filled(slot);
             } else {
-                copies.push((path.clone(), s.offset, s.size));
+                copies.push((BlobSource::File(path.clone()), s.offset, s.size));
             }
         }
         placed.complete(copies, &placed_at).unwrap();

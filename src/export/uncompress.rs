@@ -4,6 +4,7 @@
 //! many threads as there are cores.
 
 use super::ExportError;
+use crate::cache::BlobSource;
 use crate::oci::digest::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,11 @@ pub struct Uncompressed {
 impl Uncompressed {
     /// Uncompress each `(diff_id, compressed blob file)` (duplicates are
     /// done once) into a temporary directory in `beside`.
-    pub fn run(jobs: Vec<(Digest, PathBuf)>, beside: &Path) -> Result<Uncompressed, ExportError> {
-        let jobs: Vec<(Digest, PathBuf)> = jobs
+    pub fn run(
+        jobs: Vec<(Digest, BlobSource)>,
+        beside: &Path,
+    ) -> Result<Uncompressed, ExportError> {
+        let jobs: Vec<(Digest, BlobSource)> = jobs
             .into_iter()
             .collect::<BTreeMap<_, _>>()
             .into_iter()
@@ -76,7 +80,7 @@ impl Uncompressed {
 /// One layer uncompressed: diff_id, file, size.
 type Done = (Digest, PathBuf, u64);
 
-fn one(diff_id: &Digest, src: &Path, dir: &Path) -> Result<Done, ExportError> {
+fn one(diff_id: &Digest, src: &BlobSource, dir: &Path) -> Result<Done, ExportError> {
     if crate::util::cancel::requested() {
         return Err(ExportError::Invalid("interrupted".into()));
     }
@@ -85,7 +89,7 @@ fn one(diff_id: &Digest, src: &Path, dir: &Path) -> Result<Done, ExportError> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let size = crate::layer::decompress_verified(src, diff_id, &mut out).map_err(|e| match e {
         crate::layer::LayerError::Io(e) => ExportError::io(&to, e),
-        other => ExportError::layer(diff_id, src, other),
+        other => ExportError::layer(diff_id, src.name(), other),
     })?;
     use std::io::Write;
     out.flush().map_err(|e| ExportError::io(&to, e))?;

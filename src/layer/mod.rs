@@ -7,10 +7,9 @@ mod guard;
 pub mod unpack;
 pub use guard::{GuardError, TarGuard, MAX_RECORD};
 
+use crate::cache::BlobSource;
 use crate::oci::digest::{Digest, Verifier};
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
 
 /// How a layer blob is compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,9 +34,9 @@ impl Compression {
     }
 }
 
-/// Open a layer file for reading its tar stream, whatever its compression.
-pub fn open(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
-    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+/// Open a layer blob for reading its tar stream, whatever its compression.
+pub fn open(blob: &BlobSource) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut r = BufReader::with_capacity(1 << 20, blob.open()?);
     let kind = Compression::sniff(r.fill_buf()?);
     decoder(r, kind)
 }
@@ -97,11 +96,10 @@ pub fn set_limit(limit: Limit) {
     *LIMIT.lock().unwrap_or_else(|e| e.into_inner()) = limit;
 }
 
-/// The bound for the layer blob at `path`.
-pub fn bound_for(path: &Path) -> Option<u64> {
+/// The bound for layer blob `blob`.
+pub fn bound_for(blob: &BlobSource) -> Option<u64> {
     let limit = *LIMIT.lock().unwrap_or_else(|e| e.into_inner());
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    limit.bound(size)
+    limit.bound(blob.len().unwrap_or(0))
 }
 
 /// Why a layer could not be uncompressed.
@@ -132,7 +130,7 @@ impl LayerError {
 /// they do not hash to `diff_id` (a corrupt or mislabelled layer is never
 /// handed on) or pass the layer's bound. Returns the uncompressed size.
 pub fn decompress_verified(
-    src: &Path,
+    src: &BlobSource,
     diff_id: &Digest,
     out: &mut impl std::io::Write,
 ) -> Result<u64, LayerError> {
@@ -330,6 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("layer");
         std::fs::write(&p, b"plain tar bytes").unwrap();
+        let p = BlobSource::File(p);
         let good = Digest::of(b"plain tar bytes");
         let mut out = Vec::new();
         assert_eq!(decompress_verified(&p, &good, &mut out).unwrap(), 15);

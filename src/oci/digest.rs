@@ -206,10 +206,16 @@ impl Verifier {
 /// The digest of a file's content, in `like`'s algorithm (`None` when
 /// that algorithm cannot be computed).
 pub fn hash_file(path: &std::path::Path, like: &Digest) -> std::io::Result<Option<Digest>> {
+    hash_reader(&mut std::fs::File::open(path)?, like)
+}
+
+/// The digest of everything `r` yields, in `like`'s algorithm (`None`
+/// when that algorithm cannot be computed).
+pub fn hash_reader(r: &mut impl std::io::Read, like: &Digest) -> std::io::Result<Option<Digest>> {
     let Some(mut v) = Verifier::new(like) else {
         return Ok(None);
     };
-    v.update_from(&mut std::fs::File::open(path)?)?;
+    v.update_from(r)?;
     Ok(Some(v.finish()))
 }
 

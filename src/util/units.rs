@@ -3,6 +3,82 @@
 
 use std::time::Duration;
 
+/// A duration as written in config (`90s`, `7d`; a bare number is
+/// seconds), read once into a [`Duration`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+/// A size as written in config (`64MiB`, `10M`; a bare number is bytes),
+/// read once into bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+/// A value a [`Span`] or [`Size`] cannot be: named by what was expected,
+/// never quoted (the message may reach a log).
+fn unreadable<E: serde::de::Error>(expected: &'static str) -> E {
+    E::invalid_value(
+        serde::de::Unexpected::Other("text it cannot read"),
+        &expected,
+    )
+}
+
+/// Reads `T` from a string (parsed by `parse`) or a non-negative integer.
+struct Units<T> {
+    expected: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    from_int: fn(u64) -> T,
+}
+
+impl<T> serde::de::Visitor<'_> for Units<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.expected)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.parse)(v).map_err(|_| unreadable(self.expected))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        Ok((self.from_int)(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        u64::try_from(v)
+            .map(self.from_int)
+            .map_err(|_| unreadable(self.expected))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+        d.deserialize_any(Units {
+            expected: "a duration like 90s, 30m, 12h or 7d",
+            parse: |s| parse_duration(s).map(Span),
+            from_int: |n| Span(Duration::from_secs(n)),
+        })
+    }
+}
+
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", self.0.as_secs()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        d.deserialize_any(Units {
+            expected: "a size like 1024, 500KiB or 10MB",
+            parse: |s| parse_size(s).map(Size),
+            from_int: Size,
+        })
+    }
+}
+
+impl serde::Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
 /// `90s`, `30m`, `12h`, `7d`, `2w`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();

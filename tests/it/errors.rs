@@ -145,3 +145,40 @@ async fn manifest_not_matching_docker_content_digest_is_refused() {
     );
     crate::support::assert_cache_clean(work.path(), "cache").await;
 }
+
+/// A key a plugin does not know, in its table of imgpull.toml, stops the
+/// command before anything is contacted, naming the plugin and the key
+/// (and never a value: it may be a password).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_plugin_key_names_the_plugin_and_the_key() {
+    let work = tempdir();
+    let port = free_port();
+    let creds = format!(
+        "[registries.\"127.0.0.1:{port}\"]\ncredentials = [{{ provider = \"static\", username = \"u\", pasword = \"hunter2\" }}]\n"
+    );
+    for (table, plugin, key) in [
+        (
+            "[caches.local]\ndri = \"x\"\n",
+            "caches plugin \"local\"",
+            "`dri`",
+        ),
+        (
+            "[exporters.docker-archive]\nlayer_fromat = \"compressed\"\n",
+            "exporters plugin \"docker-archive\"",
+            "`layer_fromat`",
+        ),
+        (creds.as_str(), "credentials plugin \"static\"", "`pasword`"),
+    ] {
+        std::fs::write(work.path().join("imgpull.toml"), table).unwrap();
+        let out = imgpull(
+            work.path(),
+            &["pull", &format!("127.0.0.1:{port}/a/b:1"), "-o", "out.tar"],
+            None,
+        )
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(err.contains(plugin) && err.contains(key), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

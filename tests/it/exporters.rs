@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// An OCI image whose layers are gzip, zstd, plain, and the first again.
-async fn mixed_image(reg: &Registry) -> image::TestImage {
+pub(crate) async fn mixed_image(reg: &Registry) -> image::TestImage {
     let seed = "mixed";
     let layers = vec![
         image::pack(image::layer_tar(seed, 0), Packing::Gzip),

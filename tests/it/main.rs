@@ -1,3 +1,4 @@
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 //! Integration tests: one binary (one link step), modules by capability.
 //! Every test runs the real CNCF distribution registry on 127.0.0.1.
 
@@ -15,6 +16,7 @@ mod faults;
 mod hostile;
 mod leaks;
 mod local;
+mod memory;
 mod placed;
 mod platforms;
 mod pull;

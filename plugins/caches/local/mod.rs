@@ -30,7 +30,7 @@
 //! partial_max_age = "7d"
 //! ```
 
-use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, PartialInfo};
+use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, PartialInfo, ReadSeek};
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::{Digest, Verifier};
 use crate::transfer::hashing::HashingFile;
@@ -63,15 +63,6 @@ impl LocalCache {
         }
     }
 
-    /// A cache for one pull (`--no-cache`): removed afterwards, so blobs
-    /// are not fsync'ed (the output still is).
-    pub fn temporary(dir: impl Into<PathBuf>) -> LocalCache {
-        LocalCache {
-            durable: false,
-            ..LocalCache::new(dir)
-        }
-    }
-
     fn blob_file(&self, digest: &Digest) -> PathBuf {
         self.dir
             .join("blobs")
@@ -88,16 +79,27 @@ impl LocalCache {
     }
 }
 
+/// `[caches.local]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    /// Where the cache lives.
+    dir: Option<PathBuf>,
+    /// Partial downloads older than this are removed.
+    partial_max_age: Option<crate::util::units::Span>,
+    /// `false`: blobs are not fsynced before they are committed (a
+    /// throwaway cache, as `--no-cache` makes; a power cut may lose it).
+    durable: Option<bool>,
+}
+
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
-    let invalid = |m: String| PluginError::invalid(Kind::Cache, "local", m);
-    let mut cache = LocalCache::new(DEFAULT_DIR);
-    for (k, v) in cfg {
-        let s = v.as_str().ok_or_else(|| invalid(format!("`{k}` must be a string")))?;
-        match k.as_str() {
-            "dir" => cache.dir = PathBuf::from(s),
-            "partial_max_age" => cache.partial_max_age = crate::util::units::parse_duration(s).map_err(invalid)?,
-            _ => return Err(invalid(format!("unknown key `{k}` (known: dir, partial_max_age)"))),
-        }
+    let o: Options = crate::catalog::options(Kind::Cache, "local", cfg)?;
+    let mut cache = LocalCache::new(o.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)));
+    if let Some(age) = o.partial_max_age {
+        cache.partial_max_age = age.0;
+    }
+    if let Some(durable) = o.durable {
+        cache.durable = durable;
     }
     Ok(Arc::new(cache))
 }
@@ -190,12 +192,29 @@ impl CacheBackend for LocalCache {
         LocalCache::ensure_dir(&d).ok().map(|()| d)
     }
 
-    fn blob_path(&self, digest: &Digest) -> Result<PathBuf, CacheError> {
+    fn local_path(&self, digest: &Digest) -> Result<Option<PathBuf>, CacheError> {
         let p = self.blob_file(digest);
         if p.is_file() {
-            Ok(p)
+            Ok(Some(p))
         } else {
             Err(CacheError::Missing(digest.clone()))
+        }
+    }
+
+    async fn open(&self, digest: &Digest) -> Result<Box<dyn ReadSeek>, CacheError> {
+        let p = self.blob_file(digest);
+        match std::fs::File::open(&p) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CacheError::Missing(digest.clone())),
+            Err(e) => Err(CacheError::io(p, e)),
+        }
+    }
+
+    async fn read(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
+        let p = self.blob_file(digest);
+        match tokio::fs::read(&p).await {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CacheError::Missing(digest.clone())),
+            r => r.map_err(|e| CacheError::io(p, e)),
         }
     }
 

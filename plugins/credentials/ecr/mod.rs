@@ -39,34 +39,24 @@ fn tokens() -> &'static Mutex<HashMap<String, (Credential, u64)>> {
     TOKENS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// A `{ provider = "ecr", … }` entry.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    region: Option<String>,
+    registry_id: Option<String>,
+    profile: Option<String>,
+    endpoint: Option<String>,
+}
+
 fn build(cfg: &PluginConfig) -> Result<Box<dyn CredentialProvider>, PluginError> {
-    let mut p = Ecr {
-        region: None,
-        registry_id: None,
-        profile: None,
-        endpoint: None,
+    let o: Options = crate::catalog::options(Kind::Credentials, NAME, cfg)?;
+    let p = Ecr {
+        region: o.region,
+        registry_id: o.registry_id,
+        profile: o.profile,
+        endpoint: o.endpoint,
     };
-    for (k, v) in cfg {
-        let s = || {
-            v.as_str().map(str::to_string).ok_or_else(|| {
-                PluginError::invalid(Kind::Credentials, NAME, format!("`{k}` must be a string"))
-            })
-        };
-        match k.as_str() {
-            "provider" => {}
-            "region" => p.region = Some(s()?),
-            "registry_id" => p.registry_id = Some(s()?),
-            "profile" => p.profile = Some(s()?),
-            "endpoint" => p.endpoint = Some(s()?),
-            _ => {
-                return Err(PluginError::invalid(
-                    Kind::Credentials,
-                    NAME,
-                    format!("unknown key `{k}` (known: region, registry_id, profile, endpoint)"),
-                ))
-            }
-        }
-    }
     Ok(Box::new(p))
 }
 

@@ -23,21 +23,15 @@ pub struct Gcr {
     key_file: Option<PathBuf>,
 }
 
+/// A `{ provider = "gcr", … }` entry.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    key_file: Option<PathBuf>,
+}
+
 fn build(cfg: &PluginConfig) -> Result<Box<dyn CredentialProvider>, PluginError> {
-    let mut key_file = None;
-    for (k, v) in cfg {
-        match (k.as_str(), v) {
-            ("provider", _) => {}
-            ("key_file", toml::Value::String(p)) => key_file = Some(PathBuf::from(p)),
-            _ => {
-                return Err(PluginError::invalid(
-                    Kind::Credentials,
-                    NAME,
-                    format!("unknown or invalid key `{k}` (known: key_file)"),
-                ))
-            }
-        }
-    }
+    let key_file = crate::catalog::options::<Options>(Kind::Credentials, NAME, cfg)?.key_file;
     Ok(Box::new(Gcr { key_file }))
 }
 
