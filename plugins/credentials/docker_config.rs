@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const NAME: &str = "docker-config";
@@ -146,80 +146,86 @@ impl DockerConfig {
         }
     }
 
+    /// The credential the file at `path` holds for `registry`, if any.
     async fn read_file(
         &self,
-        path: &PathBuf,
+        path: &Path,
         registry: &str,
     ) -> Result<Option<Credential>, CredentialError> {
-        let invalid = |message: String| CredentialError::Invalid {
-            provider: self.source(),
-            message,
+        let Some(file) = self.load(path)? else {
+            return Ok(None);
         };
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(CredentialError::Io {
-                    provider: self.source(),
-                    path: path.clone(),
-                    source,
-                })
-            }
-        };
-        let file: File = serde_json::from_slice(&text)
-            // serde's message may quote a value (a password): only say where.
-            .map_err(|e| {
-                invalid(format!(
-                    "{}: not a valid config file (line {}, column {})",
-                    path.display(),
-                    e.line(),
-                    e.column()
-                ))
-            })?;
         let server = if keys_for(registry)[0] == HUB_KEY {
             HUB_KEY.to_string()
         } else {
             registry.to_string()
         };
         if let Some((_, helper)) = lookup(&file.cred_helpers, registry) {
-            return run_helper(helper, &server).await.map_err(invalid);
+            return run_helper(helper, &server)
+                .await
+                .map_err(|m| self.invalid(m));
         }
         if let Some(store) = file.creds_store.as_deref().filter(|s| !s.is_empty()) {
-            if let Some(c) = run_helper(store, &server).await.map_err(invalid)? {
+            if let Some(c) = run_helper(store, &server)
+                .await
+                .map_err(|m| self.invalid(m))?
+            {
                 return Ok(Some(c));
             }
         }
         let Some((key, entry)) = lookup(&file.auths, registry) else {
             return Ok(None);
         };
+        self.entry_credential(path, key, entry)
+    }
+
+    /// An error in what this provider read.
+    fn invalid(&self, message: String) -> CredentialError {
+        CredentialError::Invalid {
+            provider: self.source(),
+            message,
+        }
+    }
+
+    /// The file at `path`, parsed (`None`: there is none).
+    fn load(&self, path: &Path) -> Result<Option<File>, CredentialError> {
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CredentialError::Io {
+                    provider: self.source(),
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            // serde's message may quote a value (a password): only say where.
+            .map_err(|e| {
+                self.invalid(format!(
+                    "{}: not a valid config file (line {}, column {})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                ))
+            })
+    }
+
+    /// The credential an `auths` entry holds: its identity token, else its
+    /// `auth`, else its `username` and `password`.
+    fn entry_credential(
+        &self,
+        path: &Path,
+        key: &str,
+        entry: &AuthEntry,
+    ) -> Result<Option<Credential>, CredentialError> {
         if let Some(t) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
             return Ok(Some(Credential::IdentityToken(Secret::new(t))));
         }
         if let Some(a) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(a.trim())
-                .map_err(|_| {
-                    invalid(format!(
-                        "{}: auths.{key:?}.auth is not base64",
-                        path.display()
-                    ))
-                })?;
-            let text = String::from_utf8(raw).map_err(|_| {
-                invalid(format!(
-                    "{}: auths.{key:?}.auth is not UTF-8",
-                    path.display()
-                ))
-            })?;
-            let (u, p) = text.split_once(':').ok_or_else(|| {
-                invalid(format!(
-                    "{}: auths.{key:?}.auth is not user:password",
-                    path.display()
-                ))
-            })?;
-            return Ok(Some(Credential::Basic {
-                username: u.to_string(),
-                password: Secret::new(p),
-            }));
+            return self.decode_auth(path, key, a).map(Some);
         }
         match (&entry.username, &entry.password) {
             (Some(u), Some(p)) if !u.is_empty() => Ok(Some(Credential::Basic {
@@ -228,6 +234,31 @@ impl DockerConfig {
             })),
             _ => Ok(None),
         }
+    }
+
+    /// An `auth` value (`auths[key]` in the file at `path`): base64 of
+    /// `user:password`.
+    fn decode_auth(
+        &self,
+        path: &Path,
+        key: &str,
+        auth: &str,
+    ) -> Result<Credential, CredentialError> {
+        let not = |what: &str| {
+            self.invalid(format!(
+                "{}: auths.{key:?}.auth is not {what}",
+                path.display()
+            ))
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| not("base64"))?;
+        let text = String::from_utf8(raw).map_err(|_| not("UTF-8"))?;
+        let (u, p) = text.split_once(':').ok_or_else(|| not("user:password"))?;
+        Ok(Credential::Basic {
+            username: u.to_string(),
+            password: Secret::new(p),
+        })
     }
 }
 

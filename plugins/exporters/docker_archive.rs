@@ -18,17 +18,21 @@
 //! A blob shared by several images is stored once. The tar is written to a
 //! temporary file beside the destination and renamed when complete.
 
+use crate::cache::BlobSource;
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::oci::digest::Digest;
 use crate::export::tar_out::write_tar;
-use crate::export::{blob_name, name_annotations, parent_dir, Entry, ExportError, ExportImage, ExportManifest, Exporter, PlacedTar, Uncompressed};
+use crate::export::{
+    blob_name, name_annotations, parent_dir, Destination, Entry, ExportError, ExportImage,
+    ExportManifest, Exporter, PlacedTar, Uncompressed,
+};
+use crate::oci::digest::Digest;
 use crate::oci::manifest::{media, with_uncompressed_layers};
+use crate::oci::reference::Reference;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use crate::cache::BlobSource;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// How layers are written (`layer_format = "compressed"`).
@@ -91,7 +95,12 @@ impl Exporter for DockerArchive {
 
     /// The default layout (compressed layers) is known from the manifests
     /// alone: the layers can be written into the tar as they download.
-    fn placed(&self, images: &[ExportImage], dest: &Path) -> Result<Option<PlacedTar>, ExportError> {
+    fn placed(
+        &self,
+        images: &[ExportImage],
+        dest: &Destination,
+    ) -> Result<Option<PlacedTar>, ExportError> {
+        let dest = dest.path()?;
         if self.legacy || self.layers == LayerFormat::Uncompressed {
             return Ok(None);
         }
@@ -104,7 +113,10 @@ impl Exporter for DockerArchive {
         let job = Job {
             images: images.to_vec(),
             // Not read: the blobs are placed by digest, not copied by path.
-            files: by_name.iter().map(|(n, d)| (d.clone(), BlobSource::File(PathBuf::from(n)))).collect(),
+            files: by_name
+                .iter()
+                .map(|(n, d)| (d.clone(), BlobSource::File(PathBuf::from(n))))
+                .collect(),
             uncompressed: false,
             legacy: false,
             dest: dest.to_path_buf(),
@@ -138,9 +150,10 @@ impl Exporter for DockerArchive {
         &self,
         images: &[ExportImage],
         cache: &dyn CacheBackend,
-        dest: &Path,
+        dest: &Destination,
         _reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
+        let dest = dest.path()?;
         let mut files = BTreeMap::new();
         for em in images.iter().flat_map(|i| &i.manifests) {
             for d in std::iter::once(&em.manifest.config).chain(&em.manifest.layers) {
@@ -257,6 +270,9 @@ fn to_json(v: &Value) -> Vec<u8> {
     serde_json::to_vec(v).expect("JSON values serialize")
 }
 
+/// `repositories`: {name: {tag: id}}.
+type Repositories = BTreeMap<String, BTreeMap<String, String>>;
+
 /// The Docker 25+ layout.
 fn plan(
     job: &Job,
@@ -266,103 +282,159 @@ fn plan(
     let mut seen = BTreeSet::new();
     let mut index = Vec::new();
     let mut manifest_json = Vec::new();
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut repositories = Repositories::new();
     for img in &job.images {
         for (i, em) in img.manifests.iter().enumerate() {
             let m = &em.manifest;
             let layers = layers_of(em);
-            if seen.insert(m.config.digest.clone()) {
-                entries.push(Entry::File {
-                    name: blob_name(&m.config.digest),
-                    size: m.config.size,
-                    path: job.file(&m.config.digest),
-                });
-            }
-            for l in &layers {
-                if seen.insert(l.digest.clone()) {
-                    entries.push(Entry::File {
-                        name: blob_name(&l.digest),
-                        size: l.size,
-                        path: l.path.clone(),
-                    });
-                }
-            }
-            // Layers written uncompressed: the manifest names them.
-            let swaps: Vec<(usize, Digest, u64)> = layers
-                .iter()
-                .zip(&m.layers)
-                .enumerate()
-                .filter(|(_, (w, l))| w.digest != l.digest)
-                .map(|(i, (w, _))| (i, w.digest.clone(), w.size))
-                .collect();
-            let (bytes, digest) = if swaps.is_empty() {
-                (em.bytes.to_vec(), em.digest.clone())
-            } else {
-                let b = with_uncompressed_layers(&em.bytes, &swaps).ok_or_else(|| {
-                    ExportError::Invalid(format!("manifest {} cannot be rewritten", em.digest))
-                })?;
-                let d = Digest::of(&b);
-                (b, d)
-            };
-            let mut desc = json!({
-                "mediaType": em.media_type,
-                "digest": digest,
-                "size": bytes.len(),
-            });
+            push_blobs(job, em, &layers, &mut seen, &mut entries);
+            let (bytes, digest) = written_manifest(em, &layers)?;
+            let mut desc = descriptor(em, &digest, bytes.len());
             if seen.insert(digest.clone()) {
                 entries.push(Entry::Bytes {
                     name: blob_name(&digest),
                     data: bytes,
                 });
             }
-            if let Some(p) = &em.platform {
-                desc["platform"] = serde_json::to_value(p).unwrap_or(Value::Null);
-            }
             // One name per reference: the first platform carries it.
             let tag = img.tag.as_ref().filter(|_| i == 0);
-            let repo_tags = match tag {
-                Some(t) => {
-                    desc["annotations"] = name_annotations(t);
-                    repositories.entry(t.familiar_name()).or_default().insert(
-                        t.tag.clone().unwrap_or_default(),
-                        m.config.digest.hex().to_string(),
-                    );
-                    json!([t.familiar_tagged().unwrap_or_default()])
-                }
-                None => Value::Null,
-            };
+            if let Some(t) = tag {
+                desc["annotations"] = name_annotations(t);
+                add_repository(&mut repositories, t, m.config.digest.hex().to_string());
+            }
             index.push(desc);
             manifest_json.push(json!({
                 "Config": blob_name(&m.config.digest),
-                "RepoTags": repo_tags,
+                "RepoTags": repo_tags(tag),
                 "Layers": layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
             }));
         }
     }
+    entries.extend(index_files(index, manifest_json, &repositories));
+    Ok(entries)
+}
+
+/// Adds an image's config and layers to `entries`, each blob once.
+fn push_blobs(
+    job: &Job,
+    em: &ExportManifest,
+    layers: &[LayerFile],
+    seen: &mut BTreeSet<Digest>,
+    entries: &mut Vec<Entry>,
+) {
+    let config = &em.manifest.config;
+    if seen.insert(config.digest.clone()) {
+        entries.push(Entry::File {
+            name: blob_name(&config.digest),
+            size: config.size,
+            path: job.file(&config.digest),
+        });
+    }
+    for l in layers {
+        if seen.insert(l.digest.clone()) {
+            entries.push(Entry::File {
+                name: blob_name(&l.digest),
+                size: l.size,
+                path: l.path.clone(),
+            });
+        }
+    }
+}
+
+/// The manifest as written and its digest: as pulled, or rewritten to name
+/// the layers written uncompressed.
+fn written_manifest(
+    em: &ExportManifest,
+    layers: &[LayerFile],
+) -> Result<(Vec<u8>, Digest), ExportError> {
+    // Layers written uncompressed: the manifest names them.
+    let swaps: Vec<(usize, Digest, u64)> = layers
+        .iter()
+        .zip(&em.manifest.layers)
+        .enumerate()
+        .filter(|(_, (w, l))| w.digest != l.digest)
+        .map(|(i, (w, _))| (i, w.digest.clone(), w.size))
+        .collect();
+    if swaps.is_empty() {
+        return Ok((em.bytes.to_vec(), em.digest.clone()));
+    }
+    let b = with_uncompressed_layers(&em.bytes, &swaps).ok_or_else(|| {
+        ExportError::Invalid(format!("manifest {} cannot be rewritten", em.digest))
+    })?;
+    let d = Digest::of(&b);
+    Ok((b, d))
+}
+
+/// A manifest's `index.json` descriptor (its platform, no name yet).
+fn descriptor(em: &ExportManifest, digest: &Digest, size: usize) -> Value {
+    let mut desc = json!({
+        "mediaType": em.media_type,
+        "digest": digest,
+        "size": size,
+    });
+    if let Some(p) = &em.platform {
+        desc["platform"] = serde_json::to_value(p).unwrap_or(Value::Null);
+    }
+    desc
+}
+
+/// Records in `repositories` that tag `t` names image (or layer) `id`.
+fn add_repository(repositories: &mut Repositories, t: &Reference, id: String) {
+    repositories
+        .entry(t.familiar_name())
+        .or_default()
+        .insert(t.tag.clone().unwrap_or_default(), id);
+}
+
+/// An image's `RepoTags` in manifest.json: its tag, or null (untagged).
+fn repo_tags(tag: Option<&Reference>) -> Value {
+    match tag {
+        Some(t) => json!([t.familiar_tagged().unwrap_or_default()]),
+        None => Value::Null,
+    }
+}
+
+/// The Docker 25+ layout's last files: index.json, manifest.json,
+/// oci-layout and (when an image is tagged) repositories.
+fn index_files(
+    index: Vec<Value>,
+    manifest_json: Vec<Value>,
+    repositories: &Repositories,
+) -> Vec<Entry> {
     let index = json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_INDEX,
         "manifests": index,
     });
-    entries.push(Entry::Bytes {
-        name: "index.json".into(),
-        data: to_json(&index),
-    });
-    entries.push(Entry::Bytes {
+    let mut entries = vec![
+        Entry::Bytes {
+            name: "index.json".into(),
+            data: to_json(&index),
+        },
+        manifest_json_entry(manifest_json),
+        Entry::Bytes {
+            name: "oci-layout".into(),
+            data: br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        },
+    ];
+    entries.extend(repositories_entry(repositories));
+    entries
+}
+
+/// `manifest.json`: docker's list of the images.
+fn manifest_json_entry(manifest_json: Vec<Value>) -> Entry {
+    Entry::Bytes {
         name: "manifest.json".into(),
         data: to_json(&Value::Array(manifest_json)),
-    });
-    entries.push(Entry::Bytes {
-        name: "oci-layout".into(),
-        data: br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-    });
-    if !repositories.is_empty() {
-        entries.push(Entry::Bytes {
-            name: "repositories".into(),
-            data: serde_json::to_vec(&repositories).expect("map serializes"),
-        });
     }
-    Ok(entries)
+}
+
+/// `repositories`, unless no image is tagged.
+fn repositories_entry(repositories: &Repositories) -> Option<Entry> {
+    (!repositories.is_empty()).then(|| Entry::Bytes {
+        name: "repositories".into(),
+        data: serde_json::to_vec(repositories).expect("map serializes"),
+    })
 }
 
 /// The v1.2 layout (`docker save` before Docker 25):
@@ -388,7 +460,7 @@ fn legacy_plan(
     let mut entries = Vec::new();
     let mut seen = BTreeSet::new();
     let mut manifest_json = Vec::new();
-    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut repositories = Repositories::new();
     for img in &job.images {
         for (i, em) in img.manifests.iter().enumerate() {
             let m = &em.manifest;
@@ -402,85 +474,104 @@ fn legacy_plan(
                 });
             }
             let layers = layers_of(em);
-            let mut parent: Option<String> = None;
-            let mut chain: Option<Digest> = None;
-            let mut layer_names = Vec::new();
-            for (n, l) in layers.iter().enumerate() {
-                let diff_id = l.diff_id.as_ref().expect("legacy layers are uncompressed");
-                let c = match &chain {
-                    None => diff_id.clone(),
-                    Some(prev) => Digest::of(format!("{prev} {diff_id}").as_bytes()),
-                };
-                let top = n + 1 == layers.len();
-                let mut v1 = json!({"layer_id": c});
-                if let Some(p) = &parent {
-                    v1["parent"] = json!(format!("sha256:{p}"));
-                }
-                if top {
-                    v1["config"] = json!(m.config.digest);
-                }
-                let id = Digest::of(&to_json(&v1)).hex().to_string();
-                if seen.insert(id.clone()) {
-                    let description = v1_json(&id, parent.as_deref(), top.then_some(&config_path))?;
-                    entries.push(Entry::Bytes {
-                        name: format!("{id}/VERSION"),
-                        data: b"1.0".to_vec(),
-                    });
-                    entries.push(Entry::Bytes {
-                        name: format!("{id}/json"),
-                        data: description,
-                    });
-                    entries.push(Entry::File {
-                        name: format!("{id}/layer.tar"),
-                        size: l.size,
-                        path: l.path.clone(),
-                    });
-                }
-                layer_names.push(format!("{id}/layer.tar"));
-                parent = Some(id);
-                chain = Some(c);
-            }
+            let (layer_names, top) =
+                legacy_layers(em, &layers, &config_path, &mut seen, &mut entries)?;
             let tag = img.tag.as_ref().filter(|_| i == 0);
-            let repo_tags = match tag {
-                Some(t) => {
-                    if let Some(top) = &parent {
-                        repositories
-                            .entry(t.familiar_name())
-                            .or_default()
-                            .insert(t.tag.clone().unwrap_or_default(), top.clone());
-                    }
-                    json!([t.familiar_tagged().unwrap_or_default()])
-                }
-                None => Value::Null,
-            };
+            if let (Some(t), Some(top)) = (tag, top) {
+                add_repository(&mut repositories, t, top);
+            }
             manifest_json.push(json!({
                 "Config": config_name,
-                "RepoTags": repo_tags,
+                "RepoTags": repo_tags(tag),
                 "Layers": layer_names,
             }));
         }
     }
-    entries.push(Entry::Bytes {
-        name: "manifest.json".into(),
-        data: to_json(&Value::Array(manifest_json)),
-    });
-    if !repositories.is_empty() {
-        entries.push(Entry::Bytes {
-            name: "repositories".into(),
-            data: serde_json::to_vec(&repositories).expect("map serializes"),
-        });
-    }
+    entries.push(manifest_json_entry(manifest_json));
+    entries.extend(repositories_entry(&repositories));
     Ok(entries)
+}
+
+/// Adds an image's layer directories to `entries`, each id once; returns
+/// its `Layers` (`<id>/layer.tar`) and the top layer's id.
+fn legacy_layers(
+    em: &ExportManifest,
+    layers: &[LayerFile],
+    config_path: &BlobSource,
+    seen: &mut BTreeSet<String>,
+    entries: &mut Vec<Entry>,
+) -> Result<(Vec<String>, Option<String>), ExportError> {
+    let mut parent: Option<String> = None;
+    let mut chain: Option<Digest> = None;
+    let mut layer_names = Vec::new();
+    for (n, l) in layers.iter().enumerate() {
+        let diff_id = l.diff_id.as_ref().expect("legacy layers are uncompressed");
+        let c = match &chain {
+            None => diff_id.clone(),
+            Some(prev) => Digest::of(format!("{prev} {diff_id}").as_bytes()),
+        };
+        let top = n + 1 == layers.len();
+        let id = legacy_id(
+            &c,
+            parent.as_deref(),
+            top.then_some(&em.manifest.config.digest),
+        );
+        if seen.insert(id.clone()) {
+            let description = v1_json(&id, parent.as_deref(), top.then_some(config_path))?;
+            entries.extend(layer_dir(&id, description, l));
+        }
+        layer_names.push(format!("{id}/layer.tar"));
+        parent = Some(id);
+        chain = Some(c);
+    }
+    Ok((layer_names, parent))
+}
+
+/// A v1 layer id: the hash of its chain id, its parent's id and (the top
+/// layer) the config digest.
+fn legacy_id(chain: &Digest, parent: Option<&str>, config: Option<&Digest>) -> String {
+    let mut v1 = json!({"layer_id": chain});
+    if let Some(p) = parent {
+        v1["parent"] = json!(format!("sha256:{p}"));
+    }
+    if let Some(c) = config {
+        v1["config"] = json!(c);
+    }
+    Digest::of(&to_json(&v1)).hex().to_string()
+}
+
+/// A v1 layer's directory: `VERSION`, `json` and `layer.tar`.
+fn layer_dir(id: &str, description: Vec<u8>, l: &LayerFile) -> [Entry; 3] {
+    [
+        Entry::Bytes {
+            name: format!("{id}/VERSION"),
+            data: b"1.0".to_vec(),
+        },
+        Entry::Bytes {
+            name: format!("{id}/json"),
+            data: description,
+        },
+        Entry::File {
+            name: format!("{id}/layer.tar"),
+            size: l.size,
+            path: l.path.clone(),
+        },
+    ]
 }
 
 /// A layer's v1 `json`: id and parent; the top layer also carries the
 /// image's config (less rootfs and history), as `docker save` wrote it.
-fn v1_json(id: &str, parent: Option<&str>, config: Option<&BlobSource>) -> Result<Vec<u8>, ExportError> {
+fn v1_json(
+    id: &str,
+    parent: Option<&str>,
+    config: Option<&BlobSource>,
+) -> Result<Vec<u8>, ExportError> {
     let mut v = match config {
         Some(src) => {
             let bytes = src.read_all().map_err(|e| ExportError::io(src.name(), e))?;
-            let mut c: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| ExportError::Invalid(format!("{}: not JSON: {e}", src.name().display())))?;
+            let mut c: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                ExportError::Invalid(format!("{}: not JSON: {e}", src.name().display()))
+            })?;
             if let Some(o) = c.as_object_mut() {
                 o.remove("rootfs");
                 o.remove("history");

@@ -18,12 +18,12 @@
 use crate::cache::BlobSource;
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
+use crate::export::{blob_name, name_annotations, Destination, ExportError, ExportImage, Exporter};
 use crate::oci::digest::Digest;
-use crate::export::{blob_name, name_annotations, ExportError, ExportImage, Exporter};
 use crate::oci::manifest::media;
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub struct OciLayout;
@@ -59,9 +59,10 @@ impl Exporter for OciLayout {
         &self,
         images: &[ExportImage],
         cache: &dyn CacheBackend,
-        dest: &Path,
+        dest: &Destination,
         _reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
+        let dest = dest.path()?;
         let plan = plan(images, cache).await?;
         let dest = dest.to_path_buf();
         let linked = tokio::task::spawn_blocking(move || write_layout(&plan, &dest))
@@ -146,32 +147,60 @@ fn holds(path: &Path, digest: &Digest) -> bool {
     matches!(crate::oci::digest::hash_file(path, digest), Ok(Some(d)) if d == *digest)
 }
 
+/// Maps an I/O error to the path it concerns.
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
+    let p = p.to_path_buf();
+    move |e| ExportError::io(p, e)
+}
+
 /// Write the layout; returns the cached blobs that were hardlinked.
 fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e| ExportError::io(p, e)
-    };
+    let (root, guard) = layout_root(dest)?;
+    let blobs = root.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+    let linked = put_cached(plan, &root)?;
+    for (digest, bytes) in &plan.generated {
+        let to = root.join(blob_name(digest));
+        if !to.exists() {
+            write_atomic(&to, bytes)?;
+        }
+    }
+    write_atomic(
+        &root.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    write_index(plan, &root.join("index.json"))?;
+    let _ = std::fs::File::open(&blobs).and_then(|d| d.sync_all());
+    if let Some(tmp) = guard {
+        crate::util::fs::set_dir_mode(&root).map_err(io(&root))?;
+        tmp.persist(dest)?;
+    }
+    Ok(linked)
+}
+
+/// The directory to write into: `dest` if it is a layout already, else a
+/// temporary one beside it (with the guard that renames it into place).
+fn layout_root(dest: &Path) -> Result<(PathBuf, Option<crate::export::temp::Dir>), ExportError> {
     // An empty directory is as good as none: build beside it and rename
     // over it, so a failure leaves nothing half-written there.
     if dest.is_dir() && std::fs::read_dir(dest).map_err(io(dest))?.next().is_none() {
         std::fs::remove_dir(dest).map_err(io(dest))?;
     }
-    let existing = dest.exists();
-    let (root, guard) = if existing {
-        if !dest.join("oci-layout").is_file() {
-            return Err(ExportError::Invalid(format!(
-                "{} exists and is not an OCI layout (no oci-layout file); choose another -o",
-                dest.display()
-            )));
-        }
-        (dest.to_path_buf(), None)
-    } else {
+    if !dest.exists() {
         let tmp = crate::export::temp::Dir::beside(dest, None)?;
-        (tmp.path().to_path_buf(), Some(tmp))
-    };
-    let blobs = root.join("blobs").join("sha256");
-    std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
+        return Ok((tmp.path().to_path_buf(), Some(tmp)));
+    }
+    if !dest.join("oci-layout").is_file() {
+        return Err(ExportError::Invalid(format!(
+            "{} exists and is not an OCI layout (no oci-layout file); choose another -o",
+            dest.display()
+        )));
+    }
+    Ok((dest.to_path_buf(), None))
+}
+
+/// Put the cached blobs under `root`; returns those that were hardlinked.
+fn put_cached(plan: &Plan, root: &Path) -> Result<Vec<Digest>, ExportError> {
     let mut linked = Vec::new();
     for (digest, size, src) in &plan.cached {
         if crate::util::cancel::requested() {
@@ -190,21 +219,16 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
             linked.push(digest.clone());
         }
     }
-    for (digest, bytes) in &plan.generated {
-        let to = root.join(blob_name(digest));
-        if !to.exists() {
-            write_atomic(&to, bytes)?;
-        }
-    }
-    write_atomic(
-        &root.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
+    Ok(linked)
+}
+
+/// Write `index.json`: the entries of an existing one that the plan's do
+/// not replace, then the plan's.
+fn write_index(plan: &Plan, index_path: &Path) -> Result<(), ExportError> {
     let mut manifests: Vec<Value> = Vec::new();
-    let index_path = root.join("index.json");
     if index_path.is_file() {
         let old: Value =
-            serde_json::from_slice(&std::fs::read(&index_path).map_err(io(&index_path))?).map_err(
+            serde_json::from_slice(&std::fs::read(index_path).map_err(io(index_path))?).map_err(
                 |e| ExportError::Invalid(format!("{}: not valid JSON: {e}", index_path.display())),
             )?;
         manifests.extend(
@@ -219,15 +243,9 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
     manifests.extend(plan.entries.iter().cloned());
     let index = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests});
     write_atomic(
-        &index_path,
+        index_path,
         &serde_json::to_vec(&index).expect("JSON serializes"),
-    )?;
-    let _ = std::fs::File::open(&blobs).and_then(|d| d.sync_all());
-    if let Some(tmp) = guard {
-        crate::util::fs::set_dir_mode(&root).map_err(io(&root))?;
-        tmp.persist(dest)?;
-    }
-    Ok(linked)
+    )
 }
 
 /// Hardlink (a local file on the same filesystem) or copy, through a

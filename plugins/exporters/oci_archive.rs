@@ -5,7 +5,7 @@
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::export::{ExportError, ExportImage, Exporter, TarOut};
+use crate::export::{Destination, ExportError, ExportImage, Exporter, TarOut};
 use crate::plugins::exporters::oci::OciLayout;
 use async_trait::async_trait;
 use std::path::Path;
@@ -36,12 +36,15 @@ impl Exporter for OciArchive {
         &self,
         images: &[ExportImage],
         cache: &dyn CacheBackend,
-        dest: &Path,
+        dest: &Destination,
         reporter: &dyn crate::progress::Reporter,
     ) -> Result<(), ExportError> {
+        let dest = dest.path()?;
         let work = crate::export::temp::Dir::beside(dest, Some(".imgpull-oci-archive-"))?;
         let layout = work.path().join("layout");
-        OciLayout.export(images, cache, &layout, reporter).await?;
+        OciLayout
+            .export(images, cache, &Destination::Path(layout.clone()), reporter)
+            .await?;
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || tar_layout(&layout, &dest))
             .await

@@ -11,7 +11,7 @@ use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::{Digest, Verifier};
 use crate::layer::{GuardError, LayerError, TarGuard};
-use crate::export::{ExportError, ExportImage, Exporter};
+use crate::export::{Destination, ExportError, ExportImage, Exporter};
 use crate::progress::Reporter;
 use crate::layer::unpack::{UnpackError, Unpacker};
 use async_trait::async_trait;
@@ -58,9 +58,10 @@ impl Exporter for Rootfs {
         &self,
         images: &[ExportImage],
         cache: &dyn CacheBackend,
-        dest: &Path,
+        dest: &Destination,
         reporter: &dyn Reporter,
     ) -> Result<(), ExportError> {
+        let dest = dest.path()?;
         let ems: Vec<_> = images.iter().flat_map(|i| &i.manifests).collect();
         let [em] = ems.as_slice() else {
             return Err(ExportError::Invalid(format!(

@@ -107,7 +107,7 @@ impl BlobSource {
     }
 
     /// How many bytes it holds now (a file's length is checked, not assumed).
-    pub fn len(&self) -> std::io::Result<u64> {
+    pub fn size(&self) -> std::io::Result<u64> {
         match self {
             BlobSource::File(p) => Ok(std::fs::metadata(p)?.len()),
             BlobSource::Reader { size, .. } => Ok(*size),

@@ -1,8 +1,10 @@
 //! The command line: parses flags, builds the engine, renders results and
 //! errors. The only module that prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
 mod cache;
+mod errors;
 mod progress;
 mod report;
 
@@ -12,13 +14,14 @@ use crate::credentials::CredentialProvider;
 use crate::engine::inspect::InspectOptions;
 use crate::engine::pull::PullOptions;
 use crate::engine::Engine;
-use crate::error::{exit, Error};
+use crate::error::Error;
 use crate::oci::platform::Selection;
 use crate::oci::reference::Reference;
 use crate::plugins::credentials::static_creds::{SecretSource, StaticProvider};
 use crate::util::secret::Secret;
 use args::{Cli, Command, Global, InspectArgs, PullArgs, RegistryArgs};
 use clap::Parser;
+use errors::exit;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,16 +68,16 @@ pub fn main() -> i32 {
                 progress::emit(serde_json::json!({
                     "event": "error",
                     "message": safe(&e.to_string()),
-                    "hint": e.hint(),
-                    "exit_code": e.exit_code(),
+                    "hint": errors::hint(&e),
+                    "exit_code": errors::exit_code(&e),
                 }));
             } else {
                 eprintln!("error: {}", safe(&e.to_string()));
-                if let Some(h) = e.hint() {
+                if let Some(h) = errors::hint(&e) {
                     eprintln!("hint: {h}");
                 }
             }
-            e.exit_code()
+            errors::exit_code(&e)
         }
     }
 }
@@ -205,82 +208,14 @@ fn split_output(output: &str) -> (Option<String>, PathBuf) {
 }
 
 async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
-    let (prefix, output) = match &args.output {
-        Some(o) => {
-            let (f, p) = split_output(o);
-            (f, Some(p))
-        }
-        None => (None, None),
-    };
-    let export = match (prefix, &args.format) {
-        (Some(a), Some(b)) if a != *b => {
-            return Err(Error::Usage(format!(
-                "-o says format {a}, --format says {b}"
-            )))
-        }
-        (p, f) => p.or(f.clone()),
-    };
-    let overrides = Overrides {
-        max_concurrent_downloads: args.max_concurrent_downloads,
-        ca_file: args.registry.ca_file.clone(),
-        platform: None,
-        export,
-        cache_dir: args.cache_dir.clone(),
-        layer_format: args.layer_format.clone(),
-        legacy: args.legacy,
-        chunk_size: args.chunk_size.clone(),
-        max_chunks: args.max_chunks,
-        limit_rate: args.limit_rate.clone(),
-        sync_output: args.sync.then_some(true),
-        max_layer_uncompressed: args.max_layer_uncompressed.clone(),
-        timeout: args.timeout.clone(),
-        devices: args.devices,
-    };
+    let (export, output) = export_and_output(&args)?;
+    let overrides = pull_overrides(&args, export);
     let mode = progress::Mode::choose(args.json, global.quiet);
-    let verbose = global.verbose > 0;
-    let bars = (mode == progress::Mode::Bars).then(|| Arc::new(progress::Bars::new(verbose)));
-    let reporter: Arc<dyn crate::progress::Reporter> = match mode {
-        progress::Mode::Bars => bars.clone().expect("made above"),
-        progress::Mode::Plain => Arc::new(progress::Plain::new(verbose)),
-        progress::Mode::Json => Arc::new(progress::Json::new(verbose)),
-        progress::Mode::Quiet => Arc::new(crate::progress::Silent),
-    };
+    let (bars, reporter) = pull_reporter(mode, global.verbose > 0);
     let started = std::time::Instant::now();
     let engine = engine_with(global, overrides, reporter)?;
-    let format = &engine.config().export;
-    if (args.layer_format.is_some() || args.legacy) && format != "docker-archive" {
-        return Err(Error::Usage(format!(
-            "--layer-format and --legacy apply to docker-archive, not {format}"
-        )));
-    }
-    if args.devices && format != "rootfs" {
-        return Err(Error::Usage(format!(
-            "--devices applies to rootfs, not {format}"
-        )));
-    }
-    let tag = match &args.tag {
-        Some(t) => {
-            let r: Reference = t.parse()?;
-            if r.digest.is_some() {
-                return Err(Error::Usage(format!(
-                    "--tag {t}: a tag cannot carry a digest"
-                )));
-            }
-            Some(r)
-        }
-        None => None,
-    };
-    let mut opts = PullOptions::new(args.image.parse()?);
-    opts.also = args
-        .more
-        .iter()
-        .map(|m| m.parse())
-        .collect::<Result<_, _>>()?;
-    opts.platforms = Selection::parse(&args.registry.platform)?;
-    opts.tag = tag;
-    opts.output = output;
-    opts.no_cache = args.no_cache;
-    opts.cli_credentials = cli_credentials(&args.registry, global.quiet)?;
+    check_format_flags(&args, &engine.config().export)?;
+    let opts = pull_options(global, &args, output)?;
     let result = within(engine.config().timeout(), engine.pull(opts)).await;
     if let Some(b) = &bars {
         match &result {
@@ -298,6 +233,117 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
         _ => report::summary(&report, format, started.elapsed()),
     }
     Ok(())
+}
+
+/// The export format (`-o FORMAT:PATH`, else `--format`; the two must
+/// agree) and the output path.
+fn export_and_output(args: &PullArgs) -> Result<(Option<String>, Option<PathBuf>), Error> {
+    let (prefix, output) = match &args.output {
+        Some(o) => {
+            let (f, p) = split_output(o);
+            (f, Some(p))
+        }
+        None => (None, None),
+    };
+    let export = match (prefix, &args.format) {
+        (Some(a), Some(b)) if a != *b => {
+            return Err(Error::Usage(format!(
+                "-o says format {a}, --format says {b}"
+            )))
+        }
+        (p, f) => p.or(f.clone()),
+    };
+    Ok((export, output))
+}
+
+/// The config overrides `pull`'s flags make.
+fn pull_overrides(args: &PullArgs, export: Option<String>) -> Overrides {
+    Overrides {
+        max_concurrent_downloads: args.max_concurrent_downloads,
+        ca_file: args.registry.ca_file.clone(),
+        platform: None,
+        export,
+        cache_dir: args.cache_dir.clone(),
+        layer_format: args.layer_format.clone(),
+        legacy: args.legacy,
+        chunk_size: args.chunk_size.clone(),
+        max_chunks: args.max_chunks,
+        limit_rate: args.limit_rate.clone(),
+        sync_output: args.sync.then_some(true),
+        max_layer_uncompressed: args.max_layer_uncompressed.clone(),
+        timeout: args.timeout.clone(),
+        devices: args.devices,
+    }
+}
+
+/// Where a pull's progress goes in `mode`; the bars too when they are
+/// drawn (to be finished or stopped at the end).
+fn pull_reporter(
+    mode: progress::Mode,
+    verbose: bool,
+) -> (
+    Option<Arc<progress::Bars>>,
+    Arc<dyn crate::progress::Reporter>,
+) {
+    let bars = (mode == progress::Mode::Bars).then(|| Arc::new(progress::Bars::new(verbose)));
+    let reporter: Arc<dyn crate::progress::Reporter> = match mode {
+        progress::Mode::Bars => bars.clone().expect("made above"),
+        progress::Mode::Plain => Arc::new(progress::Plain::new(verbose)),
+        progress::Mode::Json => Arc::new(progress::Json::new(verbose)),
+        progress::Mode::Quiet => Arc::new(crate::progress::Silent),
+    };
+    (bars, reporter)
+}
+
+/// Flags that apply to one export format only must not meet another.
+fn check_format_flags(args: &PullArgs, format: &str) -> Result<(), Error> {
+    if (args.layer_format.is_some() || args.legacy) && format != "docker-archive" {
+        return Err(Error::Usage(format!(
+            "--layer-format and --legacy apply to docker-archive, not {format}"
+        )));
+    }
+    if args.devices && format != "rootfs" {
+        return Err(Error::Usage(format!(
+            "--devices applies to rootfs, not {format}"
+        )));
+    }
+    Ok(())
+}
+
+/// What to pull, and how, from `pull`'s arguments (credentials last: they
+/// may be read from stdin).
+fn pull_options(
+    global: &Global,
+    args: &PullArgs,
+    output: Option<PathBuf>,
+) -> Result<PullOptions, Error> {
+    let tag = tag(args)?;
+    let mut opts = PullOptions::new(args.image.parse()?);
+    opts.also = args
+        .more
+        .iter()
+        .map(|m| m.parse())
+        .collect::<Result<_, _>>()?;
+    opts.platforms = Selection::parse(&args.registry.platform)?;
+    opts.tag = tag;
+    opts.output = output;
+    opts.no_cache = args.no_cache;
+    opts.cli_credentials = cli_credentials(&args.registry, global.quiet)?;
+    Ok(opts)
+}
+
+/// `--tag`: a name to write, which cannot carry a digest.
+fn tag(args: &PullArgs) -> Result<Option<Reference>, Error> {
+    let Some(t) = &args.tag else {
+        return Ok(None);
+    };
+    let r: Reference = t.parse()?;
+    if r.digest.is_some() {
+        return Err(Error::Usage(format!(
+            "--tag {t}: a tag cannot carry a digest"
+        )));
+    }
+    Ok(Some(r))
 }
 
 async fn inspect(global: &Global, args: InspectArgs) -> Result<(), Error> {

@@ -71,33 +71,7 @@ impl Engine {
         let reg_cfg = self.config.registry(&reference.registry);
         let mut endpoints = Endpoints::new(&reference.registry, reg_cfg.mirror_tags);
         for mirror in &reg_cfg.mirrors {
-            let url = reqwest::Url::parse(mirror).map_err(|e| {
-                Error::Usage(format!(
-                    "mirror {:?} is not a URL: {e}",
-                    crate::registry::shown_url(mirror)
-                ))
-            })?;
-            let host = match (url.host_str(), url.port()) {
-                (Some(h), Some(p)) => format!("{h}:{p}"),
-                (Some(h), None) => h.to_string(),
-                (None, _) => {
-                    return Err(Error::Usage(format!(
-                        "mirror {:?} has no host",
-                        crate::registry::shown_url(mirror)
-                    )))
-                }
-            };
-            let mirror_cfg = self.config.registry(&host);
-            let generic = self
-                .catalog
-                .quirks(&host, Some("generic"), &PluginConfig::new())?;
-            let chain = self.credential_chain(reference, &mirror_cfg, generic.as_ref())?;
-            let found = resolve_chain(&chain, &host).await?.0;
-            let mut opts = self.client_options(&host, &host, &mirror_cfg, found, None)?;
-            // An http:// mirror is plain HTTP by the user's choice.
-            opts.insecure |= url.scheme() == "http";
-            opts.ns = reg_cfg.mirror_ns.then(|| reference.registry.clone());
-            match RegistryClient::connect(opts).await {
+            match self.mirror(reference, mirror, reg_cfg.mirror_ns).await? {
                 Ok(c) => endpoints.push(c, crate::registry::shown_url(mirror), true),
                 Err(e) => self.reporter.warn(&format!(
                     "mirror {} skipped: {e}",
@@ -106,36 +80,7 @@ impl Engine {
             }
         }
         if !reg_cfg.mirror_only || reg_cfg.mirrors.is_empty() {
-            // Command-line credentials first; the config's chain only without them.
-            let found = match cli {
-                Some(p) => p.credentials(&reference.registry).await?.map(|credential| {
-                    crate::credentials::Found {
-                        credential,
-                        source: p.source(),
-                    }
-                }),
-                None => None,
-            };
-            let (found, deferred) = match found {
-                Some(f) => (Some(f), None),
-                None => {
-                    let chain = self.credential_chain(reference, &reg_cfg, quirks)?;
-                    // The default chain's cloud helper waits for a refusal;
-                    // a list the user wrote is asked as written.
-                    let default_chain = reg_cfg.credentials.is_empty();
-                    let (now, later): (Vec<_>, Vec<_>) = chain
-                        .into_iter()
-                        .partition(|p| !(default_chain && p.deferred()));
-                    let found = resolve_chain(&now, &reference.registry).await?.0;
-                    let deferred = (found.is_none() && !later.is_empty())
-                        .then(|| self.deferred(later, &reference.registry));
-                    (found, deferred)
-                }
-            };
-            let api_host = quirks.api_host(&reference.registry);
-            let opts =
-                self.client_options(&reference.registry, &api_host, &reg_cfg, found, deferred)?;
-            let origin = RegistryClient::connect(opts).await?;
+            let origin = self.origin(reference, quirks, cli, &reg_cfg).await?;
             endpoints.push(origin, format!("{} (origin)", reference.registry), false);
         }
         if endpoints.is_empty() {
@@ -145,6 +90,75 @@ impl Engine {
             }));
         }
         Ok(endpoints)
+    }
+
+    /// A client for `mirror` of `reference`'s registry with the mirror's
+    /// own credentials; the inner `Err` is a mirror that cannot be reached
+    /// (skipped), the outer one a mirror that is not a URL.
+    async fn mirror(
+        &self,
+        reference: &Reference,
+        mirror: &str,
+        ns: bool,
+    ) -> Result<Result<RegistryClient, RegistryError>, Error> {
+        let shown = || crate::registry::shown_url(mirror);
+        let url = reqwest::Url::parse(mirror)
+            .map_err(|e| Error::Usage(format!("mirror {:?} is not a URL: {e}", shown())))?;
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(Error::Usage(format!("mirror {:?} has no host", shown()))),
+        };
+        let mirror_cfg = self.config.registry(&host);
+        let generic = self
+            .catalog
+            .quirks(&host, Some("generic"), &PluginConfig::new())?;
+        let chain = self.credential_chain(reference, &mirror_cfg, generic.as_ref())?;
+        let found = resolve_chain(&chain, &host).await?.0;
+        let mut opts = self.client_options(&host, &host, &mirror_cfg, found, None)?;
+        // An http:// mirror is plain HTTP by the user's choice.
+        opts.insecure |= url.scheme() == "http";
+        opts.ns = ns.then(|| reference.registry.clone());
+        Ok(RegistryClient::connect(opts).await)
+    }
+
+    /// A client for the origin registry: command-line credentials first,
+    /// the config's chain only without them (its cloud helpers deferred).
+    async fn origin(
+        &self,
+        reference: &Reference,
+        quirks: &dyn RegistryQuirks,
+        cli: Option<&dyn CredentialProvider>,
+        reg_cfg: &crate::config::RegistryConfig,
+    ) -> Result<RegistryClient, Error> {
+        let found = match cli {
+            Some(p) => p.credentials(&reference.registry).await?.map(|credential| {
+                crate::credentials::Found {
+                    credential,
+                    source: p.source(),
+                }
+            }),
+            None => None,
+        };
+        let (found, deferred) = match found {
+            Some(f) => (Some(f), None),
+            None => {
+                let chain = self.credential_chain(reference, reg_cfg, quirks)?;
+                // The default chain's cloud helper waits for a refusal;
+                // a list the user wrote is asked as written.
+                let default_chain = reg_cfg.credentials.is_empty();
+                let (now, later): (Vec<_>, Vec<_>) = chain
+                    .into_iter()
+                    .partition(|p| !(default_chain && p.deferred()));
+                let found = resolve_chain(&now, &reference.registry).await?.0;
+                let deferred = (found.is_none() && !later.is_empty())
+                    .then(|| self.deferred(later, &reference.registry));
+                (found, deferred)
+            }
+        };
+        let api_host = quirks.api_host(&reference.registry);
+        let opts = self.client_options(&reference.registry, &api_host, reg_cfg, found, deferred)?;
+        Ok(RegistryClient::connect(opts).await?)
     }
 
     /// Providers asked only when the registry refuses an anonymous request;

@@ -17,7 +17,7 @@ use crate::registry::quirks::{Failure, RegistryQuirks};
 use crate::resolve::{resolve, Resolved};
 use crate::transfer::fetch::{fetch_all, fetch_many, BlobOutcome, Source};
 use crate::transfer::tee::TeeTo;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What to pull and where to put it.
@@ -113,6 +113,47 @@ struct Prepared {
     config_outcomes: Vec<BlobOutcome>,
 }
 
+/// Where the output goes: `-o`, else a name built from the one reference.
+fn output_of(opts: &PullOptions, exporter: &dyn crate::export::Exporter) -> Result<PathBuf, Error> {
+    match (&opts.output, opts.also.is_empty()) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, true) => Ok(PathBuf::from(crate::engine::naming::default_output_name(
+            &opts.reference,
+            opts.platforms.as_ref(),
+            exporter.extension(),
+        ))),
+        (None, false) => Err(Error::Usage(
+            "several images go into one output: give it with -o".into(),
+        )),
+    }
+}
+
+/// One report for every image of the pull.
+fn merged_report(
+    prepared: &[Prepared],
+    outcomes: &[Vec<BlobOutcome>],
+    output: &Path,
+    cache: &str,
+) -> PullReport {
+    let mut report: Option<PullReport> = None;
+    for (p, layer_outcomes) in prepared.iter().zip(outcomes) {
+        let mut r = report_of(
+            &p.reference,
+            &p.resolution,
+            layer_outcomes,
+            &p.config_outcomes,
+            output.to_path_buf(),
+            cache.to_string(),
+        );
+        r.served = p.client.served();
+        report = Some(match report {
+            None => r,
+            Some(acc) => acc.merge(r),
+        });
+    }
+    report.expect("at least one image")
+}
+
 impl Engine {
     pub async fn pull(&self, opts: PullOptions) -> Result<PullReport, Error> {
         if opts.tag.is_some() && !opts.also.is_empty() {
@@ -125,19 +166,7 @@ impl Engine {
             &self.config.export,
             export_cfg.unwrap_or(&PluginConfig::new()),
         )?;
-        let output = match (&opts.output, opts.also.is_empty()) {
-            (Some(p), _) => p.clone(),
-            (None, true) => PathBuf::from(crate::engine::naming::default_output_name(
-                &opts.reference,
-                opts.platforms.as_ref(),
-                exporter.extension(),
-            )),
-            (None, false) => {
-                return Err(Error::Usage(
-                    "several images go into one output: give it with -o".into(),
-                ))
-            }
-        };
+        let output = output_of(&opts, exporter.as_ref())?;
         // What a killed pull of this output left beside it goes first.
         crate::export::temp::clear_stale(&output);
         // The temporary store for --no-cache lives beside the output so
@@ -149,31 +178,15 @@ impl Engine {
         })?;
         // One rate limit for the whole pull.
         let fetch_opts = crate::transfer::fetch::FetchOptions::from_config(&self.config);
-        // Every image is resolved (and its configs checked) before any
-        // layer is downloaded: a wrong name or platform fails at once, and
-        // the layers of all images then download together, each shared
-        // one once, into one output laid out for all of them.
-        let mut prepared = Vec::new();
-        for reference in std::iter::once(&opts.reference).chain(&opts.also) {
-            let quirks = self.quirks(reference)?;
-            let p = self
-                .prepare(
-                    reference,
-                    &opts,
-                    quirks.as_ref(),
-                    cache.as_ref(),
-                    exporter.as_ref(),
-                    &fetch_opts,
-                )
-                .await
-                .map_err(|e| add_hint(e, quirks.as_ref(), reference))?;
-            prepared.push(p);
-        }
+        let prepared = self
+            .prepare_all(&opts, cache.as_ref(), exporter.as_ref(), &fetch_opts)
+            .await?;
         let images: Vec<ExportImage> = prepared.iter().map(|p| p.image.clone()).collect();
         for w in exporter.warnings(&images) {
             self.reporter.warn(&w);
         }
-        let placed = exporter.placed(&images, &output)?.map(Arc::new);
+        let dest = crate::export::Destination::Path(output.clone());
+        let placed = exporter.placed(&images, &dest)?.map(Arc::new);
         let tee = placed.clone().map(|out| TeeTo {
             out,
             only: opts.no_cache,
@@ -198,40 +211,34 @@ impl Engine {
         let outcomes = match fetched {
             Ok(o) => o,
             Err((i, e)) => {
-                let e = Error::from(e);
                 // Now, not when the last download thread lets go of it.
                 if let Some(p) = &placed {
                     p.discard();
                 }
-                let failed = &prepared[i].reference;
-                return Err(match self.quirks(failed) {
-                    Ok(quirks) => add_hint(e, quirks.as_ref(), failed),
-                    Err(_) => e,
-                });
+                return Err(self.hinted(Error::from(e), &prepared[i].reference));
             }
         };
-        let mut report: Option<PullReport> = None;
-        for (p, layer_outcomes) in prepared.iter().zip(&outcomes) {
-            let mut r = report_of(
-                &p.reference,
-                &p.resolution,
-                layer_outcomes,
-                &p.config_outcomes,
-                output.clone(),
-                cache.describe(),
-            );
-            r.served = p.client.served();
-            report = Some(match report {
-                None => r,
-                Some(acc) => acc.merge(r),
-            });
-        }
+        let report = merged_report(&prepared, &outcomes, &output, &cache.describe());
+        self.write_output(placed, exporter.as_ref(), &images, cache.as_ref(), &dest)
+            .await?;
+        Ok(report)
+    }
+
+    /// Finish the output laid out in advance (copying in what was not
+    /// written while downloading), or export everything from the cache.
+    async fn write_output(
+        &self,
+        placed: Option<Arc<crate::export::PlacedTar>>,
+        exporter: &dyn crate::export::Exporter,
+        images: &[ExportImage],
+        cache: &dyn CacheBackend,
+        dest: &crate::export::Destination,
+    ) -> Result<(), Error> {
         match placed.map(Arc::try_unwrap) {
             Some(Ok(placed)) => {
-                let (written, copied) = placed.finish(cache.as_ref(), &output).await?;
+                let (written, copied) = placed.finish(cache, dest.path()?).await?;
                 self.reporter.info(&format!(
-                    "{}: {written} blobs written as they downloaded, {copied} copied from the cache",
-                    output.display()
+                    "{dest}: {written} blobs written as they downloaded, {copied} copied from the cache"
                 ));
             }
             // Still shared (a bug): with a throwaway cache the blobs are
@@ -244,11 +251,117 @@ impl Engine {
             }
             None => {
                 exporter
-                    .export(&images, cache.as_ref(), &output, self.reporter.as_ref())
+                    .export(images, cache, dest, self.reporter.as_ref())
                     .await?
             }
         }
-        Ok(report.expect("at least one image"))
+        Ok(())
+    }
+
+    /// `e` with the hint of `failed`'s registry adapter, if it has one.
+    fn hinted(&self, e: Error, failed: &Reference) -> Error {
+        match self.quirks(failed) {
+            Ok(quirks) => add_hint(e, quirks.as_ref(), failed),
+            Err(_) => e,
+        }
+    }
+
+    /// Every image resolved (and its configs checked) before any layer is
+    /// downloaded: a wrong name or platform fails at once, and the layers
+    /// of all images then download together, each shared one once, into
+    /// one output laid out for all of them.
+    async fn prepare_all(
+        &self,
+        opts: &PullOptions,
+        cache: &dyn CacheBackend,
+        exporter: &dyn crate::export::Exporter,
+        fetch_opts: &crate::transfer::fetch::FetchOptions,
+    ) -> Result<Vec<Prepared>, Error> {
+        let mut prepared = Vec::new();
+        for reference in std::iter::once(&opts.reference).chain(&opts.also) {
+            let quirks = self.quirks(reference)?;
+            let p = self
+                .prepare(
+                    reference,
+                    opts,
+                    quirks.as_ref(),
+                    cache,
+                    exporter,
+                    fetch_opts,
+                )
+                .await
+                .map_err(|e| add_hint(e, quirks.as_ref(), reference))?;
+            prepared.push(p);
+        }
+        Ok(prepared)
+    }
+
+    /// `reference` resolved to its image manifests (through the cache when
+    /// it is on), each reported.
+    async fn resolved(
+        &self,
+        client: &Endpoints,
+        reference: &Reference,
+        opts: &PullOptions,
+        quirks: &dyn RegistryQuirks,
+        cache: &dyn CacheBackend,
+        selection: &Selection,
+    ) -> Result<crate::resolve::Resolution, Error> {
+        // Docker Hub: one HEAD tells both the quota and the tag's digest.
+        let head = match quirks.reports_rate_limit() {
+            true => {
+                crate::registry::quota::check(client, reference, selection, self.reporter.as_ref())
+                    .await
+                    .map(|h| (reference.manifest_ref(), h))
+            }
+            false => None,
+        };
+        let source = crate::resolve::cached::ManifestSource {
+            client,
+            cache: (!opts.no_cache).then_some(cache),
+            head,
+        };
+        let resolution = resolve(&source, reference, selection).await?;
+        for r in &resolution.images {
+            let platform = r.platform.as_ref().map(|p| format!(" ({p})"));
+            self.reporter.info(&format!(
+                "resolved {reference} to {}{}",
+                r.fetched.digest,
+                platform.unwrap_or_default()
+            ));
+        }
+        Ok(resolution)
+    }
+
+    /// Configs first, into the cache and checked: a single-image tag is
+    /// checked against the wanted platform before any layer is downloaded.
+    async fn configs(
+        &self,
+        client: &Endpoints,
+        reference: &Reference,
+        resolution: &crate::resolve::Resolution,
+        cache: &dyn CacheBackend,
+        fetch_opts: &crate::transfer::fetch::FetchOptions,
+    ) -> Result<Vec<BlobOutcome>, Error> {
+        let configs: Vec<Descriptor> = resolution
+            .images
+            .iter()
+            .map(|r| r.manifest.config.clone())
+            .collect();
+        let outcomes = fetch_all(
+            client,
+            &reference.repository,
+            cache,
+            &configs,
+            fetch_opts,
+            self.reporter.as_ref(),
+            None,
+        )
+        .await?;
+        for r in &resolution.images {
+            untyped_config_is_an_image(reference, r, cache).await?;
+        }
+        Ok(outcomes)
     }
 
     /// The platforms to pull, and whether the user chose them (then a
@@ -281,53 +394,12 @@ impl Engine {
         let client = self
             .connect(reference, quirks, opts.cli_credentials.as_deref())
             .await?;
-        // Docker Hub: one HEAD tells both the quota and the tag's digest.
-        let head = match quirks.reports_rate_limit() {
-            true => crate::registry::quota::check(
-                &client,
-                reference,
-                &selection,
-                self.reporter.as_ref(),
-            )
-            .await
-            .map(|h| (reference.manifest_ref(), h)),
-            false => None,
-        };
-        let source = crate::resolve::cached::ManifestSource {
-            client: &client,
-            cache: (!opts.no_cache).then_some(cache),
-            head,
-        };
-        let mut resolution = resolve(&source, reference, &selection).await?;
-        for r in &resolution.images {
-            let platform = r.platform.as_ref().map(|p| format!(" ({p})"));
-            self.reporter.info(&format!(
-                "resolved {reference} to {}{}",
-                r.fetched.digest,
-                platform.unwrap_or_default()
-            ));
-        }
-
-        // Configs first: a single-image tag is checked against the wanted
-        // platform before any layer is downloaded.
-        let configs: Vec<Descriptor> = resolution
-            .images
-            .iter()
-            .map(|r| r.manifest.config.clone())
-            .collect();
-        let config_outcomes = fetch_all(
-            &client,
-            &reference.repository,
-            cache,
-            &configs,
-            fetch_opts,
-            self.reporter.as_ref(),
-            None,
-        )
-        .await?;
-        for r in &resolution.images {
-            untyped_config_is_an_image(reference, r, cache).await?;
-        }
+        let mut resolution = self
+            .resolved(&client, reference, opts, quirks, cache, &selection)
+            .await?;
+        let config_outcomes = self
+            .configs(&client, reference, &resolution, cache, fetch_opts)
+            .await?;
         if explicit && resolution.images[0].platform.is_none() {
             let image = &resolution.images[0];
             if !check_single_image(reference, image, cache, &selection).await? {

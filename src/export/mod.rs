@@ -17,6 +17,38 @@ pub use placed::PlacedTar;
 pub use tar_out::{Entry, TarOut};
 pub use uncompress::Uncompressed;
 
+/// Where an exporter writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A file or a directory: every format that writes files.
+    Path(PathBuf),
+    /// An image in a registry (`docker://HOST/PATH:TAG`), for an exporter
+    /// that pushes; the others refuse it.
+    Reference(Reference),
+}
+
+impl Destination {
+    /// The path of a file or directory destination; an exporter that writes
+    /// files refuses a registry reference with a clear error.
+    pub fn path(&self) -> Result<&Path, ExportError> {
+        match self {
+            Destination::Path(p) => Ok(p),
+            Destination::Reference(r) => Err(ExportError::Invalid(format!(
+                "this format writes files; docker://{r} is an image in a registry"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Path(p) => write!(f, "{}", p.display()),
+            Destination::Reference(r) => write!(f, "docker://{r}"),
+        }
+    }
+}
+
 /// One pulled reference: one or several platform manifests, all of whose
 /// blobs are in the cache.
 #[derive(Clone, Debug)]
@@ -99,7 +131,8 @@ impl ExportError {
 
 /// An output format.
 ///
-/// Contract: `export` writes every image in `images` to `dest`, reading
+/// Contract: `export` writes every image in `images` to `dest` (a path, or
+/// an image reference for an exporter that pushes: see [`Destination`]), reading
 /// blobs from `cache`; warnings go to `reporter`. On `Ok`, `dest` is complete; on `Err`, nothing new
 /// at `dest` looks complete (write to a temporary name, then rename), so a
 /// failed or interrupted pull never leaves a file that passes for output.
@@ -123,7 +156,7 @@ pub trait Exporter: Send + Sync {
     fn placed(
         &self,
         images: &[ExportImage],
-        dest: &Path,
+        dest: &Destination,
     ) -> Result<Option<PlacedTar>, ExportError> {
         let _ = (images, dest);
         Ok(None)
@@ -133,7 +166,7 @@ pub trait Exporter: Send + Sync {
         &self,
         images: &[ExportImage],
         cache: &dyn CacheBackend,
-        dest: &Path,
+        dest: &Destination,
         reporter: &dyn Reporter,
     ) -> Result<(), ExportError>;
 

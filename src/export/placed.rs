@@ -185,7 +185,7 @@ impl PlacedTar {
             if crate::util::cancel::requested() {
                 return Err(ExportError::Invalid("interrupted".into()));
             }
-            let len = src.len().map_err(|e| ExportError::io(src.name(), e))?;
+            let len = src.size().map_err(|e| ExportError::io(src.name(), e))?;
             if len != size {
                 return Err(ExportError::Invalid(format!(
                     "{} is {len} bytes, expected {size} (a damaged cache? run `imgpull cache verify --repair`)",

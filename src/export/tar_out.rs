@@ -107,7 +107,7 @@ fn append_all(
         match e {
             Entry::File { name, size, path } => {
                 let failed = |e| Failure::Export(ExportError::io(path.name(), e));
-                let len = path.len().map_err(failed)?;
+                let len = path.size().map_err(failed)?;
                 if len != *size {
                     return Err(Failure::Export(ExportError::Invalid(format!(
                         "{} is {len} bytes, expected {size} (a damaged cache? run `imgpull cache verify --repair`)",

@@ -99,7 +99,7 @@ pub fn set_limit(limit: Limit) {
 /// The bound for layer blob `blob`.
 pub fn bound_for(blob: &BlobSource) -> Option<u64> {
     let limit = *LIMIT.lock().unwrap_or_else(|e| e.into_inner());
-    limit.bound(blob.len().unwrap_or(0))
+    limit.bound(blob.size().unwrap_or(0))
 }
 
 /// Why a layer could not be uncompressed.

@@ -135,6 +135,9 @@ impl Unpacker {
         Ok(())
     }
 
+    /// Apply one tar entry: its path is cleaned and told apart by its last
+    /// component, resolved by [`Self::inside`], then handed to the function
+    /// for what it is.
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -152,176 +155,116 @@ impl Unpacker {
         }
         let rel = clean(name, raw)?;
         let Some((base, parent)) = rel.split_last() else {
-            // The root itself ("./"): its time, like any directory's; its
-            // mode stays what the umask gave it (the layer's 0755 must not
-            // open a private extraction to everyone).
-            if kind == T::Directory {
-                self.remember_dir(PathBuf::new(), entry.header());
-                if let Some(m) = self.dirs.get_mut(&PathBuf::new()) {
-                    m.mode = crate::util::fs::dir_mode();
-                }
-            }
+            self.root_entry(kind, entry.header());
             return Ok(());
         };
-        if base.as_bytes() == b".wh..wh..opq" {
-            let Some(dir) = self.resolve(parent, name, false, added)? else {
-                return Ok(());
-            };
-            return self.opaque(&dir, name, added);
-        }
-        if let Some(hidden) = base.as_bytes().strip_prefix(b".wh.") {
-            if hidden.starts_with(b".wh.") {
-                return Ok(()); // aufs bookkeeping (.wh..wh.plnk and such)
-            }
-            if matches!(hidden, b"" | b"." | b"..") {
-                return Err(unsafe_entry(
-                    name,
-                    "a whiteout of no file (., .. or nothing)",
-                ));
-            }
-            let Some(mut dir) = self.resolve(parent, name, false, added)? else {
-                return Ok(());
-            };
-            dir.push(OsStr::from_bytes(hidden).to_os_string());
-            let key = joined(&dir);
-            if added.contains(&key) {
-                return Ok(());
-            }
-            let mut prefix = key.clone();
-            prefix.push("/");
-            // Sorted: whatever starts with the prefix comes right after it.
-            if added
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|a| a.as_bytes().starts_with(prefix.as_bytes()))
-            {
-                // This layer put things inside it: only what is below goes.
-                return self.opaque(&dir, name, added);
-            }
-            return self.remove_at(&dir, name);
-        }
-        let mut at = self
-            .resolve(parent, name, true, added)?
-            .expect("created when missing");
-        at.push(base.clone());
-        let path = self.path(&at);
-        let io = |e| UnpackError::Io {
-            entry: name.to_string(),
-            path: path.clone(),
-            source: e,
+        let Some(action) = Action::of(name, base)? else {
+            return Ok(()); // aufs bookkeeping (.wh..wh.plnk and such)
         };
+        let (leaf, create) = match action {
+            Action::Opaque => (None, false),
+            Action::Whiteout(hidden) => (Some(hidden), false),
+            Action::Put => (Some(base.as_os_str()), true),
+        };
+        let Some(at) = self.inside(name, parent, leaf, create, added)? else {
+            return Ok(());
+        };
+        match action {
+            Action::Opaque => self.opaque(&at, name, added),
+            Action::Whiteout(_) => self.whiteout(&at, name, added),
+            Action::Put => self.put(entry, kind, &at, name, added),
+        }
+    }
+
+    /// The root itself (`./`): its time, like any directory's; its mode
+    /// stays what the umask gave it (the layer's 0755 must not open a
+    /// private extraction to everyone).
+    fn root_entry(&mut self, kind: tar::EntryType, h: &tar::Header) {
+        if kind == tar::EntryType::Directory {
+            self.remember_dir(PathBuf::new(), h);
+            if let Some(m) = self.dirs.get_mut(&PathBuf::new()) {
+                m.mode = crate::util::fs::dir_mode();
+            }
+        }
+    }
+
+    /// The one path-safety rule every entry goes through (and a hardlink's
+    /// target): the directories `parent` resolved inside the root (see
+    /// [`Self::resolve`]), then `leaf` appended as it is, never followed.
+    /// `None` when a directory is missing and not `create`d.
+    fn inside(
+        &mut self,
+        entry: &str,
+        parent: &[OsString],
+        leaf: Option<&OsStr>,
+        create: bool,
+        added: &mut Added,
+    ) -> Result<Option<Rel>, UnpackError> {
+        let Some(mut at) = self.resolve(parent, entry, create, added)? else {
+            return Ok(None);
+        };
+        at.extend(leaf.map(OsStr::to_os_string));
+        Ok(Some(at))
+    }
+
+    /// `.wh.NAME` (resolved to `at`): remove NAME from the layers below,
+    /// unless this layer wrote it; if this layer put things inside it, only
+    /// what is below goes.
+    fn whiteout(&mut self, at: &[OsString], name: &str, added: &Added) -> Result<(), UnpackError> {
+        let key = joined(at);
+        if added.contains(&key) {
+            return Ok(());
+        }
+        let mut prefix = key;
+        prefix.push("/");
+        // Sorted: whatever starts with the prefix comes right after it.
+        if added
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|a| a.as_bytes().starts_with(prefix.as_bytes()))
+        {
+            // This layer put things inside it: only what is below goes.
+            return self.opaque(at, name, added);
+        }
+        self.remove_at(at, name)
+    }
+
+    /// Write an entry that is not a whiteout at `at`, replacing what is
+    /// there (a directory over a directory keeps it), by the function for
+    /// its type; then its extended attributes and time where that function
+    /// did not set them. Device nodes not created and unknown types are
+    /// counted, not written.
+    fn put<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: tar::EntryType,
+        at: &[OsString],
+        name: &str,
+        added: &mut Added,
+    ) -> Result<(), UnpackError> {
+        use tar::EntryType as T;
+        let path = self.path(at);
         let existing = fs::symlink_metadata(&path).ok();
         let keep_dir = kind == T::Directory && existing.as_ref().is_some_and(|m| m.is_dir());
         if existing.is_some() && !keep_dir {
-            self.remove_at(&at, name)?;
+            self.remove_at(at, name)?;
         }
         let h = entry.header().clone();
         let attrs = meta::xattrs(entry);
         match kind {
-            T::Directory => {
-                if !keep_dir {
-                    fs::create_dir(&path).map_err(io)?;
-                }
-                self.own(&path, &h).map_err(io)?;
-                self.remember_dir(PathBuf::from(joined(&at)), &h);
-            }
+            T::Directory => self.directory(at, &path, keep_dir, &h, name)?,
             T::Regular | T::Continuous | T::GNUSparse => {
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(io)?;
-                // A read that breaks a layer bound is the tar's fault, not
-                // this file's.
-                std::io::copy(entry, &mut f).map_err(|e| {
-                    match crate::layer::GuardError::find(&e) {
-                        Some(_) => UnpackError::Tar(e),
-                        None => io(e),
-                    }
-                })?;
-                if let Some(t) = h.mtime().ok().and_then(time) {
-                    let _ = f.set_modified(t);
-                }
-                drop(f);
-                self.own(&path, &h).map_err(io)?;
-                // After chown (which clears capabilities), before a mode that
-                // may leave the file unwritable to its (non-root) owner.
-                self.set_xattrs(&path, &attrs);
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode(&h))).map_err(io)?;
+                self.regular(entry, &path, &h, &attrs, name)?
             }
-            T::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(UnpackError::Tar)?
-                    .ok_or_else(|| unsafe_entry(name, "a symlink without a target"))?;
-                std::os::unix::fs::symlink(&target, &path).map_err(io)?;
-                self.own(&path, &h).map_err(io)?;
+            T::Symlink => self.symlink(entry, &path, &h, name)?,
+            T::Link => self.hardlink(entry, &path, name, added)?,
+            T::Char | T::Block if !(self.devices && self.as_root) => {
+                self.skipped_devices += 1;
+                return Ok(());
             }
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| unsafe_entry(name, "a hardlink without a target"))?
-                    .into_owned();
-                let shown_target = String::from_utf8_lossy(&target).into_owned();
-                let trel = clean(&shown_target, &target).map_err(|e| match e {
-                    UnpackError::Unsafe { reason, .. } => unsafe_entry(
-                        name,
-                        &format!("its hardlink target {shown_target:?}: {reason}"),
-                    ),
-                    other => other,
-                })?;
-                let Some((tbase, tparent)) = trel.split_last() else {
-                    return Err(unsafe_entry(name, "a hardlink to the root"));
-                };
-                let mut src = self
-                    .resolve(tparent, name, false, added)?
-                    .ok_or_else(|| unsafe_entry(name, "its hardlink target does not exist"))?;
-                src.push(tbase.clone());
-                let src = self.path(&src);
-                match fs::symlink_metadata(&src) {
-                    Ok(m) if !m.is_dir() => {}
-                    _ => {
-                        return Err(unsafe_entry(
-                            name,
-                            "its hardlink target is missing or a directory",
-                        ))
-                    }
-                }
-                fs::hard_link(&src, &path).map_err(io)?;
-            }
-            T::Char | T::Block | T::Fifo => {
-                if kind != T::Fifo && !(self.devices && self.as_root) {
-                    self.skipped_devices += 1;
-                    return Ok(());
-                }
-                let dev = libc::makedev(
-                    h.device_major().ok().flatten().unwrap_or(0),
-                    h.device_minor().ok().flatten().unwrap_or(0),
-                );
-                let fmt = match kind {
-                    T::Char => libc::S_IFCHR,
-                    T::Block => libc::S_IFBLK,
-                    _ => libc::S_IFIFO,
-                };
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(|_| unsafe_entry(name, "a NUL in its path"))?;
-                // SAFETY: `c` is a valid NUL-terminated path for the call.
-                if unsafe { libc::mknod(c.as_ptr(), fmt | mode(&h), dev) } != 0 {
-                    return Err(io(std::io::Error::last_os_error()));
-                }
-                self.own(&path, &h).map_err(io)?;
-            }
+            T::Char | T::Block | T::Fifo => self.node(kind, &path, &h, name)?,
             other => {
-                // Counted, with a few names kept short: a layer of a
-                // thousand odd entries with long names must not fill the
-                // memory with warnings.
-                let (n, names) = self.skipped_kinds.entry(format!("{other:?}")).or_default();
-                *n += 1;
-                if names.len() < 3 {
-                    names.push(name.chars().take(120).collect());
-                }
+                self.skip_kind(other, name);
                 return Ok(());
             }
         }
@@ -334,8 +277,164 @@ impl Unpacker {
                 let _ = meta::set_mtime(&path, t);
             }
         }
-        added.insert(joined(&at));
+        added.insert(joined(at));
         Ok(())
+    }
+
+    /// A directory: created unless one is kept there; its mode and time
+    /// are recorded for [`Self::finish`].
+    fn directory(
+        &mut self,
+        at: &[OsString],
+        path: &Path,
+        keep_dir: bool,
+        h: &tar::Header,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        if !keep_dir {
+            fs::create_dir(path).map_err(io_at(name, path))?;
+        }
+        self.own(path, h).map_err(io_at(name, path))?;
+        self.remember_dir(PathBuf::from(joined(at)), h);
+        Ok(())
+    }
+
+    /// A regular file: written new (never through a symlink), then its
+    /// time, owner, extended attributes and mode, in that order.
+    fn regular<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &Path,
+        h: &tar::Header,
+        attrs: &[(String, Vec<u8>)],
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let io = io_at(name, path);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(&io)?;
+        // A read that breaks a layer bound is the tar's fault, not this
+        // file's.
+        std::io::copy(entry, &mut f).map_err(|e| match crate::layer::GuardError::find(&e) {
+            Some(_) => UnpackError::Tar(e),
+            None => io(e),
+        })?;
+        if let Some(t) = h.mtime().ok().and_then(time) {
+            let _ = f.set_modified(t);
+        }
+        drop(f);
+        self.own(path, h).map_err(&io)?;
+        // After chown (which clears capabilities), before a mode that may
+        // leave the file unwritable to its (non-root) owner.
+        self.set_xattrs(path, attrs);
+        fs::set_permissions(path, fs::Permissions::from_mode(mode(h))).map_err(&io)
+    }
+
+    /// A symlink, pointing wherever the tar says (it is never followed
+    /// while unpacking, so its target needs no check).
+    fn symlink<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        path: &Path,
+        h: &tar::Header,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let target = entry
+            .link_name()
+            .map_err(UnpackError::Tar)?
+            .ok_or_else(|| unsafe_entry(name, "a symlink without a target"))?;
+        std::os::unix::fs::symlink(&target, path).map_err(io_at(name, path))?;
+        self.own(path, h).map_err(io_at(name, path))
+    }
+
+    /// A hardlink to a file already unpacked (see [`Self::link_source`]).
+    fn hardlink<R: Read>(
+        &mut self,
+        entry: &tar::Entry<'_, R>,
+        path: &Path,
+        name: &str,
+        added: &mut Added,
+    ) -> Result<(), UnpackError> {
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| unsafe_entry(name, "a hardlink without a target"))?
+            .into_owned();
+        let src = self.link_source(name, &target, added)?;
+        fs::hard_link(&src, path).map_err(io_at(name, path))
+    }
+
+    /// Where a hardlink's `target` is: cleaned and resolved by the same
+    /// rule as an entry's path, and refused unless something that is not
+    /// a directory is there.
+    fn link_source(
+        &mut self,
+        name: &str,
+        target: &[u8],
+        added: &mut Added,
+    ) -> Result<PathBuf, UnpackError> {
+        let shown_target = String::from_utf8_lossy(target).into_owned();
+        let trel = clean(&shown_target, target).map_err(|e| match e {
+            UnpackError::Unsafe { reason, .. } => unsafe_entry(
+                name,
+                &format!("its hardlink target {shown_target:?}: {reason}"),
+            ),
+            other => other,
+        })?;
+        let Some((tbase, tparent)) = trel.split_last() else {
+            return Err(unsafe_entry(name, "a hardlink to the root"));
+        };
+        let src = self
+            .inside(name, tparent, Some(tbase), false, added)?
+            .ok_or_else(|| unsafe_entry(name, "its hardlink target does not exist"))?;
+        let src = self.path(&src);
+        match fs::symlink_metadata(&src) {
+            Ok(m) if !m.is_dir() => Ok(src),
+            _ => Err(unsafe_entry(
+                name,
+                "its hardlink target is missing or a directory",
+            )),
+        }
+    }
+
+    /// A FIFO or (when asked, as root) a device node, then its owner.
+    fn node(
+        &self,
+        kind: tar::EntryType,
+        path: &Path,
+        h: &tar::Header,
+        name: &str,
+    ) -> Result<(), UnpackError> {
+        let dev = libc::makedev(
+            h.device_major().ok().flatten().unwrap_or(0),
+            h.device_minor().ok().flatten().unwrap_or(0),
+        );
+        let fmt = match kind {
+            tar::EntryType::Char => libc::S_IFCHR,
+            tar::EntryType::Block => libc::S_IFBLK,
+            _ => libc::S_IFIFO,
+        };
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| unsafe_entry(name, "a NUL in its path"))?;
+        // SAFETY: `c` is a valid NUL-terminated path for the call.
+        if unsafe { libc::mknod(c.as_ptr(), fmt | mode(h), dev) } != 0 {
+            return Err(io_at(name, path)(std::io::Error::last_os_error()));
+        }
+        self.own(path, h).map_err(io_at(name, path))
+    }
+
+    /// Count an entry of a type not unpacked, with a few names kept short:
+    /// a layer of a thousand odd entries with long names must not fill the
+    /// memory with warnings.
+    fn skip_kind(&mut self, kind: tar::EntryType, name: &str) {
+        let (n, names) = self.skipped_kinds.entry(format!("{kind:?}")).or_default();
+        *n += 1;
+        if names.len() < 3 {
+            names.push(name.chars().take(120).collect());
+        }
     }
 
     /// Extended attributes, after ownership (`chown` clears
@@ -381,24 +480,7 @@ impl Unpacker {
                 Ok(m) if m.is_dir() => {}
                 Ok(m) if m.file_type().is_symlink() => {
                     hops += 1;
-                    let target = fs::read_link(&p).map_err(|e| self.io(entry, &done, e))?;
-                    let link = format!("{} -> {}", shown(&done), target.display());
-                    if hops > MAX_HOPS {
-                        return Err(unsafe_entry(
-                            entry,
-                            &format!("too many symlinks on its path (at {link})"),
-                        ));
-                    }
-                    done.pop();
-                    // An absolute target means the image's root, as the
-                    // container sees it (as umoci and containerd resolve).
-                    if target.is_absolute() {
-                        done.clear();
-                    }
-                    let bytes = target.as_os_str().as_bytes();
-                    for part in bytes.split(|b| *b == b'/').rev() {
-                        todo.push_front(OsStr::from_bytes(part).to_os_string());
-                    }
+                    self.follow(entry, &p, hops, &mut done, &mut todo)?;
                 }
                 Ok(_) => {
                     return Err(unsafe_entry(
@@ -417,6 +499,38 @@ impl Unpacker {
             }
         }
         Ok(Some(done))
+    }
+
+    /// The symlink at `p` (the last of `done`, the `hops`th on the way):
+    /// its target's components go first in `todo`, from where the link is
+    /// or, when absolute, from the root; refused past [`MAX_HOPS`].
+    fn follow(
+        &self,
+        entry: &str,
+        p: &Path,
+        hops: usize,
+        done: &mut Rel,
+        todo: &mut VecDeque<OsString>,
+    ) -> Result<(), UnpackError> {
+        let target = fs::read_link(p).map_err(|e| self.io(entry, done, e))?;
+        let link = format!("{} -> {}", shown(done), target.display());
+        if hops > MAX_HOPS {
+            return Err(unsafe_entry(
+                entry,
+                &format!("too many symlinks on its path (at {link})"),
+            ));
+        }
+        done.pop();
+        // An absolute target means the image's root, as the container sees
+        // it (as umoci and containerd resolve).
+        if target.is_absolute() {
+            done.clear();
+        }
+        let bytes = target.as_os_str().as_bytes();
+        for part in bytes.split(|b| *b == b'/').rev() {
+            todo.push_front(OsStr::from_bytes(part).to_os_string());
+        }
+        Ok(())
     }
 
     /// Empty `dir` of what lower layers put there (what this layer added stays).
@@ -532,6 +646,51 @@ impl Unpacker {
             path: self.path(rel),
             source: e,
         }
+    }
+}
+
+/// What an entry asks for, told by the last component of its path.
+#[derive(Clone, Copy)]
+enum Action<'a> {
+    /// `.wh..wh..opq`: empty its directory of what the layers below put
+    /// there.
+    Opaque,
+    /// `.wh.NAME`: remove NAME (given) from the layers below.
+    Whiteout(&'a OsStr),
+    /// Anything else: put it at its path.
+    Put,
+}
+
+impl<'a> Action<'a> {
+    /// Tell `base` apart: `None` for aufs bookkeeping (`.wh..wh.plnk` and
+    /// such), which is ignored; a whiteout of `.`, `..` or nothing is
+    /// refused.
+    fn of(name: &str, base: &'a OsStr) -> Result<Option<Action<'a>>, UnpackError> {
+        if base.as_bytes() == b".wh..wh..opq" {
+            return Ok(Some(Action::Opaque));
+        }
+        let Some(hidden) = base.as_bytes().strip_prefix(b".wh.") else {
+            return Ok(Some(Action::Put));
+        };
+        if hidden.starts_with(b".wh.") {
+            return Ok(None);
+        }
+        if matches!(hidden, b"" | b"." | b"..") {
+            return Err(unsafe_entry(
+                name,
+                "a whiteout of no file (., .. or nothing)",
+            ));
+        }
+        Ok(Some(Action::Whiteout(OsStr::from_bytes(hidden))))
+    }
+}
+
+/// The error for an I/O failure at `path` while applying `entry`.
+fn io_at<'a>(entry: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> UnpackError + 'a {
+    move |e| UnpackError::Io {
+        entry: entry.to_string(),
+        path: path.to_path_buf(),
+        source: e,
     }
 }
 

@@ -169,11 +169,7 @@ impl RegistryClient {
     /// Build the HTTP client and ping `/v2/`.
     pub async fn connect(opts: ClientOptions) -> Result<RegistryClient, RegistryError> {
         let http = build_http(&opts)?;
-        let schemes: &[&str] = if opts.insecure || is_loopback(&opts.api_host) {
-            &["https", "http"]
-        } else {
-            &["https"]
-        };
+        let schemes = schemes(&opts);
         // A registry that is down (refused, reset, timed out) is tried again
         // with backoff, as every request is.
         let tries = Tries::new(opts.retry.attempts);
@@ -181,87 +177,61 @@ impl RegistryClient {
         loop {
             attempt += 1;
             let last = tries.take() == 0;
-            let mut errors = Vec::new();
-            for scheme in schemes {
-                let base = format!("{scheme}://{}", opts.api_host);
-                let url = format!("{base}/v2/");
-                let Ok(parsed) = reqwest::Url::parse(&url) else {
-                    return Err(RegistryError::BadResponse {
-                        registry: opts.registry.clone(),
-                        detail: format!("{:?} is not a registry host", opts.api_host),
-                    });
-                };
-                let ping = redirect::Request {
-                    http: &http,
-                    method: Method::GET,
-                    url: parsed,
-                    headers: HeaderMap::new(),
-                    auth: &[],
-                    body: None,
-                    downgrade: Downgrade::Refuse,
-                    // A plain-HTTP server may never answer a TLS hello; don't
-                    // wait the full stall timeout before falling back.
-                    deadline: Some(match schemes.len() > 1 && *scheme == "https" {
-                        true => FALLBACK_PROBE_TIMEOUT,
-                        false => opts.stall_timeout,
-                    }),
-                    on_hop: None,
-                };
-                match ping.send().await {
-                    Ok(resp) if *scheme == "http" && !looks_like_registry(&resp) => {
-                        errors.push(RegistryError::BadResponse {
-                            registry: opts.registry.clone(),
-                            detail: format!(
-                                "{url} answered HTTP {} and is not a registry API",
-                                resp.status()
-                            ),
-                        });
-                    }
-                    Ok(resp) => {
-                        let origin = Origin::parse(&base).expect("parsed above");
-                        // A challenge counts only from the registry itself, not
-                        // from wherever a redirect led.
-                        let challenge = origin
-                            .matches(resp.url())
-                            .then(|| challenge_of(resp.headers()))
-                            .flatten();
-                        return Ok(RegistryClient {
-                            http,
-                            registry: opts.registry,
-                            base,
-                            origin,
-                            insecure: opts.insecure,
-                            secrets: std::sync::Mutex::new(
-                                opts.credentials
-                                    .iter()
-                                    .flat_map(|f| f.credential.secrets())
-                                    .collect(),
-                            ),
-                            credentials: std::sync::RwLock::new(opts.credentials),
-                            deferred: opts.deferred.clone(),
-                            deferred_lock: tokio::sync::Mutex::new(()),
-                            retry: opts.retry,
-                            pace: Pace {
-                                window: opts.stall_timeout,
-                                min_speed: opts.min_speed,
-                            },
-                            ns: opts.ns.clone(),
-                            notes: opts.notes.clone(),
-                            state: tokio::sync::Mutex::new(AuthState {
-                                challenge,
-                                ..AuthState::default()
-                            }),
-                        });
-                    }
-                    Err(e) => errors.push(follow_error(&opts.registry, e)),
+            let errors = match ping_round(&http, &opts, schemes).await? {
+                Round::Answered { base, resp } => {
+                    return Ok(RegistryClient::pinged(http, opts, base, &resp))
                 }
-            }
+                Round::Failed(errors) => errors,
+            };
             let err = pick_connect_error(errors);
             let transient = err.is_transient();
             if !transient || last {
                 return Err(err);
             }
             tokio::time::sleep(opts.retry.backoff(attempt)).await;
+        }
+    }
+
+    /// The client of a registry whose `/v2/` at `base` answered `resp`.
+    fn pinged(
+        http: reqwest::Client,
+        opts: ClientOptions,
+        base: String,
+        resp: &Response,
+    ) -> RegistryClient {
+        let origin = Origin::parse(&base).expect("parsed above");
+        // A challenge counts only from the registry itself, not from
+        // wherever a redirect led.
+        let challenge = origin
+            .matches(resp.url())
+            .then(|| challenge_of(resp.headers()))
+            .flatten();
+        RegistryClient {
+            http,
+            registry: opts.registry,
+            base,
+            origin,
+            insecure: opts.insecure,
+            secrets: std::sync::Mutex::new(
+                opts.credentials
+                    .iter()
+                    .flat_map(|f| f.credential.secrets())
+                    .collect(),
+            ),
+            credentials: std::sync::RwLock::new(opts.credentials),
+            deferred: opts.deferred.clone(),
+            deferred_lock: tokio::sync::Mutex::new(()),
+            retry: opts.retry,
+            pace: Pace {
+                window: opts.stall_timeout,
+                min_speed: opts.min_speed,
+            },
+            ns: opts.ns.clone(),
+            notes: opts.notes.clone(),
+            state: tokio::sync::Mutex::new(AuthState {
+                challenge,
+                ..AuthState::default()
+            }),
         }
     }
 
@@ -509,6 +479,93 @@ impl RegistryClient {
             max,
         }
     }
+}
+
+/// The schemes a registry is pinged with, in order: HTTPS always; plain
+/// HTTP too for loopback or `insecure` registries, as docker allows.
+fn schemes(opts: &ClientOptions) -> &'static [&'static str] {
+    if opts.insecure || is_loopback(&opts.api_host) {
+        &["https", "http"]
+    } else {
+        &["https"]
+    }
+}
+
+/// How one round of pings (one per scheme) ended.
+enum Round {
+    /// A scheme answered as a registry: its `scheme://api_host`, and the
+    /// answer.
+    Answered { base: String, resp: Response },
+    /// Every scheme failed, each with its error.
+    Failed(Vec<RegistryError>),
+}
+
+/// Ping `/v2/` with each scheme in turn, up to the first that answers as
+/// a registry. `Err`: the host makes no URL (nothing to try again).
+async fn ping_round(
+    http: &reqwest::Client,
+    opts: &ClientOptions,
+    schemes: &[&str],
+) -> Result<Round, RegistryError> {
+    let mut errors = Vec::new();
+    for scheme in schemes {
+        let base = format!("{scheme}://{}", opts.api_host);
+        let url = format!("{base}/v2/");
+        let Ok(parsed) = reqwest::Url::parse(&url) else {
+            return Err(RegistryError::BadResponse {
+                registry: opts.registry.clone(),
+                detail: format!("{:?} is not a registry host", opts.api_host),
+            });
+        };
+        // A plain-HTTP server may never answer a TLS hello; don't wait the
+        // full stall timeout before falling back.
+        let deadline = match schemes.len() > 1 && *scheme == "https" {
+            true => FALLBACK_PROBE_TIMEOUT,
+            false => opts.stall_timeout,
+        };
+        match ping(http, opts, &url, parsed, deadline).await {
+            Ok(resp) => return Ok(Round::Answered { base, resp }),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok(Round::Failed(errors))
+}
+
+/// One ping of `url` (`parsed`), anonymous, never down to plain HTTP: the
+/// answer, unless it failed or (over plain HTTP) is not a registry API's.
+async fn ping(
+    http: &reqwest::Client,
+    opts: &ClientOptions,
+    url: &str,
+    parsed: reqwest::Url,
+    deadline: Duration,
+) -> Result<Response, RegistryError> {
+    let plain = parsed.scheme() == "http";
+    let ping = redirect::Request {
+        http,
+        method: Method::GET,
+        url: parsed,
+        headers: HeaderMap::new(),
+        auth: &[],
+        body: None,
+        downgrade: Downgrade::Refuse,
+        deadline: Some(deadline),
+        on_hop: None,
+    };
+    let resp = ping
+        .send()
+        .await
+        .map_err(|e| follow_error(&opts.registry, e))?;
+    if plain && !looks_like_registry(&resp) {
+        return Err(RegistryError::BadResponse {
+            registry: opts.registry.clone(),
+            detail: format!(
+                "{url} answered HTTP {} and is not a registry API",
+                resp.status()
+            ),
+        });
+    }
+    Ok(resp)
 }
 
 /// Of the errors of one ping round (HTTPS, then plain HTTP for a registry

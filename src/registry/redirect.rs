@@ -13,7 +13,7 @@
 //! POST) is never redirected.
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION};
-use reqwest::{Method, Response, Url};
+use reqwest::{Method, Response, StatusCode, Url};
 
 /// Hops followed before giving up (as Go's net/http and reqwest's default).
 pub const MAX_REDIRECTS: usize = 10;
@@ -105,79 +105,135 @@ impl Request<'_> {
         // back to the registry: nothing is attached from then on.
         let mut downgraded = false;
         for hop in 0..=MAX_REDIRECTS {
-            let mut req = self.http.request(method.clone(), url.clone());
-            let mut headers = self.headers.clone();
-            headers.remove(AUTHORIZATION);
-            if let Some(b) = self
-                .auth
-                .iter()
-                .find(|b| b.origin.matches(&url) && !downgraded)
-            {
-                headers.insert(AUTHORIZATION, b.value.clone());
-            }
-            req = req.headers(headers);
-            if let Some((ctype, body)) = &self.body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, *ctype)
-                    .body(body.clone());
-            }
-            let sent = match until {
-                Some((at, after)) => match tokio::time::timeout_at(at, req.send()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(FollowError::TimedOut {
-                            url: url.to_string(),
-                            after,
-                        })
-                    }
-                },
-                None => req.send().await,
-            };
-            let resp = sent.map_err(|error| FollowError::Transport {
-                url: url.to_string(),
-                error,
-            })?;
+            let resp = self.hop(&method, &url, until, downgraded).await?;
             let Some(next) = redirect_target(&resp) else {
                 return Ok(resp);
             };
-            let refused = |why: String| FollowError::Refused {
-                url: url.to_string(),
-                why,
-            };
-            let next = next.map_err(refused)?;
-            if self.body.is_some() {
-                return Err(refused(format!(
-                    "answered {} with a redirect; a request carrying credentials in its body is not redirected",
-                    resp.status()
-                )));
-            }
-            if hop == MAX_REDIRECTS {
-                return Err(refused(format!(
-                    "more than {MAX_REDIRECTS} redirects (a redirect loop?)"
-                )));
-            }
-            if url.scheme() == "https" && next.scheme() == "http" {
+            let next = next.map_err(|why| refused(&url, why))?;
+            if self.may_follow(hop, &url, &next, resp.status())? {
                 downgraded = true;
-                if self.downgrade == Downgrade::Refuse {
-                    return Err(refused(format!(
-                        "redirected from HTTPS to plain HTTP ({}); refused for this request",
-                        super::shown_url(next.as_str())
-                    )));
-                }
-            } else if !matches!(next.scheme(), "http" | "https") {
-                return Err(refused(format!("redirected to a {} URL", next.scheme())));
             }
             if let Some(f) = self.on_hop {
                 f(&url, &next);
             }
-            let status = resp.status().as_u16();
-            if (301..=303).contains(&status) && method != Method::HEAD {
-                method = Method::GET;
-            }
+            method = method_after(method, resp.status().as_u16());
             drop(resp);
             url = next;
         }
         unreachable!("the loop returns on its last hop")
+    }
+
+    /// One hop: `url` asked with [`Self::headers_for`] (and the body, if
+    /// any), its answer due by the deadline of the whole chain.
+    async fn hop(
+        &self,
+        method: &Method,
+        url: &Url,
+        until: Option<(tokio::time::Instant, std::time::Duration)>,
+        downgraded: bool,
+    ) -> Result<Response, FollowError> {
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .headers(self.headers_for(url, downgraded));
+        if let Some((ctype, body)) = &self.body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, *ctype)
+                .body(body.clone());
+        }
+        let sent = match until {
+            Some((at, after)) => match tokio::time::timeout_at(at, req.send()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(FollowError::TimedOut {
+                        url: url.to_string(),
+                        after,
+                    })
+                }
+            },
+            None => req.send().await,
+        };
+        sent.map_err(|error| FollowError::Transport {
+            url: url.to_string(),
+            error,
+        })
+    }
+
+    /// The headers of a hop to `url`: the caller's, never with their own
+    /// `Authorization`; ours only if bound to exactly `url`'s origin, and
+    /// none once a hop went over plain HTTP.
+    fn headers_for(&self, url: &Url, downgraded: bool) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        headers.remove(AUTHORIZATION);
+        if let Some(b) = self
+            .auth
+            .iter()
+            .find(|b| b.origin.matches(url) && !downgraded)
+        {
+            headers.insert(AUTHORIZATION, b.value.clone());
+        }
+        headers
+    }
+
+    /// Whether the redirect from `url` to `next` may be followed: refused
+    /// for a request with a body, past [`MAX_REDIRECTS`], down to plain
+    /// HTTP unless allowed, or to a scheme other than HTTP(S). `Ok(true)`:
+    /// followed, but it is a downgrade to plain HTTP.
+    fn may_follow(
+        &self,
+        hop: usize,
+        url: &Url,
+        next: &Url,
+        status: StatusCode,
+    ) -> Result<bool, FollowError> {
+        if self.body.is_some() {
+            return Err(refused(url, format!(
+                "answered {status} with a redirect; a request carrying credentials in its body is not redirected"
+            )));
+        }
+        if hop == MAX_REDIRECTS {
+            return Err(refused(
+                url,
+                format!("more than {MAX_REDIRECTS} redirects (a redirect loop?)"),
+            ));
+        }
+        if url.scheme() == "https" && next.scheme() == "http" {
+            if self.downgrade == Downgrade::Refuse {
+                return Err(refused(
+                    url,
+                    format!(
+                        "redirected from HTTPS to plain HTTP ({}); refused for this request",
+                        super::shown_url(next.as_str())
+                    ),
+                ));
+            }
+            return Ok(true);
+        }
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(refused(
+                url,
+                format!("redirected to a {} URL", next.scheme()),
+            ));
+        }
+        Ok(false)
+    }
+}
+
+/// A redirect from `url` that is not followed, and why.
+fn refused(url: &Url, why: String) -> FollowError {
+    FollowError::Refused {
+        url: url.to_string(),
+        why,
+    }
+}
+
+/// The method of the next hop: 301, 302 and 303 turn it into a GET,
+/// unless it was a HEAD.
+fn method_after(method: Method, status: u16) -> Method {
+    if (301..=303).contains(&status) && method != Method::HEAD {
+        Method::GET
+    } else {
+        method
     }
 }
 
@@ -206,6 +262,80 @@ fn redirect_target(resp: &Response) -> Option<Result<Url, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    fn request<'a>(http: &'a reqwest::Client, auth: &'a [Bound]) -> Request<'a> {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("caller's"));
+        Request {
+            http,
+            method: Method::GET,
+            url: url("https://reg.example/v2/"),
+            headers,
+            auth,
+            body: None,
+            downgrade: Downgrade::Refuse,
+            deadline: None,
+            on_hop: None,
+        }
+    }
+
+    #[test]
+    fn authorization_goes_to_its_own_origin_only() {
+        let http = reqwest::Client::new();
+        let auth = [Bound {
+            origin: Origin::parse("https://reg.example").unwrap(),
+            value: HeaderValue::from_static("Bearer ours"),
+        }];
+        let req = request(&http, &auth);
+        let sent = |to: &str, downgraded| {
+            req.headers_for(&url(to), downgraded)
+                .get_all(AUTHORIZATION)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sent("https://reg.example/v2/x", false), ["Bearer ours"]);
+        assert!(sent("https://cdn.example/x", false).is_empty());
+        assert!(sent("http://reg.example/x", false).is_empty());
+        assert!(
+            sent("https://reg.example/v2/x", true).is_empty(),
+            "nothing after a plain-HTTP hop"
+        );
+    }
+
+    #[test]
+    fn redirects_followed_by_the_rules() {
+        let http = reqwest::Client::new();
+        let mut req = request(&http, &[]);
+        let (https, http_url) = (url("https://a.example/"), url("http://b.example/"));
+        let found = StatusCode::FOUND;
+        assert!(!req.may_follow(0, &https, &https, found).unwrap());
+        assert!(req.may_follow(0, &https, &http_url, found).is_err());
+        assert!(req
+            .may_follow(MAX_REDIRECTS, &https, &https, found)
+            .is_err());
+        assert!(req
+            .may_follow(0, &https, &url("ftp://c.example/"), found)
+            .is_err());
+        req.downgrade = Downgrade::AllowVerified;
+        assert!(req.may_follow(0, &https, &http_url, found).unwrap());
+        req.body = Some(("text/plain", "secret".into()));
+        assert!(req.may_follow(0, &https, &https, found).is_err());
+    }
+
+    #[test]
+    fn see_other_and_friends_turn_into_get() {
+        for status in [301, 302, 303] {
+            assert_eq!(method_after(Method::POST, status), Method::GET);
+            assert_eq!(method_after(Method::HEAD, status), Method::HEAD);
+        }
+        assert_eq!(method_after(Method::HEAD, 307), Method::HEAD);
+        assert_eq!(method_after(Method::POST, 308), Method::POST);
+    }
 
     #[test]
     fn origins_compare_scheme_host_and_port() {

@@ -19,6 +19,9 @@ pub(super) fn basic(user: &str, pass: &str) -> String {
     )
 }
 
+/// A form body: its content type and text.
+type Form = (&'static str, String);
+
 impl RegistryClient {
     /// A token for `scope` from `realm`, asked with `credential` (`None`:
     /// anonymously).
@@ -30,75 +33,118 @@ impl RegistryClient {
         scope: &str,
         credential: Option<&Credential>,
     ) -> Result<Token, RegistryError> {
-        let bad = |detail: String| RegistryError::BadResponse {
+        let mut url = self.realm_url(realm, credential)?;
+        let (body, auth) = self.token_ask(&mut url, service, scope, credential)?;
+        let resp = self.token_answer(&url, body, &auth).await?;
+        if !resp.status().is_success() {
+            // Its message says why ("incorrect username or password"),
+            // scrubbed of anything of ours it may quote.
+            let what = format!("token for {scope}");
+            return Err(self
+                .status_error(resp, repository, &what, credential.is_some())
+                .await);
+        }
+        let body = self.read_capped(resp, super::TOKEN_MAX).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| self.bad(format!("token server answered invalid JSON: {e}")))?;
+        Token::from_response(parsed, Instant::now())
+            .ok_or_else(|| self.bad("token server answered without a token".to_string()))
+    }
+
+    /// The token server's answer that makes no sense, as an error.
+    fn bad(&self, detail: String) -> RegistryError {
+        RegistryError::BadResponse {
             registry: self.registry.clone(),
             detail,
-        };
-        let mut url = reqwest::Url::parse(realm)
-            .map_err(|e| bad(format!("token realm {realm:?} is not a URL: {e}")))?;
+        }
+    }
+
+    /// `realm` as a URL: HTTP(S) only, and plain HTTP with credentials only
+    /// for an `insecure` registry or a loopback realm.
+    fn realm_url(
+        &self,
+        realm: &str,
+        credential: Option<&Credential>,
+    ) -> Result<reqwest::Url, RegistryError> {
+        let url = reqwest::Url::parse(realm)
+            .map_err(|e| self.bad(format!("token realm {realm:?} is not a URL: {e}")))?;
         if !matches!(url.scheme(), "https" | "http") {
-            return Err(bad(format!("token realm {realm:?} is not HTTP(S)")));
+            return Err(self.bad(format!("token realm {realm:?} is not HTTP(S)")));
         }
         if credential.is_some() && url.scheme() == "http" {
             let realm_host = url.host_str().unwrap_or("");
             if !self.insecure && !is_loopback(realm_host) {
-                return Err(bad(format!(
+                return Err(self.bad(format!(
                     "token realm {realm} is plain HTTP; refusing to send credentials \
                      (mark the registry `insecure` if this is intended)"
                 )));
             }
         }
-        let mut body = None;
+        Ok(url)
+    }
+
+    /// How the token is asked for with `credential`: an identity token in a
+    /// POST form (a body holding a refresh token is never redirected);
+    /// otherwise a GET with `service` and `scope` added to `url`, and Basic
+    /// credentials bound to the realm's own origin.
+    fn token_ask(
+        &self,
+        url: &mut reqwest::Url,
+        service: Option<&str>,
+        scope: &str,
+        credential: Option<&Credential>,
+    ) -> Result<(Option<Form>, Vec<Bound>), RegistryError> {
+        if let Some(Credential::IdentityToken(refresh)) = credential {
+            let text = refresh_form(refresh.expose(), service, scope);
+            return Ok((
+                Some(("application/x-www-form-urlencoded", text)),
+                Vec::new(),
+            ));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            q.append_pair("scope", scope);
+        }
         let mut auth = Vec::new();
-        match credential {
-            Some(Credential::IdentityToken(refresh)) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", refresh.expose()),
-                    ("client_id", "imgpull"),
-                    ("scope", scope),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s));
-                }
-                let text = form
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", urlencode(v)))
-                    .collect::<Vec<_>>()
-                    .join("&");
-                // A body holding a refresh token is never redirected.
-                body = Some(("application/x-www-form-urlencoded", text));
-            }
-            other => {
-                {
-                    let mut q = url.query_pairs_mut();
-                    if let Some(s) = service {
-                        q.append_pair("service", s);
-                    }
-                    q.append_pair("scope", scope);
-                }
-                if let Some(Credential::Basic { username, password }) = other {
-                    let value = HeaderValue::from_str(&basic(username, password.expose()))
-                        .map_err(|_| {
-                            bad(
-                                "the username or password holds characters a header cannot carry"
-                                    .into(),
-                            )
-                        })?;
-                    // The password goes to the realm's own origin, and to
-                    // nothing a redirect from it names.
-                    auth.push(Bound {
-                        origin: Origin::of(&url),
-                        value,
-                    });
-                }
-            }
-        };
-        let what = format!("token for {scope}");
-        // Token requests are idempotent: retried like every other request.
+        if let Some(Credential::Basic { username, password }) = credential {
+            auth.push(self.basic_bound(url, username, password.expose())?);
+        }
+        Ok((None, auth))
+    }
+
+    /// Basic credentials for the realm at `url`: the password goes to the
+    /// realm's own origin, and to nothing a redirect from it names.
+    fn basic_bound(
+        &self,
+        url: &reqwest::Url,
+        username: &str,
+        password: &str,
+    ) -> Result<Bound, RegistryError> {
+        let value = HeaderValue::from_str(&basic(username, password)).map_err(|_| {
+            self.bad("the username or password holds characters a header cannot carry".into())
+        })?;
+        Ok(Bound {
+            origin: Origin::of(url),
+            value,
+        })
+    }
+
+    /// The token server's answer to `url` (a POST when there is a `body`).
+    /// Token requests are idempotent: retried like every other request, on
+    /// failures that may heal and on retryable statuses, within their own
+    /// budget; the last try's answer is returned whatever its status.
+    async fn token_answer(
+        &self,
+        url: &reqwest::Url,
+        body: Option<Form>,
+        auth: &[Bound],
+    ) -> Result<reqwest::Response, RegistryError> {
         let tries = Tries::new(self.retry.attempts);
         let mut attempt = 0;
-        let resp = loop {
+        loop {
             attempt += 1;
             let last = tries.take() == 0;
             let req = Request {
@@ -110,38 +156,44 @@ impl RegistryClient {
                 },
                 url: url.clone(),
                 headers: HeaderMap::new(),
-                auth: auth.as_slice(),
+                auth,
                 body: body.clone(),
                 downgrade: Downgrade::Refuse,
                 deadline: Some(self.pace.window),
                 on_hop: None,
             };
             match req.send().await {
-                Ok(r) if last || !super::retry::retryable_status(r.status().as_u16()) => break r,
+                Ok(r) if last || !super::retry::retryable_status(r.status().as_u16()) => {
+                    return Ok(r)
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let err = super::follow_error(&self.registry, e);
-                    let transient = err.is_transient();
-                    if last || !transient {
+                    if last || !err.is_transient() {
                         return Err(err);
                     }
                 }
             }
             tokio::time::sleep(self.retry.backoff(attempt)).await;
-        };
-        if !resp.status().is_success() {
-            // Its message says why ("incorrect username or password"),
-            // scrubbed of anything of ours it may quote.
-            return Err(self
-                .status_error(resp, repository, &what, credential.is_some())
-                .await);
         }
-        let body = self.read_capped(resp, super::TOKEN_MAX).await?;
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| bad(format!("token server answered invalid JSON: {e}")))?;
-        Token::from_response(parsed, Instant::now())
-            .ok_or_else(|| bad("token server answered without a token".to_string()))
     }
+}
+
+/// The OAuth2 `refresh_token` grant for `scope`, form-encoded.
+fn refresh_form(refresh: &str, service: Option<&str>, scope: &str) -> String {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_id", "imgpull"),
+        ("scope", scope),
+    ];
+    if let Some(s) = service {
+        form.push(("service", s));
+    }
+    form.iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// `application/x-www-form-urlencoded` value encoding.

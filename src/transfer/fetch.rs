@@ -5,11 +5,12 @@
 
 use crate::cache::BlobWriter;
 use crate::cache::{Begin, CacheBackend, CacheError};
+use crate::export::placed::SlotId;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::Descriptor;
-use crate::progress::Reporter;
+use crate::progress::{BlobState, Reporter};
 use crate::registry::endpoints::Endpoints;
-use crate::registry::{resumed_at, RegistryError, Tries};
+use crate::registry::{resumed_at, RegistryError, RetryPolicy, Tries};
 use crate::transfer::chunked::{self, Chunking};
 use crate::transfer::tee::{PlaceWriter, TeeTo, TeeWriter};
 use crate::transfer::throttle::RateLimiter;
@@ -159,190 +160,326 @@ pub async fn fetch_many(
         .collect())
 }
 
+impl Ctx<'_> {
+    /// A cache failure, said with the registry the blob comes from.
+    fn cache_err(&self, source: CacheError) -> Error {
+        Error::Cache {
+            registry: self.client.registry().to_string(),
+            source,
+        }
+    }
+}
+
+/// Fetch one blob: nothing is requested when the cache holds it intact
+/// (or another process commits it meanwhile); otherwise it is tried until
+/// committed (see [`Blob::until_committed`]).
 async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> {
-    let Ctx {
-        client,
-        repository,
-        cache,
-        reporter,
-        ..
-    } = *ctx;
-    let cache_err = |source: CacheError| Error::Cache {
-        registry: client.registry().to_string(),
-        source,
-    };
-    let hit = |fetched| BlobOutcome {
+    let hit = BlobOutcome {
         digest: d.digest.clone(),
         size: d.size,
-        cached: fetched == 0,
-        fetched,
+        cached: true,
+        fetched: 0,
     };
-    // A cached blob of the wrong size is a miss (and is replaced); so is
-    // one whose bytes changed on disk (removed by `check`).
-    if cache.stat(&d.digest).await.map_err(cache_err)? == Some(d.size) && intact(ctx, d).await? {
-        cache.touch(&d.digest).await.map_err(cache_err)?;
-        reporter.blob_start(&d.digest, d.size, true);
-        reporter.blob_done(&d.digest);
-        return Ok(hit(0));
+    if cached(ctx, d).await? {
+        return Ok(hit);
     }
-    let source = format!("{}/{repository}", client.registry());
-    let place = ctx.tee.and_then(|t| Some((t, t.out.slot(&d.digest)?)));
-    // Where the bytes go: the cache (and the output, when it has a place
-    // for them), or only the output when the cache is a throwaway.
-    let begin = || async {
-        if let Some((t, slot)) = place.filter(|(t, _)| t.only) {
+    let mut blob = Blob::new(ctx, d);
+    let Some(writer) = blob.open().await? else {
+        return Ok(hit);
+    };
+    ctx.reporter.blob_start(&d.digest, d.size, false);
+    blob.until_committed(writer).await?;
+    ctx.reporter.blob_done(&d.digest);
+    Ok(BlobOutcome {
+        digest: d.digest.clone(),
+        size: d.size,
+        cached: false,
+        fetched: blob.fetched,
+    })
+}
+
+/// Whether the cache holds `d` intact, of its size: then it is touched and
+/// reported done. A cached blob of the wrong size is a miss (and is
+/// replaced); so is one whose bytes changed on disk (removed by `check`).
+async fn cached(ctx: &Ctx<'_>, d: &Descriptor) -> Result<bool, Error> {
+    let size = ctx
+        .cache
+        .stat(&d.digest)
+        .await
+        .map_err(|e| ctx.cache_err(e))?;
+    if size != Some(d.size) || !intact(ctx, d).await? {
+        return Ok(false);
+    }
+    ctx.cache
+        .touch(&d.digest)
+        .await
+        .map_err(|e| ctx.cache_err(e))?;
+    ctx.reporter.blob_start(&d.digest, d.size, true);
+    ctx.reporter.blob_done(&d.digest);
+    Ok(true)
+}
+
+/// What follows a failed try at a blob.
+enum Next {
+    /// Continue from what the writer holds, after a pause.
+    Resume,
+    /// Throw away what was received and try once more from byte 0.
+    StartOver,
+    /// Fail the blob with this error.
+    GiveUp(Error),
+}
+
+/// One blob being fetched, and what its tries share.
+struct Blob<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    d: &'c Descriptor,
+    /// Where the blob comes from, as the cache records it.
+    source: String,
+    /// The blob's place in the output, when it has one.
+    place: Option<(&'a TeeTo, SlotId)>,
+    /// The pauses before resumes.
+    policy: RetryPolicy,
+    /// One budget for every request made for this blob (as docker's five
+    /// attempts per layer): resumes, pieces and retries alike.
+    tries: Tries,
+    /// How the blob is split (one stream once ranges are found unserved).
+    chunking: Chunking,
+    /// Bytes requested from the registry, over every try.
+    fetched: u64,
+    /// Tries begun.
+    attempt: u32,
+    /// Whether the one try from scratch (after wrong bytes or a wrong
+    /// length) was taken.
+    started_over: bool,
+}
+
+impl<'c, 'a> Blob<'c, 'a> {
+    /// `d` before its first try, nothing received yet.
+    fn new(ctx: &'c Ctx<'a>, d: &'c Descriptor) -> Self {
+        let policy = ctx.client.retry_policy();
+        Blob {
+            ctx,
+            d,
+            source: format!("{}/{}", ctx.client.registry(), ctx.repository),
+            place: ctx.tee.and_then(|t| Some((t, t.out.slot(&d.digest)?))),
+            tries: Tries::new(policy.attempts),
+            policy,
+            chunking: ctx.opts.chunking,
+            fetched: 0,
+            attempt: 0,
+            started_over: false,
+        }
+    }
+
+    /// Where the bytes go: the cache (and the output, when it has a place
+    /// for them), or only the output when the cache is a throwaway.
+    async fn begin(&self) -> Result<Begin, Error> {
+        let d = self.d;
+        if let Some((t, slot)) = self.place.filter(|(t, _)| t.only) {
             if let Some(w) = PlaceWriter::new(t.out.clone(), slot, &d.digest, d.size) {
                 return Ok(Begin::Writer(Box::new(w)));
             }
         }
-        Ok(match cache.begin(&d.digest, d.size, &source).await? {
-            Begin::Writer(w) => match place {
+        let begun = self
+            .ctx
+            .cache
+            .begin(&d.digest, d.size, &self.source)
+            .await
+            .map_err(|e| self.ctx.cache_err(e))?;
+        Ok(match begun {
+            Begin::Writer(w) => match self.place {
                 Some((t, slot)) => Begin::Writer(TeeWriter::wrap(w, t.out.clone(), slot)),
                 None => Begin::Writer(w),
             },
             present => present,
         })
-    };
-    let mut writer = match begin().await.map_err(cache_err)? {
-        // Committed by another process while we waited for its lock.
-        Begin::Present if intact(ctx, d).await? => {
-            reporter.blob_start(&d.digest, d.size, true);
-            reporter.blob_done(&d.digest);
-            return Ok(hit(0));
-        }
-        Begin::Present => match begin().await.map_err(cache_err)? {
+    }
+
+    /// The writer the tries go into (it may hold a partial of an earlier
+    /// run, which they resume); `None` when another process committed the
+    /// blob, intact, while we waited for its lock (reported done).
+    async fn open(&self) -> Result<Option<Box<dyn BlobWriter>>, Error> {
+        let (ctx, d) = (self.ctx, self.d);
+        Ok(Some(match self.begin().await? {
+            Begin::Present if intact(ctx, d).await? => {
+                ctx.reporter.blob_start(&d.digest, d.size, true);
+                ctx.reporter.blob_done(&d.digest);
+                return Ok(None);
+            }
+            Begin::Present => match self.begin().await? {
+                Begin::Writer(w) => w,
+                Begin::Present => return Err(ctx.cache_err(CacheError::Missing(d.digest.clone()))),
+            },
             Begin::Writer(w) => w,
-            Begin::Present => return Err(cache_err(CacheError::Missing(d.digest.clone()))),
-        },
-        Begin::Writer(w) => w,
-    };
-    reporter.blob_start(&d.digest, d.size, false);
-    let policy = client.retry_policy();
-    // One budget for every request made for this blob (as docker's five
-    // attempts per layer): resumes, pieces and retries alike.
-    let tries = Tries::new(policy.attempts);
-    let (mut fetched, mut attempt, mut started_over) = (0, 0, false);
-    let mut chunking = ctx.opts.chunking;
-    loop {
-        attempt += 1;
-        if attempt > 1 {
-            let state = match writer.offset() {
-                0 => crate::progress::BlobState::StartingOver,
-                from => crate::progress::BlobState::Resuming { from },
-            };
-            reporter.blob_state(&d.digest, state);
-        }
-        let chunked = match cache.scratch_dir() {
-            Some(dir) if chunking.applies(d.size - writer.offset().min(d.size)) => {
-                let job = chunked::Job {
-                    client,
-                    repository,
-                    desc: d,
-                    scratch: &dir,
-                    chunking,
-                    limiter: ctx.opts.limiter.as_ref(),
-                    reporter,
-                    fetched: Default::default(),
-                    used: Default::default(),
-                    tries: &tries,
-                };
-                let ran = job.run(writer.as_mut()).await;
-                fetched += ran.fetched;
-                match ran.result {
-                    Ok(chunked::Outcome::Done) => Some((ran.endpoints, Ok(()))),
-                    Ok(chunked::Outcome::Unsupported) => {
-                        reporter.info(&format!(
-                            "{}: the server does not serve ranges; one stream",
-                            d.digest.short()
-                        ));
-                        chunking.max_chunks = 1;
-                        None
-                    }
-                    Err(e) => Some((ran.endpoints, Err(e))),
+        }))
+    }
+
+    /// Try until the blob is committed (or turns up in the cache): each
+    /// try continues from what `writer` holds; [`Self::after_try`] decides
+    /// what follows a failed one, [`Self::commit`] a wrong blob.
+    async fn until_committed(&mut self, mut writer: Box<dyn BlobWriter>) -> Result<(), Error> {
+        loop {
+            self.attempt += 1;
+            if self.attempt > 1 {
+                self.report_again(writer.offset());
+            }
+            let (endpoints, result) = self.transfer(writer.as_mut()).await;
+            match self.after_try(result, writer.offset()) {
+                None => {}
+                Some(Next::Resume) => {
+                    tokio::time::sleep(self.policy.backoff(self.attempt)).await;
+                    continue;
                 }
+                Some(Next::StartOver) => {
+                    writer.restart().await.map_err(|e| self.ctx.cache_err(e))?;
+                    self.ctx
+                        .reporter
+                        .blob_state(&self.d.digest, BlobState::StartingOver);
+                    continue;
+                }
+                Some(Next::GiveUp(e)) => return Err(e),
             }
-            _ => None,
-        };
-        let (endpoints, result) = match chunked {
-            Some(r) => r,
-            None => {
-                let (n, endpoint, result) = download(ctx, d, writer.as_mut(), &tries).await;
-                fetched += n;
-                (endpoint.into_iter().collect::<Vec<_>>(), result)
+            match self.commit(writer, &endpoints).await? {
+                Some(w) => writer = w,
+                None => return Ok(()),
             }
+        }
+    }
+
+    /// Say whether a try after the first starts over or resumes.
+    fn report_again(&self, offset: u64) {
+        let state = match offset {
+            0 => BlobState::StartingOver,
+            from => BlobState::Resuming { from },
         };
+        self.ctx.reporter.blob_state(&self.d.digest, state);
+    }
+
+    /// One try at the rest of the blob: in pieces when that applies, else
+    /// in one stream. Returns the endpoints that served it and how it ended.
+    async fn transfer(&mut self, writer: &mut dyn BlobWriter) -> (Vec<usize>, Result<(), Error>) {
+        if let Some(ran) = self.chunked(writer).await {
+            return ran;
+        }
+        let (n, endpoint, result) = download(self.ctx, self.d, writer, &self.tries).await;
+        self.fetched += n;
+        (endpoint.into_iter().collect(), result)
+    }
+
+    /// The try in parallel pieces, when the cache has a scratch directory
+    /// and enough is left; `None` when it does not apply, or when the
+    /// server turns out not to serve ranges (one stream from then on).
+    async fn chunked(
+        &mut self,
+        writer: &mut dyn BlobWriter,
+    ) -> Option<(Vec<usize>, Result<(), Error>)> {
+        let (ctx, d) = (self.ctx, self.d);
+        let dir = ctx.cache.scratch_dir()?;
+        if !self.chunking.applies(d.size - writer.offset().min(d.size)) {
+            return None;
+        }
+        let job = chunked::Job {
+            client: ctx.client,
+            repository: ctx.repository,
+            desc: d,
+            scratch: &dir,
+            chunking: self.chunking,
+            limiter: ctx.opts.limiter.as_ref(),
+            reporter: ctx.reporter,
+            fetched: Default::default(),
+            used: Default::default(),
+            tries: &self.tries,
+        };
+        let ran = job.run(writer).await;
+        self.fetched += ran.fetched;
+        match ran.result {
+            Ok(chunked::Outcome::Done) => Some((ran.endpoints, Ok(()))),
+            Ok(chunked::Outcome::Unsupported) => {
+                ctx.reporter.info(&format!(
+                    "{}: the server does not serve ranges; one stream",
+                    d.digest.short()
+                ));
+                self.chunking.max_chunks = 1;
+                None
+            }
+            Err(e) => Some((ran.endpoints, Err(e))),
+        }
+    }
+
+    /// What follows a try that ended with `result`, the writer at
+    /// `offset`; `None` when it did not fail: every byte is there (or no
+    /// try is left to get more), to be verified.
+    fn after_try(&mut self, result: Result<(), Error>, offset: u64) -> Option<Next> {
+        let (reporter, d) = (self.ctx.reporter, self.d);
         match result {
-            Ok(()) => {}
             // A server about to send the wrong number of bytes: like
             // corruption, one more try from scratch (elsewhere if a mirror).
             Err(Error::Registry(e @ RegistryError::LengthMismatch { .. })) => {
-                if std::mem::replace(&mut started_over, true) {
-                    return Err(e.into());
+                if std::mem::replace(&mut self.started_over, true) {
+                    return Some(Next::GiveUp(e.into()));
                 }
                 reporter.info(&format!("{e}; trying again"));
-                writer.restart().await.map_err(cache_err)?;
-                reporter.blob_state(&d.digest, crate::progress::BlobState::StartingOver);
-                continue;
+                Some(Next::StartOver)
             }
             // A reset or stall mid-blob: continue from what was received.
-            Err(Error::Registry(RegistryError::Network { .. })) if tries.left() > 0 => {
+            Err(Error::Registry(RegistryError::Network { .. })) if self.tries.left() > 0 => {
                 reporter.info(&format!(
-                    "{}: connection lost at byte {}, resuming",
+                    "{}: connection lost at byte {offset}, resuming",
                     d.digest.short(),
-                    writer.offset()
                 ));
-                tokio::time::sleep(policy.backoff(attempt)).await;
-                continue;
+                Some(Next::Resume)
             }
-            Err(e) => return Err(e),
+            Err(e) => Some(Next::GiveUp(e)),
+            // The body ended cleanly but early (no length was announced,
+            // or a piece came up short): continue from what was received,
+            // with any writer (the output's own cannot be reopened at an
+            // offset once committed).
+            Ok(()) if offset < d.size && self.tries.left() > 0 => {
+                reporter.info(&format!(
+                    "{}: the answer ended at byte {offset} of {}, resuming",
+                    d.digest.short(),
+                    d.size
+                ));
+                Some(Next::Resume)
+            }
+            Ok(()) => None,
         }
-        // The body ended cleanly but early (no length was announced, or
-        // a piece came up short): continue from what was received, with
-        // any writer (the output's own cannot be reopened at an offset
-        // once committed).
-        if writer.offset() < d.size && tries.left() > 0 {
-            reporter.info(&format!(
-                "{}: the answer ended at byte {} of {}, resuming",
-                d.digest.short(),
-                writer.offset(),
-                d.size
-            ));
-            tokio::time::sleep(policy.backoff(attempt)).await;
-            continue;
-        }
-        reporter.blob_state(&d.digest, crate::progress::BlobState::Verifying);
-        let e = match writer.commit().await {
-            Ok(()) => break,
-            Err(e) => e,
+    }
+
+    /// Verify and commit what `writer` holds; `None` once the blob is in
+    /// the cache. Wrong bytes (discarded by the commit) get one more try
+    /// from scratch, not from the endpoints that served them: a new writer
+    /// is returned (unless the blob turned up meanwhile).
+    async fn commit(
+        &mut self,
+        writer: Box<dyn BlobWriter>,
+        endpoints: &[usize],
+    ) -> Result<Option<Box<dyn BlobWriter>>, Error> {
+        let (ctx, d) = (self.ctx, self.d);
+        ctx.reporter.blob_state(&d.digest, BlobState::Verifying);
+        let Err(e) = writer.commit().await else {
+            return Ok(None);
         };
         let again = match &e {
-            // Wrong bytes: they were discarded; one more try from scratch,
-            // not from a mirror that served them.
             CacheError::DigestMismatch { .. } => {
-                for i in &endpoints {
-                    client.give_up_on(*i);
+                for i in endpoints {
+                    ctx.client.give_up_on(*i);
                 }
-                !std::mem::replace(&mut started_over, true)
+                !std::mem::replace(&mut self.started_over, true)
             }
             // A short blob resumed above, before its commit.
             _ => false,
         };
         if !again {
-            return Err(cache_err(e));
+            return Err(ctx.cache_err(e));
         }
-        reporter.info(&format!("{}: {e}; trying again", d.digest.short()));
-        writer = match begin().await.map_err(cache_err)? {
-            Begin::Present => break,
-            Begin::Writer(w) => w,
-        };
+        ctx.reporter
+            .info(&format!("{}: {e}; trying again", d.digest.short()));
+        Ok(match self.begin().await? {
+            Begin::Present => None,
+            Begin::Writer(w) => Some(w),
+        })
     }
-    reporter.blob_done(&d.digest);
-    Ok(BlobOutcome {
-        digest: d.digest.clone(),
-        size: d.size,
-        cached: false,
-        fetched,
-    })
 }
 
 /// Whether the cached copy of `d` is intact (see [`CacheBackend::check`]);
@@ -352,10 +489,7 @@ async fn intact(ctx: &Ctx<'_>, d: &Descriptor) -> Result<bool, Error> {
         .cache
         .check(&d.digest)
         .await
-        .map_err(|source| Error::Cache {
-            registry: ctx.client.registry().to_string(),
-            source,
-        })?;
+        .map_err(|e| ctx.cache_err(e))?;
     if !ok {
         ctx.reporter.warn(&format!(
             "cached blob {} did not match its digest (changed on disk?); removed, downloading it again",
@@ -373,76 +507,96 @@ async fn download(
     writer: &mut dyn BlobWriter,
     tries: &Tries,
 ) -> (u64, Option<usize>, Result<(), Error>) {
-    let Ctx {
-        client,
-        repository,
-        reporter,
-        ..
-    } = *ctx;
-    let cache_err = |source: CacheError| Error::Cache {
-        registry: client.registry().to_string(),
-        source,
-    };
-    let offset = writer.offset();
-    if offset >= d.size {
+    if writer.offset() >= d.size {
         return (0, None, Ok(()));
     }
-    let (resp, endpoint) = match client
-        .blob_range(repository, &d.digest, offset, None, tries)
-        .await
-    {
+    let (resp, endpoint) = match request(ctx, d, writer, tries).await {
         Ok(r) => r,
-        Err(e) => return (0, None, Err(e.into())),
+        Err((endpoint, e)) => return (0, endpoint, Err(e)),
     };
-    let (resp, endpoint) = if offset > 0 && resumed_at(&resp, offset, d.size).is_none() {
-        if let Err(e) = writer.restart().await {
-            return (0, Some(endpoint), Err(cache_err(e)));
-        }
-        reporter.blob_state(&d.digest, crate::progress::BlobState::StartingOver);
-        if resp.status() == reqwest::StatusCode::OK {
-            // The whole blob: take it from byte 0.
-            (resp, endpoint)
-        } else {
-            // A range we did not ask for: ask again for everything.
-            drop(resp);
-            match client
-                .blob_range(repository, &d.digest, 0, None, tries)
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return (0, None, Err(e.into())),
-            }
-        }
-    } else {
-        (resp, endpoint)
+    let from = writer.offset();
+    if from > 0 {
+        ctx.reporter
+            .info(&format!("{}: resuming at byte {from}", d.digest.short()));
+        ctx.reporter
+            .blob_state(&d.digest, BlobState::Resuming { from });
+    }
+    if let Err(e) = check_length(ctx, d, &resp, endpoint, d.size - from) {
+        return (0, Some(endpoint), Err(e));
+    }
+    let (got, result) = receive(ctx, d, writer, endpoint, resp).await;
+    (got, Some(endpoint), result)
+}
+
+/// Ask for the blob from the writer's offset. When the server does not
+/// resume there, the writer starts over: a whole blob (`200`) is taken
+/// from byte 0, a range not asked for is asked for again from 0. A
+/// failure says the endpoint that answered, if one did.
+async fn request(
+    ctx: &Ctx<'_>,
+    d: &Descriptor,
+    writer: &mut dyn BlobWriter,
+    tries: &Tries,
+) -> Result<(reqwest::Response, usize), (Option<usize>, Error)> {
+    let offset = writer.offset();
+    let (resp, endpoint) = ctx
+        .client
+        .blob_range(ctx.repository, &d.digest, offset, None, tries)
+        .await
+        .map_err(|e| (None, Error::from(e)))?;
+    if offset == 0 || resumed_at(&resp, offset, d.size).is_some() {
+        return Ok((resp, endpoint));
+    }
+    writer
+        .restart()
+        .await
+        .map_err(|e| (Some(endpoint), ctx.cache_err(e)))?;
+    ctx.reporter.blob_state(&d.digest, BlobState::StartingOver);
+    if resp.status() == reqwest::StatusCode::OK {
+        // The whole blob: take it from byte 0.
+        return Ok((resp, endpoint));
+    }
+    // A range we did not ask for: ask again for everything.
+    drop(resp);
+    ctx.client
+        .blob_range(ctx.repository, &d.digest, 0, None, tries)
+        .await
+        .map_err(|e| (None, Error::from(e)))
+}
+
+/// Refuse an answer that announces other than the `expected` bytes, and
+/// the endpoint that sent it, before a byte is written.
+fn check_length(
+    ctx: &Ctx<'_>,
+    d: &Descriptor,
+    resp: &reqwest::Response,
+    endpoint: usize,
+    expected: u64,
+) -> Result<(), Error> {
+    let Some(found) = resp.content_length().filter(|n| *n != expected) else {
+        return Ok(());
     };
-    if writer.offset() > 0 {
-        reporter.info(&format!(
-            "{}: resuming at byte {}",
-            d.digest.short(),
-            writer.offset()
-        ));
-        reporter.blob_state(
-            &d.digest,
-            crate::progress::BlobState::Resuming {
-                from: writer.offset(),
-            },
-        );
+    ctx.client.give_up_on(endpoint);
+    Err(RegistryError::LengthMismatch {
+        registry: ctx.client.registry().to_string(),
+        url: crate::registry::shown_url(resp.url().as_str()),
+        digest: d.digest.clone(),
+        expected,
+        found,
     }
-    let url = crate::registry::shown_url(resp.url().as_str());
-    let expected = d.size - writer.offset();
-    if let Some(found) = resp.content_length().filter(|n| *n != expected) {
-        client.give_up_on(endpoint);
-        let e = RegistryError::LengthMismatch {
-            registry: client.registry().to_string(),
-            url,
-            digest: d.digest.clone(),
-            expected,
-            found,
-        };
-        return (0, Some(endpoint), Err(e.into()));
-    }
-    let mut body = client.body(endpoint, resp);
+    .into())
+}
+
+/// Stream the body of `resp` into `writer`: the bytes received, and how
+/// it ended.
+async fn receive(
+    ctx: &Ctx<'_>,
+    d: &Descriptor,
+    writer: &mut dyn BlobWriter,
+    endpoint: usize,
+    resp: reqwest::Response,
+) -> (u64, Result<(), Error>) {
+    let mut body = ctx.client.body(endpoint, resp);
     let mut got = 0;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -450,8 +604,8 @@ async fn download(
             Err(e) => {
                 // A mirror that drops us is not asked again: the next
                 // endpoint continues from here with Range.
-                client.give_up_on(endpoint);
-                return (got, Some(endpoint), Err(e.into()));
+                ctx.client.give_up_on(endpoint);
+                return (got, Err(e.into()));
             }
         };
         let n = chunk.len();
@@ -459,10 +613,10 @@ async fn download(
             l.take(n).await;
         }
         if let Err(e) = writer.write(chunk).await {
-            return (got, Some(endpoint), Err(cache_err(e)));
+            return (got, Err(ctx.cache_err(e)));
         }
         got += n as u64;
-        reporter.blob_progress(&d.digest, n as u64);
+        ctx.reporter.blob_progress(&d.digest, n as u64);
     }
-    (got, Some(endpoint), Ok(()))
+    (got, Ok(()))
 }

@@ -30,6 +30,7 @@ async fn plugin_catalog_is_pinned() {
         "registries/harbor",
         "registries/quay",
         "caches/local",
+        "caches/memory",
         "exporters/docker-archive",
         "exporters/oci",
         "exporters/oci-archive",

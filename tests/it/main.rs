@@ -14,6 +14,7 @@ mod errors;
 mod exporters;
 mod faults;
 mod hostile;
+mod layout;
 mod leaks;
 mod local;
 mod memory;
