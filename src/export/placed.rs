@@ -243,30 +243,28 @@ fn copy_range(src: &File, dst: &File, at: u64, size: u64) -> std::io::Result<()>
             done += n as u64;
         }
     }
-    let mut buf = vec![0u8; 1 << 20];
-    while done < size {
-        let want = (size - done).min(buf.len() as u64) as usize;
-        let n = src.read_at(&mut buf[..want], done)?;
-        if n == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("copied {done} of {size} bytes"),
-            ));
-        }
-        dst.write_all_at(&buf[..n], at + done)?;
-        done += n as u64;
-    }
-    Ok(())
+    buffered(|b, off| src.read_at(b, off), dst, at, done, size)
 }
 
 /// Write `size` bytes read from `src` into `dst` at `at` (a blob from a
 /// backend without local files).
 fn write_at(mut src: impl std::io::Read, dst: &File, at: u64, size: u64) -> std::io::Result<()> {
+    buffered(|b, _| src.read(b), dst, at, 0, size)
+}
+
+/// Copy bytes `done..size` through a buffer: `read(buf, offset)` fills
+/// from the source, each piece is written to `dst` at `at + offset`.
+fn buffered(
+    mut read: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+    dst: &File,
+    at: u64,
+    mut done: u64,
+    size: u64,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
     while done < size {
         let want = (size - done).min(buf.len() as u64) as usize;
-        let n = src.read(&mut buf[..want])?;
+        let n = read(&mut buf[..want], done)?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
