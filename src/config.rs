@@ -6,6 +6,7 @@
 //! Registry hostnames hold dots, which figment key paths cannot address, so
 //! `registries` is loaded as whole tables and never overridden from env.
 
+use crate::util::units::{Size, Span};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -42,29 +43,29 @@ pub struct Config {
     /// failed attempt: the download resumes with Range. Also bounds a wait
     /// for response headers.
     #[serde(default = "default_stall_timeout")]
-    pub stall_timeout: String,
+    pub stall_timeout: Span,
     /// A body slower than this (bytes per second, averaged over a
     /// `stall_timeout` window) counts as a failed attempt too; `0` turns
     /// the rule off. Lowered automatically under `limit_rate`.
     #[serde(default = "default_min_speed")]
-    pub min_speed: String,
+    pub min_speed: Size,
     /// Blobs bigger than this are fetched as parallel ranges of this size.
     #[serde(default = "default_chunk_size")]
-    pub chunk_size: String,
+    pub chunk_size: Size,
     /// Ranges of one blob fetched at once (1: never split a blob).
     #[serde(default = "default_max_chunks")]
     pub max_chunks: usize,
     /// A cap on the total download rate, bytes per second (`10M`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit_rate: Option<String>,
+    pub limit_rate: Option<Size>,
     /// The most bytes one layer may uncompress to in outputs that
     /// uncompress (rootfs, uncompressed and legacy docker-archives): a size,
     /// `auto` (100x the compressed size, at least 1 GiB) or `none`.
-    #[serde(default = "default_auto")]
-    pub max_layer_uncompressed: String,
+    #[serde(default)]
+    pub max_layer_uncompressed: crate::layer::Limit,
     /// Give up on a whole command after this long; none when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
+    pub timeout: Option<Span>,
     /// fsync a tar output (and its directory) when it is renamed into
     /// place, so it survives a power cut too. Off (as in `docker save` and
     /// skopeo): a failed or interrupted pull leaves no complete-looking file
@@ -181,20 +182,16 @@ impl std::fmt::Debug for RegistryConfig {
     }
 }
 
-fn default_stall_timeout() -> String {
-    "60s".into()
+fn default_stall_timeout() -> Span {
+    Span(std::time::Duration::from_secs(60))
 }
 
-fn default_auto() -> String {
-    "auto".into()
+fn default_min_speed() -> Size {
+    Size(1024)
 }
 
-fn default_min_speed() -> String {
-    "1KiB".into()
-}
-
-fn default_chunk_size() -> String {
-    "64MiB".into()
+fn default_chunk_size() -> Size {
+    Size(64 << 20)
 }
 
 fn default_max_chunks() -> usize {
@@ -206,9 +203,8 @@ impl Config {
     /// below what `limit_rate` leaves each stream (a capped pull is slow on
     /// purpose).
     pub fn min_speed(&self) -> u64 {
-        let size = |s: &str| crate::util::units::parse_size(s).unwrap_or(0);
-        let floor = size(&self.min_speed);
-        match self.limit_rate.as_deref().map(size) {
+        let floor = self.min_speed.0;
+        match self.limit_rate.map(|l| l.0) {
             Some(limit) => {
                 let streams = (self.max_concurrent_downloads * self.max_chunks).max(1) as u64;
                 floor.min(limit / streams / 2)
@@ -217,20 +213,19 @@ impl Config {
         }
     }
 
-    /// `max_layer_uncompressed` (checked when the config is loaded).
+    /// `max_layer_uncompressed`.
     pub fn layer_limit(&self) -> crate::layer::Limit {
-        crate::layer::Limit::parse(&self.max_layer_uncompressed).unwrap_or_default()
+        self.max_layer_uncompressed
     }
 
-    /// `timeout` as a duration (checked when the config is loaded).
+    /// `timeout`: none when unset.
     pub fn timeout(&self) -> Option<std::time::Duration> {
-        crate::util::units::parse_duration(self.timeout.as_deref()?).ok()
+        self.timeout.map(|t| t.0)
     }
 
-    /// `stall_timeout` as a duration (checked when the config is loaded).
+    /// `stall_timeout`.
     pub fn stall_timeout(&self) -> std::time::Duration {
-        crate::util::units::parse_duration(&self.stall_timeout)
-            .unwrap_or(std::time::Duration::from_secs(60))
+        self.stall_timeout.0
     }
 }
 
@@ -241,7 +236,7 @@ impl Default for Config {
             retries: 5,
             stall_timeout: default_stall_timeout(),
             min_speed: default_min_speed(),
-            max_layer_uncompressed: default_auto(),
+            max_layer_uncompressed: crate::layer::Limit::Auto,
             timeout: None,
             chunk_size: default_chunk_size(),
             max_chunks: default_max_chunks(),
@@ -380,37 +375,20 @@ impl Config {
         let mut cfg: Config = fig
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
-        match crate::util::units::parse_duration(&cfg.stall_timeout) {
-            Ok(d) if !d.is_zero() => {}
-            Ok(_) => {
-                return Err(ConfigError::Invalid(
-                    "stall_timeout must be above zero".into(),
-                ))
-            }
-            Err(e) => return Err(ConfigError::Invalid(format!("stall_timeout: {e}"))),
+        if cfg.stall_timeout.0.is_zero() {
+            return Err(ConfigError::Invalid(
+                "stall_timeout must be above zero".into(),
+            ));
         }
         for (key, value, min, least) in [
-            ("chunk_size", Some(&cfg.chunk_size), 1 << 20, "1MiB"),
-            ("min_speed", Some(&cfg.min_speed), 0, "0"),
-            ("limit_rate", cfg.limit_rate.as_ref(), 1024, "1KiB"),
+            ("chunk_size", Some(cfg.chunk_size), 1 << 20, "1MiB"),
+            ("limit_rate", cfg.limit_rate, 1024, "1KiB"),
         ] {
-            if let Some(v) = value {
-                match crate::util::units::parse_size(v) {
-                    Ok(n) if n >= min => {}
-                    Ok(_) => {
-                        return Err(ConfigError::Invalid(format!(
-                            "{key} = {v:?}: at least {least}"
-                        )))
-                    }
-                    Err(e) => return Err(ConfigError::Invalid(format!("{key}: {e}"))),
-                }
+            if let Some(Size(n)) = value.filter(|v| v.0 < min) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} = {n} bytes: at least {least}"
+                )));
             }
-        }
-        crate::layer::Limit::parse(&cfg.max_layer_uncompressed)
-            .map_err(|e| ConfigError::Invalid(format!("max_layer_uncompressed: {e}")))?;
-        if let Some(t) = &cfg.timeout {
-            crate::util::units::parse_duration(t)
-                .map_err(|e| ConfigError::Invalid(format!("timeout: {e}")))?;
         }
         if !(1..=16).contains(&cfg.max_chunks) {
             return Err(ConfigError::Invalid(format!(
@@ -587,6 +565,48 @@ mod tests {
         assert!(!cfg.sync_output);
         assert!(cfg.registries.contains_key("harbor.example.com"));
         assert!(cfg.caches.contains_key("local"));
+    }
+
+    /// Sizes and durations are read once into their types, as strings or
+    /// numbers; a value that is not one names the key, never the value.
+    #[test]
+    fn sizes_and_durations_are_typed_when_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "chunk_size = \"8MiB\"\nstall_timeout = 30\ntimeout = \"2m\"\nlimit_rate = \"10M\"\n\
+             max_layer_uncompressed = \"none\"\nmin_speed = 0\n",
+        )
+        .unwrap();
+        let cfg = Config::from_file(&p).unwrap();
+        assert_eq!(cfg.chunk_size, Size(8 << 20));
+        assert_eq!(cfg.stall_timeout(), std::time::Duration::from_secs(30));
+        assert_eq!(cfg.timeout(), Some(std::time::Duration::from_secs(120)));
+        assert_eq!(cfg.limit_rate, Some(Size(10_000_000)));
+        assert_eq!(cfg.layer_limit(), crate::layer::Limit::Unlimited);
+        assert_eq!(cfg.min_speed(), 0);
+        for (text, key) in [
+            ("chunk_size = \"lots-of-it\"\n", "`chunk_size`"),
+            ("stall_timeout = \"soon-ish\"\n", "`stall_timeout`"),
+            (
+                "max_layer_uncompressed = \"huge-ish\"\n",
+                "`max_layer_uncompressed`",
+            ),
+            ("limit_rate = \"10\"\n", "limit_rate"),
+            ("stall_timeout = 0\n", "stall_timeout"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = Config::from_file(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(key) && !e.contains("-ish") && !e.contains("lots"),
+                "{e}"
+            );
+        }
+        // The defaults survive a round trip through figment.
+        let d = Config::default();
+        assert_eq!(d.chunk_size, Size(64 << 20));
+        assert_eq!(d.layer_limit(), crate::layer::Limit::Auto);
     }
 
     #[test]

@@ -19,12 +19,11 @@
 //! temporary file beside the destination and renamed when complete.
 
 use crate::cache::BlobSource;
-use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::export::tar_out::write_tar;
-use crate::export::{
+use crate::export::{ExportContext, 
     blob_name, name_annotations, parent_dir, Destination, Entry, ExportError, ExportImage,
-    ExportManifest, Exporter, PlacedTar, Uncompressed,
+    ExportManifest, Exporter, LiveOutput, PlacedTar, Uncompressed,
 };
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{media, with_uncompressed_layers};
@@ -95,15 +94,15 @@ impl Exporter for DockerArchive {
 
     /// The default layout (compressed layers) is known from the manifests
     /// alone: the layers can be written into the tar as they download.
-    fn placed(
+    fn live(
         &self,
         images: &[ExportImage],
         dest: &Destination,
-    ) -> Result<Option<PlacedTar>, ExportError> {
-        let dest = dest.path()?;
+    ) -> Result<Option<Arc<dyn LiveOutput>>, ExportError> {
         if self.legacy || self.layers == LayerFormat::Uncompressed {
             return Ok(None);
         }
+        let dest = dest.path()?;
         let mut by_name = BTreeMap::new();
         for em in images.iter().flat_map(|i| &i.manifests) {
             for d in std::iter::once(&em.manifest.config).chain(&em.manifest.layers) {
@@ -122,7 +121,8 @@ impl Exporter for DockerArchive {
             dest: dest.to_path_buf(),
         };
         let entries = plan(&job, &|em| job.as_pulled(em))?;
-        PlacedTar::create(dest, DIRS, &entries, &|name| by_name.get(name).cloned())
+        let placed = PlacedTar::create(dest, DIRS, &entries, &|name| by_name.get(name).cloned())?;
+        Ok(placed.map(|p| Arc::new(p) as Arc<dyn LiveOutput>))
     }
 
     /// zstd layers as pulled: Docker before 23 (Debian 12's docker.io
@@ -149,10 +149,10 @@ impl Exporter for DockerArchive {
     async fn export(
         &self,
         images: &[ExportImage],
-        cache: &dyn CacheBackend,
         dest: &Destination,
-        _reporter: &dyn crate::progress::Reporter,
+        cx: &ExportContext<'_>,
     ) -> Result<(), ExportError> {
+        let cache = cx.cache;
         let dest = dest.path()?;
         let mut files = BTreeMap::new();
         for em in images.iter().flat_map(|i| &i.manifests) {

@@ -18,7 +18,7 @@
 use crate::cache::BlobSource;
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::export::{blob_name, name_annotations, Destination, ExportError, ExportImage, Exporter};
+use crate::export::{ExportContext, blob_name, name_annotations, Destination, ExportError, ExportImage, Exporter};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::media;
 use async_trait::async_trait;
@@ -58,10 +58,10 @@ impl Exporter for OciLayout {
     async fn export(
         &self,
         images: &[ExportImage],
-        cache: &dyn CacheBackend,
         dest: &Destination,
-        _reporter: &dyn crate::progress::Reporter,
+        cx: &ExportContext<'_>,
     ) -> Result<(), ExportError> {
+        let cache = cx.cache;
         let dest = dest.path()?;
         let plan = plan(images, cache).await?;
         let dest = dest.to_path_buf();

@@ -3,9 +3,8 @@
 //! layout in a temporary directory beside the destination, then written to
 //! a temporary tar that is renamed into place when complete.
 
-use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::export::{Destination, ExportError, ExportImage, Exporter, TarOut};
+use crate::export::{ExportContext, Destination, ExportError, ExportImage, Exporter, TarOut};
 use crate::plugins::exporters::oci::OciLayout;
 use async_trait::async_trait;
 use std::path::Path;
@@ -35,15 +34,14 @@ impl Exporter for OciArchive {
     async fn export(
         &self,
         images: &[ExportImage],
-        cache: &dyn CacheBackend,
         dest: &Destination,
-        reporter: &dyn crate::progress::Reporter,
+        cx: &ExportContext<'_>,
     ) -> Result<(), ExportError> {
         let dest = dest.path()?;
         let work = crate::export::temp::Dir::beside(dest, Some(".imgpull-oci-archive-"))?;
         let layout = work.path().join("layout");
         OciLayout
-            .export(images, cache, &Destination::Path(layout.clone()), reporter)
+            .export(images, &Destination::Path(layout.clone()), cx)
             .await?;
         let dest = dest.to_path_buf();
         tokio::task::spawn_blocking(move || tar_layout(&layout, &dest))

@@ -7,12 +7,10 @@
 //! renamed into place, so a failure leaves no directory that looks done.
 
 use crate::cache::BlobSource;
-use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::{Digest, Verifier};
 use crate::layer::{GuardError, LayerError, TarGuard};
-use crate::export::{Destination, ExportError, ExportImage, Exporter};
-use crate::progress::Reporter;
+use crate::export::{ExportContext, Destination, ExportError, ExportImage, Exporter};
 use crate::layer::unpack::{UnpackError, Unpacker};
 use async_trait::async_trait;
 use std::path::Path;
@@ -57,10 +55,10 @@ impl Exporter for Rootfs {
     async fn export(
         &self,
         images: &[ExportImage],
-        cache: &dyn CacheBackend,
         dest: &Destination,
-        reporter: &dyn Reporter,
+        cx: &ExportContext<'_>,
     ) -> Result<(), ExportError> {
+        let (cache, reporter) = (cx.cache, cx.reporter);
         let dest = dest.path()?;
         let ems: Vec<_> = images.iter().flat_map(|i| &i.manifests).collect();
         let [em] = ems.as_slice() else {

@@ -45,7 +45,7 @@ pub fn exit_code(e: &Error) -> i32 {
         | Error::Plugin(_)
         | Error::Usage(_) => exit::USAGE,
         Error::Credential(_) => exit::AUTH,
-        Error::Registry(r) => match r {
+        Error::Registry(r) | Error::Export(ExportError::Registry(r)) => match r {
             R::Unauthorized { .. } | R::Denied { .. } => exit::AUTH,
             R::NotFound { .. } => exit::NOT_FOUND,
             R::RateLimited { .. } => exit::RATE_LIMITED,

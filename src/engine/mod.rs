@@ -287,3 +287,31 @@ impl Engine {
         Ok((self.catalog.cache(name, &cfg)?, None))
     }
 }
+
+/// The engine's registry access for exporters: the origin of a reference's
+/// registry, connected as a pull connects to it.
+pub(crate) struct Registries<'a> {
+    pub engine: &'a Engine,
+    /// `--username`/`--password-stdin`, asked first as for pulls.
+    pub cli: Option<&'a dyn CredentialProvider>,
+}
+
+#[async_trait::async_trait]
+impl crate::export::Registries for Registries<'_> {
+    async fn client(
+        &self,
+        reference: &Reference,
+    ) -> Result<RegistryClient, crate::export::ExportError> {
+        use crate::export::ExportError;
+        let failed = |e: Error| match e {
+            Error::Registry(r) => ExportError::Registry(r),
+            other => ExportError::Invalid(other.to_string()),
+        };
+        let quirks = self.engine.quirks(reference).map_err(failed)?;
+        let reg_cfg = self.engine.config.registry(&reference.registry);
+        self.engine
+            .origin(reference, quirks.as_ref(), self.cli, &reg_cfg)
+            .await
+            .map_err(failed)
+    }
+}

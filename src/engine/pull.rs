@@ -186,7 +186,7 @@ impl Engine {
             self.reporter.warn(&w);
         }
         let dest = crate::export::Destination::Path(output.clone());
-        let placed = exporter.placed(&images, &dest)?.map(Arc::new);
+        let placed = exporter.live(&images, &dest)?;
         let tee = placed.clone().map(|out| TeeTo {
             out,
             only: opts.no_cache,
@@ -219,7 +219,16 @@ impl Engine {
             }
         };
         let report = merged_report(&prepared, &outcomes, &output, &cache.describe());
-        self.write_output(placed, exporter.as_ref(), &images, cache.as_ref(), &dest)
+        let registries = crate::engine::Registries {
+            engine: self,
+            cli: opts.cli_credentials.as_deref(),
+        };
+        let cx = crate::export::ExportContext {
+            cache: cache.as_ref(),
+            reporter: self.reporter.as_ref(),
+            registries: &registries,
+        };
+        self.write_output(placed, exporter.as_ref(), &images, &dest, &cx)
             .await?;
         Ok(report)
     }
@@ -228,32 +237,28 @@ impl Engine {
     /// written while downloading), or export everything from the cache.
     async fn write_output(
         &self,
-        placed: Option<Arc<crate::export::PlacedTar>>,
+        placed: Option<Arc<dyn crate::export::LiveOutput>>,
         exporter: &dyn crate::export::Exporter,
         images: &[ExportImage],
-        cache: &dyn CacheBackend,
         dest: &crate::export::Destination,
+        cx: &crate::export::ExportContext<'_>,
     ) -> Result<(), Error> {
-        match placed.map(Arc::try_unwrap) {
-            Some(Ok(placed)) => {
-                let (written, copied) = placed.finish(cache, dest.path()?).await?;
+        match placed {
+            Some(live) if Arc::strong_count(&live) == 1 => {
+                let (written, copied) = live.finish(cx.cache, dest).await?;
                 self.reporter.info(&format!(
                     "{dest}: {written} blobs written as they downloaded, {copied} copied from the cache"
                 ));
             }
             // Still shared (a bug): with a throwaway cache the blobs are
             // only in that output, so it cannot be written again.
-            Some(Err(shared)) => {
+            Some(shared) => {
                 shared.discard();
                 return Err(Error::Export(ExportError::Invalid(
                     "internal error: the output was still being written; nothing was saved".into(),
                 )));
             }
-            None => {
-                exporter
-                    .export(images, cache, dest, self.reporter.as_ref())
-                    .await?
-            }
+            None => exporter.export(images, dest, cx).await?,
         }
         Ok(())
     }

@@ -9,10 +9,12 @@ use crate::progress::Reporter;
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 
+pub mod live;
 pub mod placed;
 pub mod tar_out;
 pub mod temp;
 mod uncompress;
+pub use live::{LiveOutput, SlotId};
 pub use placed::PlacedTar;
 pub use tar_out::{Entry, TarOut};
 pub use uncompress::Uncompressed;
@@ -47,6 +49,27 @@ impl std::fmt::Display for Destination {
             Destination::Reference(r) => write!(f, "docker://{r}"),
         }
     }
+}
+
+/// What an exporter may use besides the images: the cache holding their
+/// blobs, where to report, and registries to write to.
+pub struct ExportContext<'a> {
+    pub cache: &'a dyn CacheBackend,
+    pub reporter: &'a dyn Reporter,
+    pub registries: &'a dyn Registries,
+}
+
+/// Registry access through the engine, for an exporter whose destination
+/// is a [`Destination::Reference`]: a client connected as pulls connect
+/// (TLS, proxies, the credentials configured for that registry), never
+/// sending them anywhere else.
+#[async_trait]
+pub trait Registries: Send + Sync {
+    /// A client for `reference`'s registry.
+    async fn client(
+        &self,
+        reference: &Reference,
+    ) -> Result<crate::registry::RegistryClient, ExportError>;
 }
 
 /// One pulled reference: one or several platform manifests, all of whose
@@ -88,6 +111,9 @@ pub enum ExportError {
     Invalid(String),
     #[error(transparent)]
     Unpack(#[from] crate::layer::unpack::UnpackError),
+    /// The registry an exporter writes to failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     /// A layer's uncompressed bytes do not hash to its diff_id.
     #[error("integrity error: layer {layer}: {source}")]
     DiffId {
@@ -151,13 +177,13 @@ pub trait Exporter: Send + Sync {
     /// An output laid out before the layers arrive (their sizes are in the
     /// manifests), so their bytes can go into it as they download: the
     /// engine fetches the layers of `images` with it, then calls
-    /// [`PlacedTar::finish`] instead of `export`. `Ok(None)` (the default):
+    /// [`LiveOutput::finish`] instead of `export`. `Ok(None)` (the default):
     /// `export` once everything is cached. Same contract on `dest`.
-    fn placed(
+    fn live(
         &self,
         images: &[ExportImage],
         dest: &Destination,
-    ) -> Result<Option<PlacedTar>, ExportError> {
+    ) -> Result<Option<std::sync::Arc<dyn LiveOutput>>, ExportError> {
         let _ = (images, dest);
         Ok(None)
     }
@@ -165,9 +191,8 @@ pub trait Exporter: Send + Sync {
     async fn export(
         &self,
         images: &[ExportImage],
-        cache: &dyn CacheBackend,
         dest: &Destination,
-        reporter: &dyn Reporter,
+        cx: &ExportContext<'_>,
     ) -> Result<(), ExportError>;
 
     /// What the person should know about how this output of `images` will

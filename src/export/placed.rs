@@ -11,15 +11,18 @@
 //! blocks are the file's zeros), and renamed into place only by `finish`;
 //! dropped unfinished, it is removed.
 
+use super::live::{LiveOutput, SlotId};
 use super::tar_out::header;
 use super::temp::file_beside as temp_beside;
-use super::{Entry, ExportError};
+use super::{Destination, Entry, ExportError};
 use crate::cache::{BlobSource, CacheBackend};
 use crate::oci::digest::Digest;
+use async_trait::async_trait;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 const BLOCK: u64 = 512;
 
@@ -33,14 +36,12 @@ struct Slot {
 }
 
 pub struct PlacedTar {
-    tmp: tempfile::NamedTempFile,
+    /// Taken by `finish`; dropped unfinished, it removes the file.
+    tmp: Mutex<Option<tempfile::NamedTempFile>>,
+    path: PathBuf,
     file: File,
     slots: Vec<Slot>,
 }
-
-/// A blob's place in a [`PlacedTar`], for the writer that fills it.
-#[derive(Clone, Copy, Debug)]
-pub struct SlotId(usize);
 
 fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK) * BLOCK
@@ -109,24 +110,41 @@ impl PlacedTar {
         for (at, data) in bytes {
             file.write_all_at(data, at).map_err(io)?;
         }
-        Ok(Some(PlacedTar { tmp, file, slots }))
+        Ok(Some(PlacedTar {
+            tmp: Mutex::new(Some(tmp)),
+            path,
+            file,
+            slots,
+        }))
     }
 
-    /// The temporary file (for messages).
-    pub fn path(&self) -> &Path {
-        self.tmp.path()
+    /// The temporary file and a handle on it, for the last step (once).
+    fn take(&self) -> Result<(tempfile::NamedTempFile, File), ExportError> {
+        let tmp = self.tmp.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let tmp =
+            tmp.ok_or_else(|| ExportError::Invalid("the output was finished already".into()))?;
+        let file = self
+            .file
+            .try_clone()
+            .map_err(|e| ExportError::io(&self.path, e))?;
+        Ok((tmp, file))
+    }
+}
+
+#[async_trait]
+impl LiveOutput for PlacedTar {
+    fn path(&self) -> &Path {
+        &self.path
     }
 
-    /// The place of `digest`'s bytes, if the output holds that blob.
-    pub fn slot(&self, digest: &Digest) -> Option<SlotId> {
+    fn slot(&self, digest: &Digest) -> Option<SlotId> {
         self.slots
             .iter()
             .position(|s| s.digest == *digest)
             .map(SlotId)
     }
 
-    /// Write `data` at `at` bytes into the blob's place (never past it).
-    pub fn write_at(&self, slot: SlotId, at: u64, data: &[u8]) -> std::io::Result<()> {
+    fn write_at(&self, slot: SlotId, at: u64, data: &[u8]) -> std::io::Result<()> {
         let s = &self.slots[slot.0];
         if at + data.len() as u64 > s.size {
             return Err(std::io::Error::new(
@@ -137,31 +155,28 @@ impl PlacedTar {
         self.file.write_all_at(data, s.offset + at)
     }
 
-    /// Every byte of the blob is in place and the cache verified them.
-    pub fn mark_filled(&self, slot: SlotId) {
+    fn mark_filled(&self, slot: SlotId) {
         self.slots[slot.0].filled.store(true, Ordering::Release);
     }
 
-    /// Start writing back what is written so far (see
-    /// [`crate::util::fs::start_writeback`]).
-    pub fn start_writeback(&self) {
+    /// See [`crate::util::fs::start_writeback`].
+    fn start_writeback(&self) {
         crate::util::fs::start_output_writeback(&self.file);
     }
 
-    /// Remove the temporary file now (a failed pull), even while a thread
-    /// still holds this output: nothing that looks like output is left.
-    pub fn discard(&self) {
-        let _ = std::fs::remove_file(self.tmp.path());
+    /// The temporary file goes now, even while a thread still holds this
+    /// output: nothing that looks like output is left.
+    fn discard(&self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 
-    /// Copy in the blobs that were not filled while downloading (from
-    /// `cache`), sync it if `sync_output` asks (see
-    /// [`crate::util::fs::sync_output`]) and rename it to `dest`. Says how
-    /// many blobs were written while downloading and how many were copied.
-    pub async fn finish(
-        self,
+    /// Copy in the blobs that were not filled while downloading, sync it
+    /// if `sync_output` asks (see [`crate::util::fs::sync_output`]) and
+    /// rename it to `dest`.
+    async fn finish(
+        &self,
         cache: &dyn CacheBackend,
-        dest: &Path,
+        dest: &Destination,
     ) -> Result<(usize, usize), ExportError> {
         let mut copies = Vec::new();
         for s in self
@@ -172,46 +187,48 @@ impl PlacedTar {
             copies.push((cache.source(&s.digest).await?, s.offset, s.size));
         }
         let counts = (self.slots.len() - copies.len(), copies.len());
-        let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || self.complete(copies, &dest))
+        let dest = dest.path()?.to_path_buf();
+        let parts = self.take()?;
+        tokio::task::spawn_blocking(move || complete(parts, copies, &dest))
             .await
             .map_err(|e| ExportError::Invalid(format!("export task failed: {e}")))??;
         Ok(counts)
     }
+}
 
-    fn complete(self, copies: Vec<(BlobSource, u64, u64)>, dest: &Path) -> Result<(), ExportError> {
-        let path = self.tmp.path().to_path_buf();
-        for (src, offset, size) in copies {
-            if crate::util::cancel::requested() {
-                return Err(ExportError::Invalid("interrupted".into()));
-            }
-            let len = src.size().map_err(|e| ExportError::io(src.name(), e))?;
-            if len != size {
-                return Err(ExportError::Invalid(format!(
-                    "{} is {len} bytes, expected {size} (a damaged cache? run `imgpull cache verify --repair`)",
-                    src.name().display()
-                )));
-            }
-            let copied = match &src {
-                BlobSource::File(p) => {
-                    File::open(p).and_then(|f| copy_range(&f, &self.file, offset, size))
-                }
-                BlobSource::Reader { .. } => src
-                    .open()
-                    .and_then(|r| write_at(r, &self.file, offset, size)),
-            };
-            copied.map_err(|e| ExportError::io(&path, e))?;
-            // The disk starts on this blob while the next one is copied.
-            self.start_writeback();
+/// Copy `copies` (source, offset, size) into the temporary file, then
+/// give it its name.
+fn complete(
+    (tmp, file): (tempfile::NamedTempFile, File),
+    copies: Vec<(BlobSource, u64, u64)>,
+    dest: &Path,
+) -> Result<(), ExportError> {
+    let path = tmp.path().to_path_buf();
+    for (src, offset, size) in copies {
+        if crate::util::cancel::requested() {
+            return Err(ExportError::Invalid("interrupted".into()));
         }
-        crate::util::fs::sync_output(&self.file).map_err(|e| ExportError::io(&path, e))?;
-        crate::util::fs::set_readable(&path).map_err(|e| ExportError::io(&path, e))?;
-        self.tmp
-            .persist(dest)
-            .map_err(|e| ExportError::io(dest, e.error))?;
-        crate::util::fs::sync_output_dir(&super::parent_dir(dest));
-        Ok(())
+        let len = src.size().map_err(|e| ExportError::io(src.name(), e))?;
+        if len != size {
+            return Err(ExportError::Invalid(format!(
+                "{} is {len} bytes, expected {size} (a damaged cache? run `imgpull cache verify --repair`)",
+                src.name().display()
+            )));
+        }
+        let copied = match &src {
+            BlobSource::File(p) => File::open(p).and_then(|f| copy_range(&f, &file, offset, size)),
+            BlobSource::Reader { .. } => src.open().and_then(|r| write_at(r, &file, offset, size)),
+        };
+        copied.map_err(|e| ExportError::io(&path, e))?;
+        // The disk starts on this blob while the next one is copied.
+        crate::util::fs::start_output_writeback(&file);
     }
+    crate::util::fs::sync_output(&file).map_err(|e| ExportError::io(&path, e))?;
+    crate::util::fs::set_readable(&path).map_err(|e| ExportError::io(&path, e))?;
+    tmp.persist(dest)
+        .map_err(|e| ExportError::io(dest, e.error))?;
+    crate::util::fs::sync_output_dir(&super::parent_dir(dest));
+    Ok(())
 }
 
 /// Copy all of `src` to `dst` at `at`: in the kernel (`copy_file_range`)
@@ -312,7 +329,7 @@ mod tests {
         placed.write_at(slot, 300, &blob[300..]).unwrap();
         placed.mark_filled(slot);
         let tmp = placed.path().to_path_buf();
-        placed.complete(Vec::new(), &dest).unwrap();
+        complete(placed.take().unwrap(), Vec::new(), &dest).unwrap();
         assert!(!tmp.exists());
         // The tar crate reads back exactly what was placed.
         let mut ar = tar::Archive::new(std::fs::File::open(&dest).unwrap());
@@ -384,7 +401,7 @@ mod tests {
                 copies.push((BlobSource::File(path.clone()), s.offset, s.size));
             }
         }
-        placed.complete(copies, &placed_at).unwrap();
+        complete(placed.take().unwrap(), copies, &placed_at).unwrap();
         assert_eq!(
             std::fs::read(&streamed).unwrap(),
             std::fs::read(&placed_at).unwrap()

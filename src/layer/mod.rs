@@ -63,6 +63,37 @@ pub enum Limit {
     Unlimited,
 }
 
+/// `auto`, `none` (or `unlimited`), or a size, in config and flags.
+impl<'de> serde::Deserialize<'de> for Limit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Limit, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Bytes(n) => Ok(Limit::Fixed(n)),
+            Written::Text(s) => Limit::parse(&s).map_err(|_| {
+                serde::de::Error::invalid_value(
+                    serde::de::Unexpected::Other("text it cannot read"),
+                    &"a size like 20GiB, \"auto\" or \"none\"",
+                )
+            }),
+        }
+    }
+}
+
+impl serde::Serialize for Limit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Limit::Auto => s.serialize_str("auto"),
+            Limit::Unlimited => s.serialize_str("none"),
+            Limit::Fixed(n) => s.serialize_str(&n.to_string()),
+        }
+    }
+}
+
 /// `auto`'s multiple of the compressed size, and its floor.
 pub const AUTO_RATIO: u64 = 100;
 pub const AUTO_FLOOR: u64 = 1 << 30;

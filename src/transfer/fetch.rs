@@ -5,7 +5,7 @@
 
 use crate::cache::BlobWriter;
 use crate::cache::{Begin, CacheBackend, CacheError};
-use crate::export::placed::SlotId;
+use crate::export::SlotId;
 use crate::oci::digest::Digest;
 use crate::oci::manifest::Descriptor;
 use crate::progress::{BlobState, Reporter};
@@ -30,17 +30,15 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// How `cfg` says blobs are downloaded (sizes were checked when the
-    /// config was loaded).
+    /// How `cfg` says blobs are downloaded.
     pub fn from_config(cfg: &crate::config::Config) -> FetchOptions {
-        let size = |s: &str| crate::util::units::parse_size(s).unwrap_or(0);
         FetchOptions {
             concurrency: cfg.max_concurrent_downloads,
             chunking: Chunking {
-                chunk_size: size(&cfg.chunk_size),
+                chunk_size: cfg.chunk_size.0,
                 max_chunks: cfg.max_chunks,
             },
-            limiter: cfg.limit_rate.as_deref().map(|r| RateLimiter::new(size(r))),
+            limiter: cfg.limit_rate.map(|r| RateLimiter::new(r.0)),
         }
     }
 }

@@ -1,12 +1,12 @@
 //! [`TeeWriter`]: a blob writer that also puts every byte into the blob's
-//! place in a [`PlacedTar`] output, on a thread of its own (so the copy
+//! place in a [`LiveOutput`] (a [`crate::export::PlacedTar`]), on a thread of its own (so the copy
 //! runs beside the hashing, not after it). The place counts as filled only
 //! when the cache verified the blob and every byte from 0 went both ways;
 //! otherwise the output's `finish` copies the blob from the cache, so a
 //! failure here costs time, never correctness.
 
 use crate::cache::{BlobWriter, CacheError};
-use crate::export::placed::{PlacedTar, SlotId};
+use crate::export::{LiveOutput, SlotId};
 use crate::oci::digest::{Digest, Verifier};
 use crate::transfer::hashing::{Gather, HashingFile, Sink};
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 pub struct TeeWriter {
     inner: Box<dyn BlobWriter>,
-    out: Arc<PlacedTar>,
+    out: Arc<dyn LiveOutput>,
     slot: SlotId,
     /// Pieces for the thread: (offset in the blob, bytes).
     tx: mpsc::Sender<(u64, Bytes)>,
@@ -39,7 +39,7 @@ impl TeeWriter {
     /// thread can be started.
     pub fn wrap(
         inner: Box<dyn BlobWriter>,
-        out: Arc<PlacedTar>,
+        out: Arc<dyn LiveOutput>,
         slot: SlotId,
     ) -> Box<dyn BlobWriter> {
         let (tx, mut rx) = mpsc::channel::<(u64, Bytes)>(DEPTH);
@@ -147,7 +147,7 @@ impl BlobWriter for TeeWriter {
 /// Where downloaded blobs also go, and whether the cache keeps them too.
 #[derive(Clone)]
 pub struct TeeTo {
-    pub out: Arc<PlacedTar>,
+    pub out: Arc<dyn LiveOutput>,
     /// A throwaway cache (`--no-cache`): a blob with a place in the output
     /// goes only there, hashed on its way, never into the cache.
     pub only: bool,
@@ -155,7 +155,7 @@ pub struct TeeTo {
 
 /// A blob's place in the output, as a [`Sink`].
 struct Place {
-    out: Arc<PlacedTar>,
+    out: Arc<dyn LiveOutput>,
     slot: SlotId,
     at: u64,
 }
@@ -195,7 +195,7 @@ impl PlaceWriter {
     /// `None` for a digest algorithm we cannot compute (the cache's
     /// writer then refuses it).
     pub fn new(
-        out: Arc<PlacedTar>,
+        out: Arc<dyn LiveOutput>,
         slot: SlotId,
         digest: &Digest,
         size: u64,
