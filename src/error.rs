@@ -7,11 +7,11 @@ use crate::catalog::PluginError;
 use crate::config::ConfigError;
 use crate::credentials::CredentialError;
 use crate::export::ExportError;
-use crate::oci::digest::Digest;
 use crate::oci::manifest::ManifestError;
-use crate::oci::platform::{Platform, PlatformParseError};
+use crate::oci::platform::PlatformParseError;
 use crate::oci::reference::ReferenceError;
 use crate::registry::RegistryError;
+use crate::resolve::NoMatch;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ pub enum Error {
         reference: String,
         source: ManifestError,
     },
-    #[error("{}: no image for platform {}; the image offers: {}", .0.reference, .0.wanted, list_platforms(&.0.available))]
+    #[error("{0}")]
     NoMatchingPlatform(Box<NoMatch>),
     #[error("{0}")]
     Usage(String),
@@ -57,6 +57,17 @@ pub enum Error {
     Hinted { source: Box<Error>, hint: String },
 }
 
+impl From<crate::resolve::ResolveError> for Error {
+    fn from(e: crate::resolve::ResolveError) -> Error {
+        use crate::resolve::ResolveError as R;
+        match e {
+            R::Registry(r) => Error::Registry(r),
+            R::Manifest { reference, source } => Error::Manifest { reference, source },
+            R::NoMatchingPlatform(m) => Error::NoMatchingPlatform(m),
+        }
+    }
+}
+
 impl From<crate::transfer::FetchError> for Error {
     fn from(e: crate::transfer::FetchError) -> Error {
         use crate::transfer::FetchError as F;
@@ -65,27 +76,6 @@ impl From<crate::transfer::FetchError> for Error {
             F::Cache { registry, source } => Error::Cache { registry, source },
         }
     }
-}
-
-/// What a multi-platform image offers when none matched.
-#[derive(Debug)]
-pub struct NoMatch {
-    pub reference: String,
-    pub wanted: Platform,
-    pub available: Vec<(Option<Platform>, Digest)>,
-}
-
-fn list_platforms(av: &[(Option<Platform>, Digest)]) -> String {
-    if av.is_empty() {
-        return "nothing".into();
-    }
-    av.iter()
-        .map(|(p, d)| match p {
-            Some(p) => format!("{p} ({})", d),
-            None => format!("(no platform) ({d})"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl Error {

@@ -3,11 +3,11 @@
 
 pub mod cached;
 
-use crate::error::{Error, NoMatch};
+use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError};
 use crate::oci::platform::{Matcher, Platform, Selection};
 use crate::oci::reference::Reference;
-use crate::registry::{FetchedManifest, MANIFEST_MAX};
+use crate::registry::{FetchedManifest, RegistryError, MANIFEST_MAX};
 use crate::resolve::cached::ManifestSource;
 
 /// The most bytes the manifests of one reference may total (an index and
@@ -22,6 +22,56 @@ pub struct Resolved {
     pub manifest: ImageManifest,
     /// The platform the index named for it; `None` for a single-image tag.
     pub platform: Option<Platform>,
+}
+
+/// Why a reference could not be resolved to image manifests.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{reference}: {source}")]
+    Manifest {
+        reference: String,
+        source: ManifestError,
+    },
+    #[error("{0}")]
+    NoMatchingPlatform(Box<NoMatch>),
+}
+
+use ResolveError as Error;
+
+/// What a multi-platform image offers when none matched.
+#[derive(Debug)]
+pub struct NoMatch {
+    pub reference: String,
+    pub wanted: Platform,
+    pub available: Vec<(Option<Platform>, Digest)>,
+}
+
+impl std::fmt::Display for NoMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: no image for platform {}; the image offers: {}",
+            self.reference,
+            self.wanted,
+            list_platforms(&self.available)
+        )
+    }
+}
+
+fn list_platforms(av: &[(Option<Platform>, Digest)]) -> String {
+    if av.is_empty() {
+        return "nothing".into();
+    }
+    av.iter()
+        .map(|(p, d)| match p {
+            Some(p) => format!("{p} ({})", d),
+            None => format!("(no platform) ({d})"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a reference resolved to: the document it names, and the images

@@ -7,7 +7,7 @@
 //!
 //! Bytes reach the thread through a [`Gather`]; at most [`DEPTH`] pieces
 //! wait for each thread (the memory a download may hold).
-//! [`HashingFile::settle`] waits until everything accepted is written and
+//! [`HashingWriter::settle`] waits until everything accepted is written and
 //! hashed.
 
 use crate::oci::digest::Verifier;
@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use tokio::sync::{mpsc, oneshot};
 
-/// Where a [`HashingFile`]'s bytes go: a file (the cache's partial), or a
+/// Where a [`HashingWriter`]'s bytes go: a file (the cache's partial), or a
 /// blob's place in an output.
 pub trait Sink: Send + 'static {
     /// Append `data`.
@@ -110,7 +110,7 @@ enum State<S> {
     Failed,
 }
 
-pub struct HashingFile<S: Sink = BufWriter<File>> {
+pub struct HashingWriter<S: Sink = BufWriter<File>> {
     state: State<S>,
     gather: Gather,
     held: u64,
@@ -121,7 +121,7 @@ pub struct HashingFile<S: Sink = BufWriter<File>> {
     early_writeback: bool,
 }
 
-impl<S: Sink> HashingFile<S> {
+impl<S: Sink> HashingWriter<S> {
     /// `verifier` has hashed what `file` already holds; `keep` (a locked
     /// file) stays open in the thread while it writes.
     pub fn new(
@@ -129,8 +129,8 @@ impl<S: Sink> HashingFile<S> {
         verifier: Verifier,
         keep: Option<File>,
         early_writeback: bool,
-    ) -> HashingFile<S> {
-        HashingFile {
+    ) -> HashingWriter<S> {
+        HashingWriter {
             held: verifier.len(),
             state: State::Idle(Box::new((file, verifier))),
             gather: Gather::default(),
@@ -283,7 +283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = BufWriter::new(File::create(&path).unwrap());
-        let mut h = HashingFile::new(file, Verifier::sha256(), None, true);
+        let mut h = HashingWriter::new(file, Verifier::sha256(), None, true);
         let mut all = Vec::new();
         for i in 0..2000u32 {
             // Mostly small chunks (gathered), now and then one that goes
@@ -312,7 +312,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = BufWriter::new(File::create(&path).unwrap());
-        let mut h = HashingFile::new(file, Verifier::sha256(), None, true);
+        let mut h = HashingWriter::new(file, Verifier::sha256(), None, true);
         h.write(vec![7u8; 600_000].into()).await.unwrap();
         h.restart(Verifier::sha256()).await.unwrap();
         h.write(Bytes::from_static(b"fresh")).await.unwrap();

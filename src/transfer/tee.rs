@@ -8,7 +8,7 @@
 use crate::cache::{BlobWriter, CacheError};
 use crate::export::{LiveOutput, SlotId};
 use crate::oci::digest::{Digest, Verifier};
-use crate::transfer::hashing::{Gather, HashingFile, Sink};
+use crate::transfer::hashing::{Gather, HashingWriter, Sink};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -185,7 +185,7 @@ impl Sink for Place {
 /// (on a thread of its own) and checked at `commit`: with a throwaway
 /// cache, storing it there too would be a second copy of every byte.
 pub struct PlaceWriter {
-    out: HashingFile<Place>,
+    out: HashingWriter<Place>,
     digest: Digest,
     size: u64,
     path: std::path::PathBuf,
@@ -204,7 +204,7 @@ impl PlaceWriter {
         let path = out.path().to_path_buf();
         let place = Place { out, slot, at: 0 };
         Some(PlaceWriter {
-            out: HashingFile::new(place, verifier, None, true),
+            out: HashingWriter::new(place, verifier, None, true),
             digest: digest.clone(),
             size,
             path,

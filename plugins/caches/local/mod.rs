@@ -33,7 +33,7 @@
 use crate::cache::{Begin, BlobInfo, BlobWriter, CacheBackend, CacheError, PartialInfo, ReadSeek};
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::{Digest, Verifier};
-use crate::transfer::hashing::HashingFile;
+use crate::transfer::hashing::HashingWriter;
 
 mod verified;
 use async_trait::async_trait;
@@ -177,7 +177,7 @@ impl CacheBackend for LocalCache {
             let m = PartialMeta { digest: digest.to_string(), size, source };
             std::fs::write(&meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&meta, e))?;
             let keep = lock.try_clone().map_err(|e| CacheError::io(&lock_path, e))?;
-            let out = HashingFile::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep), durable);
+            let out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep), durable);
             let files = Files { record, partial, meta, final_path, digest: digest.clone(), size, durable, _lock: lock };
             let w = LocalWriter { out, fresh, files };
             Ok(Begin::Writer(Box::new(w)))
@@ -400,7 +400,7 @@ impl CacheBackend for LocalCache {
 
 struct LocalWriter {
     /// The partial file, written and hashed on a thread of its own.
-    out: HashingFile,
+    out: HashingWriter,
     /// A verifier for a start from byte 0.
     fresh: Verifier,
     files: Files,
