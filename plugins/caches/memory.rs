@@ -11,7 +11,9 @@
 //! only once its bytes hash to it and its size matches. An interrupted
 //! download is not kept (nothing outlives the process to resume it).
 
-use crate::cache::{Begin, BlobInfo, BlobSource, BlobWriter, CacheBackend, CacheError, PartialInfo, ReadSeek};
+use crate::cache::{
+    Begin, BlobInfo, BlobSource, BlobWriter, CacheBackend, CacheError, PartialInfo, ReadSeek,
+};
 use crate::catalog::{Build, Kind, NoOptions, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::{Digest, Verifier};
 use async_trait::async_trait;
@@ -53,7 +55,8 @@ impl CacheBackend for MemoryCache {
         if self.get(digest).is_ok() {
             return Ok(Begin::Present);
         }
-        let verifier = Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
+        let verifier =
+            Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
         Ok(Begin::Writer(Box::new(MemoryWriter {
             blobs: self.blobs.clone(),
             digest: digest.clone(),
@@ -78,7 +81,12 @@ impl CacheBackend for MemoryCache {
     }
 
     async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
-        if let Some(e) = self.blobs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(digest) {
+        if let Some(e) = self
+            .blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(digest)
+        {
             e.1 = SystemTime::now();
         }
         Ok(())
@@ -101,7 +109,12 @@ impl CacheBackend for MemoryCache {
     }
 
     async fn remove(&self, digest: &Digest) -> Result<bool, CacheError> {
-        Ok(self.blobs.lock().unwrap_or_else(|e| e.into_inner()).remove(digest).is_some())
+        Ok(self
+            .blobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(digest)
+            .is_some())
     }
 
     async fn remove_partial(&self, _partial: &PartialInfo) -> Result<(), CacheError> {
@@ -135,7 +148,11 @@ impl BlobWriter for MemoryWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), CacheError> {
         let found = self.bytes.len() as u64 + chunk.len() as u64;
         if found > self.size {
-            return Err(CacheError::SizeMismatch { digest: self.digest.clone(), expected: self.size, found });
+            return Err(CacheError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected: self.size,
+                found,
+            });
         }
         self.verifier.update(&chunk);
         self.bytes.extend_from_slice(&chunk);
@@ -145,11 +162,18 @@ impl BlobWriter for MemoryWriter {
     async fn commit(self: Box<Self>) -> Result<(), CacheError> {
         let w = *self;
         if w.verifier.len() != w.size {
-            return Err(CacheError::SizeMismatch { digest: w.digest, expected: w.size, found: w.verifier.len() });
+            return Err(CacheError::SizeMismatch {
+                digest: w.digest,
+                expected: w.size,
+                found: w.verifier.len(),
+            });
         }
         let found = w.verifier.finish();
         if found != w.digest {
-            return Err(CacheError::DigestMismatch { expected: w.digest, found });
+            return Err(CacheError::DigestMismatch {
+                expected: w.digest,
+                found,
+            });
         }
         let mut blobs = w.blobs.lock().unwrap_or_else(|e| e.into_inner());
         blobs.insert(w.digest, (w.bytes.freeze(), SystemTime::now()));
@@ -178,11 +202,15 @@ mod tests {
     async fn only_a_matching_blob_is_visible() {
         let c = MemoryCache::default();
         let good = Digest::of(b"hello");
-        let Begin::Writer(mut w) = c.begin(&good, 5, "t").await.unwrap() else { panic!() };
+        let Begin::Writer(mut w) = c.begin(&good, 5, "t").await.unwrap() else {
+            panic!()
+        };
         w.write(Bytes::from_static(b"hellx")).await.unwrap();
         assert!(w.commit().await.is_err());
         assert_eq!(c.stat(&good).await.unwrap(), None);
-        let Begin::Writer(mut w) = c.begin(&good, 5, "t").await.unwrap() else { panic!() };
+        let Begin::Writer(mut w) = c.begin(&good, 5, "t").await.unwrap() else {
+            panic!()
+        };
         assert!(w.write(Bytes::from_static(b"hello!")).await.is_err());
         w.restart().await.unwrap();
         w.write(Bytes::from_static(b"hello")).await.unwrap();
@@ -190,6 +218,9 @@ mod tests {
         assert_eq!(c.read(&good).await.unwrap(), b"hello");
         assert_eq!(c.read_range(&good, 1, 3).await.unwrap(), b"ell");
         assert!(c.local_path(&good).unwrap().is_none());
-        assert!(matches!(c.begin(&good, 5, "t").await.unwrap(), Begin::Present));
+        assert!(matches!(
+            c.begin(&good, 5, "t").await.unwrap(),
+            Begin::Present
+        ));
     }
 }

@@ -21,9 +21,9 @@
 use crate::cache::BlobSource;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::export::tar_out::write_tar;
-use crate::export::{ExportContext, 
-    blob_name, name_annotations, parent_dir, Destination, Entry, ExportError, ExportImage,
-    ExportManifest, Exporter, LiveOutput, PlacedTar, Uncompressed,
+use crate::export::{
+    blob_name, name_annotations, parent_dir, Destination, Entry, ExportContext, ExportError,
+    ExportImage, ExportManifest, Exporter, LiveOutput, PlacedTar, Uncompressed,
 };
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{media, with_uncompressed_layers};

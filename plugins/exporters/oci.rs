@@ -18,7 +18,9 @@
 use crate::cache::BlobSource;
 use crate::cache::CacheBackend;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::export::{ExportContext, blob_name, name_annotations, Destination, ExportError, ExportImage, Exporter};
+use crate::export::{
+    blob_name, name_annotations, Destination, ExportContext, ExportError, ExportImage, Exporter,
+};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::media;
 use async_trait::async_trait;

@@ -4,7 +4,7 @@
 //! a temporary tar that is renamed into place when complete.
 
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::export::{ExportContext, Destination, ExportError, ExportImage, Exporter, TarOut};
+use crate::export::{Destination, ExportContext, ExportError, ExportImage, Exporter, TarOut};
 use crate::plugins::exporters::oci::OciLayout;
 use async_trait::async_trait;
 use std::path::Path;
@@ -54,12 +54,17 @@ fn tar_layout(layout: &Path, dest: &Path) -> Result<(), ExportError> {
     let mut out = TarOut::create(dest)?;
     match append_layout(&mut out.tar, layout) {
         Ok(()) => out.finish(dest),
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(ExportError::Invalid("interrupted".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            Err(ExportError::Invalid("interrupted".into()))
+        }
         Err(e) => Err(out.err(e)),
     }
 }
 
-fn append_layout<W: std::io::Write>(tar: &mut tar::Builder<W>, layout: &Path) -> std::io::Result<()> {
+fn append_layout<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    layout: &Path,
+) -> std::io::Result<()> {
     tar.mode(tar::HeaderMode::Deterministic);
     for f in ["oci-layout", "index.json"] {
         tar.append_path_with_name(layout.join(f), f)?;

@@ -8,10 +8,10 @@
 
 use crate::cache::BlobSource;
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::oci::digest::{Digest, Verifier};
-use crate::layer::{GuardError, LayerError, TarGuard};
-use crate::export::{ExportContext, Destination, ExportError, ExportImage, Exporter};
+use crate::export::{Destination, ExportContext, ExportError, ExportImage, Exporter};
 use crate::layer::unpack::{UnpackError, Unpacker};
+use crate::layer::{GuardError, LayerError, TarGuard};
+use crate::oci::digest::{Digest, Verifier};
 use async_trait::async_trait;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,7 +85,11 @@ impl Exporter for Rootfs {
     }
 }
 
-fn unpack(layers: &[(BlobSource, Digest)], dest: &Path, devices: bool) -> Result<Vec<String>, ExportError> {
+fn unpack(
+    layers: &[(BlobSource, Digest)],
+    dest: &Path,
+    devices: bool,
+) -> Result<Vec<String>, ExportError> {
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| ExportError::io(p, e)
@@ -105,10 +109,15 @@ fn unpack(layers: &[(BlobSource, Digest)], dest: &Path, devices: bool) -> Result
     unpacker.devices = devices;
     for (blob, diff_id) in layers {
         let layer_err = |e| ExportError::layer(diff_id, blob.name(), e);
-        let guarded = TarGuard::tar(crate::layer::open(blob).map_err(io(blob.name()))?, crate::layer::bound_for(blob));
+        let guarded = TarGuard::tar(
+            crate::layer::open(blob).map_err(io(blob.name()))?,
+            crate::layer::bound_for(blob),
+        );
         let mut stream = crate::layer::Hashing::new(guarded, Verifier::of(diff_id.algorithm()));
         match unpacker.apply(&mut stream) {
-            Err(UnpackError::Tar(e)) if GuardError::find(&e).is_some() => return Err(layer_err(LayerError::from_io(e))),
+            Err(UnpackError::Tar(e)) if GuardError::find(&e).is_some() => {
+                return Err(layer_err(LayerError::from_io(e)))
+            }
             r => r?,
         }
         let found = stream.finish().map_err(|e| match GuardError::find(&e) {
@@ -116,7 +125,10 @@ fn unpack(layers: &[(BlobSource, Digest)], dest: &Path, devices: bool) -> Result
             None => ExportError::io(blob.name(), e),
         })?;
         if found != *diff_id {
-            return Err(layer_err(LayerError::DiffIdMismatch { expected: diff_id.clone(), found }));
+            return Err(layer_err(LayerError::DiffIdMismatch {
+                expected: diff_id.clone(),
+                found,
+            }));
         }
     }
     // Before directory modes are applied: a failure here must leave a

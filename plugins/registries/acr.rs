@@ -43,7 +43,11 @@ impl RegistryQuirks for Acr {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "acr", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(
+        crate::catalog::Kind::Registry,
+        "acr",
+        cfg,
+    )?;
     Ok(Arc::new(Acr))
 }
 

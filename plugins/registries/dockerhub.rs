@@ -54,7 +54,11 @@ impl RegistryQuirks for DockerHub {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "dockerhub", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(
+        crate::catalog::Kind::Registry,
+        "dockerhub",
+        cfg,
+    )?;
     Ok(Arc::new(DockerHub))
 }
 

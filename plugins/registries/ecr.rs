@@ -53,7 +53,11 @@ impl RegistryQuirks for Ecr {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "ecr", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(
+        crate::catalog::Kind::Registry,
+        "ecr",
+        cfg,
+    )?;
     Ok(Arc::new(Ecr))
 }
 

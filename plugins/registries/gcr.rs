@@ -37,7 +37,11 @@ impl RegistryQuirks for Gcr {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "gcr", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(
+        crate::catalog::Kind::Registry,
+        "gcr",
+        cfg,
+    )?;
     Ok(Arc::new(Gcr))
 }
 

@@ -13,7 +13,11 @@ impl RegistryQuirks for Generic {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "generic", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(
+        crate::catalog::Kind::Registry,
+        "generic",
+        cfg,
+    )?;
     Ok(Arc::new(Generic))
 }
 

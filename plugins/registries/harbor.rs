@@ -29,7 +29,11 @@ impl RegistryQuirks for Harbor {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "harbor", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(
+        crate::catalog::Kind::Registry,
+        "harbor",
+        cfg,
+    )?;
     Ok(Arc::new(Harbor))
 }
 

@@ -28,7 +28,11 @@ impl RegistryQuirks for Quay {
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(crate::catalog::Kind::Registry, "quay", cfg)?;
+    crate::catalog::options::<crate::catalog::NoOptions>(
+        crate::catalog::Kind::Registry,
+        "quay",
+        cfg,
+    )?;
     Ok(Arc::new(Quay))
 }
 

@@ -113,7 +113,9 @@ inventory::submit! {
 }
 
 /// Run blocking filesystem work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, CacheError> + Send + 'static) -> Result<T, CacheError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, CacheError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| CacheError::io("<cache task>", std::io::Error::other(e)))?
@@ -143,18 +145,27 @@ impl CacheBackend for LocalCache {
     }
 
     async fn begin(&self, digest: &Digest, size: u64, source: &str) -> Result<Begin, CacheError> {
-        let verifier = Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
+        let verifier =
+            Verifier::new(digest).ok_or_else(|| CacheError::UnsupportedDigest(digest.clone()))?;
         let (dir, digest, source) = (self.dir.clone(), digest.clone(), source.to_string());
         let final_path = self.blob_file(&digest);
         let record = self.record_file(&digest);
         let durable = self.durable;
         blocking(move || {
             let (ingest, locks) = (dir.join("ingest"), dir.join("locks"));
-            for d in [&ingest, &locks, final_path.parent().expect("blob path has a parent")] {
+            for d in [
+                &ingest,
+                &locks,
+                final_path.parent().expect("blob path has a parent"),
+            ] {
                 LocalCache::ensure_dir(d)?;
             }
             let lock_path = locks.join(format!("{}.lock", digest.hex()));
-            let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
                 .map_err(|e| CacheError::io(&lock_path, e))?;
             lock.lock().map_err(|e| CacheError::io(&lock_path, e))?;
             if std::fs::metadata(&final_path).is_ok_and(|m| m.len() == size) {
@@ -162,23 +173,55 @@ impl CacheBackend for LocalCache {
             }
             let partial = ingest.join(format!("{}.partial", digest.hex()));
             let meta = ingest.join(format!("{}.json", digest.hex()));
-            let mut file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&partial)
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&partial)
                 .map_err(|e| CacheError::io(&partial, e))?;
             let mut verifier = verifier;
             let fresh = Verifier::new(&digest).expect("checked above");
-            let held = file.metadata().map_err(|e| CacheError::io(&partial, e))?.len();
+            let held = file
+                .metadata()
+                .map_err(|e| CacheError::io(&partial, e))?
+                .len();
             if held > size {
                 file.set_len(0).map_err(|e| CacheError::io(&partial, e))?;
             } else if held > 0 {
                 // Rehash what an earlier run received, so the digest covers the whole blob.
-                verifier.update_from(&mut file).map_err(|e| CacheError::io(&partial, e))?;
+                verifier
+                    .update_from(&mut file)
+                    .map_err(|e| CacheError::io(&partial, e))?;
             }
-            file.seek(SeekFrom::End(0)).map_err(|e| CacheError::io(&partial, e))?;
-            let m = PartialMeta { digest: digest.to_string(), size, source };
-            std::fs::write(&meta, serde_json::to_vec(&m).expect("meta serializes")).map_err(|e| CacheError::io(&meta, e))?;
-            let keep = lock.try_clone().map_err(|e| CacheError::io(&lock_path, e))?;
-            let out = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, file), verifier, Some(keep), durable);
-            let files = Files { record, partial, meta, final_path, digest: digest.clone(), size, durable, _lock: lock };
+            file.seek(SeekFrom::End(0))
+                .map_err(|e| CacheError::io(&partial, e))?;
+            let m = PartialMeta {
+                digest: digest.to_string(),
+                size,
+                source,
+            };
+            std::fs::write(&meta, serde_json::to_vec(&m).expect("meta serializes"))
+                .map_err(|e| CacheError::io(&meta, e))?;
+            let keep = lock
+                .try_clone()
+                .map_err(|e| CacheError::io(&lock_path, e))?;
+            let out = HashingWriter::new(
+                std::io::BufWriter::with_capacity(1 << 20, file),
+                verifier,
+                Some(keep),
+                durable,
+            );
+            let files = Files {
+                record,
+                partial,
+                meta,
+                final_path,
+                digest: digest.clone(),
+                size,
+                durable,
+                _lock: lock,
+            };
             let w = LocalWriter { out, fresh, files };
             Ok(Begin::Writer(Box::new(w)))
         })
@@ -205,7 +248,9 @@ impl CacheBackend for LocalCache {
         let p = self.blob_file(digest);
         match std::fs::File::open(&p) {
             Ok(f) => Ok(Box::new(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CacheError::Missing(digest.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(CacheError::Missing(digest.clone()))
+            }
             Err(e) => Err(CacheError::io(p, e)),
         }
     }
@@ -213,14 +258,23 @@ impl CacheBackend for LocalCache {
     async fn read(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
         let p = self.blob_file(digest);
         match tokio::fs::read(&p).await {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CacheError::Missing(digest.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(CacheError::Missing(digest.clone()))
+            }
             r => r.map_err(|e| CacheError::io(p, e)),
         }
     }
 
     async fn check(&self, digest: &Digest) -> Result<bool, CacheError> {
-        let (blob, record, digest) = (self.blob_file(digest), self.record_file(digest), digest.clone());
-        let lock = self.dir.join("locks").join(format!("{}.lock", digest.hex()));
+        let (blob, record, digest) = (
+            self.blob_file(digest),
+            self.record_file(digest),
+            digest.clone(),
+        );
+        let lock = self
+            .dir
+            .join("locks")
+            .join(format!("{}.lock", digest.hex()));
         blocking(move || {
             let mut file = match std::fs::File::open(&blob) {
                 Ok(f) => f,
@@ -228,7 +282,11 @@ impl CacheBackend for LocalCache {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
                 Err(e) => return Err(CacheError::io(&blob, e)),
             };
-            let look = |f: &std::fs::File| f.metadata().map(|m| verified::stamp(&m)).map_err(|e| CacheError::io(&blob, e));
+            let look = |f: &std::fs::File| {
+                f.metadata()
+                    .map(|m| verified::stamp(&m))
+                    .map_err(|e| CacheError::io(&blob, e))
+            };
             let before = look(&file)?;
             if verified::matches(&record, &before) {
                 // Recorded anew when only links moved its change time.
@@ -240,7 +298,8 @@ impl CacheBackend for LocalCache {
             // Hash what this open file holds; a write meanwhile (its look
             // changes) makes the result worthless.
             let mut v = Verifier::of(digest.algorithm());
-            v.update_from(&mut file).map_err(|e| CacheError::io(&blob, e))?;
+            v.update_from(&mut file)
+                .map_err(|e| CacheError::io(&blob, e))?;
             // (Another pull linking it meanwhile is no write.)
             if v.finish() == digest && verified::alike(&before, &look(&file)?) {
                 verified::write(&record, &before);
@@ -249,10 +308,16 @@ impl CacheBackend for LocalCache {
             // Wrong bytes under the name: gone, so nobody uses them — under
             // the digest's lock, and only the file that was hashed (not a
             // good copy another pull committed meanwhile).
-            let held = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock).map_err(|e| CacheError::io(&lock, e))?;
+            let held = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+                .map_err(|e| CacheError::io(&lock, e))?;
             held.lock().map_err(|e| CacheError::io(&lock, e))?;
             use std::os::unix::fs::MetadataExt;
-            let same = std::fs::metadata(&blob).is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
+            let same = std::fs::metadata(&blob)
+                .is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
             if same {
                 let _ = std::fs::remove_file(&record);
                 match std::fs::remove_file(&blob) {
@@ -297,12 +362,19 @@ impl CacheBackend for LocalCache {
         // Pieces of chunked downloads that no process is writing (a killed
         // run's): the partial holds what was appended, the rest is fetched
         // again.
-        let (chunks, locks) = (self.dir.join("ingest").join("chunks"), self.dir.join("locks"));
+        let (chunks, locks) = (
+            self.dir.join("ingest").join("chunks"),
+            self.dir.join("locks"),
+        );
         blocking(move || {
-            let Ok(rd) = std::fs::read_dir(&chunks) else { return Ok(()) };
+            let Ok(rd) = std::fs::read_dir(&chunks) else {
+                return Ok(());
+            };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let Some((hex, _)) = name.split_once('-') else { continue };
+                let Some((hex, _)) = name.split_once('-') else {
+                    continue;
+                };
                 let free = std::fs::File::open(locks.join(format!("{hex}.lock")))
                     .map(|f| f.try_lock().is_ok())
                     .unwrap_or(true);
@@ -328,10 +400,16 @@ impl CacheBackend for LocalCache {
                 };
                 for e in rd.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    let Ok(digest) = format!("{alg}:{name}").parse::<Digest>() else { continue };
+                    let Ok(digest) = format!("{alg}:{name}").parse::<Digest>() else {
+                        continue;
+                    };
                     let Ok(m) = e.metadata() else { continue };
                     let last_use = verified::last_use(&m, &records.join(&name));
-                    out.push(BlobInfo { digest, size: m.len(), last_use });
+                    out.push(BlobInfo {
+                        digest,
+                        size: m.len(),
+                        last_use,
+                    });
                 }
             }
             out.sort_by(|a, b| a.digest.cmp(&b.digest));
@@ -344,14 +422,21 @@ impl CacheBackend for LocalCache {
         let dir = self.dir.join("ingest");
         blocking(move || {
             let mut out = Vec::new();
-            let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(out) };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                return Ok(out);
+            };
             for e in rd.flatten() {
                 let path = e.path();
                 if path.extension().is_none_or(|x| x != "partial") {
                     continue;
                 }
-                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                let meta: Option<PartialMeta> = std::fs::read(path.with_extension("json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let meta: Option<PartialMeta> = std::fs::read(path.with_extension("json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
                 let m = e.metadata().ok();
                 out.push(PartialInfo {
                     digest: format!("sha256:{stem}").parse().ok(),
@@ -441,7 +526,10 @@ impl BlobWriter for LocalWriter {
 
     async fn restart(&mut self) -> Result<(), CacheError> {
         let fresh = self.fresh.clone();
-        self.out.restart(fresh).await.map_err(|e| CacheError::io(&self.files.partial, e))
+        self.out
+            .restart(fresh)
+            .await
+            .map_err(|e| CacheError::io(&self.files.partial, e))
     }
 
     async fn write(&mut self, chunk: bytes::Bytes) -> Result<(), CacheError> {
@@ -450,32 +538,53 @@ impl BlobWriter for LocalWriter {
             let _ = self.out.settle().await;
             let f = &self.files;
             f.discard();
-            return Err(CacheError::SizeMismatch { digest: f.digest.clone(), expected: f.size, found });
+            return Err(CacheError::SizeMismatch {
+                digest: f.digest.clone(),
+                expected: f.size,
+                found,
+            });
         }
-        self.out.write(chunk).await.map_err(|e| CacheError::io(&self.files.partial, e))
+        self.out
+            .write(chunk)
+            .await
+            .map_err(|e| CacheError::io(&self.files.partial, e))
     }
 
     async fn commit(self: Box<Self>) -> Result<(), CacheError> {
         let w = *self;
-        let (file, verifier) = w.out.into_parts().await.map_err(|e| CacheError::io(&w.files.partial, e))?;
+        let (file, verifier) = w
+            .out
+            .into_parts()
+            .await
+            .map_err(|e| CacheError::io(&w.files.partial, e))?;
         let w = w.files;
         blocking(move || {
-            let file = file.into_inner().map_err(|e| CacheError::io(&w.partial, e.into_error()))?;
+            let file = file
+                .into_inner()
+                .map_err(|e| CacheError::io(&w.partial, e.into_error()))?;
             if verifier.len() != w.size {
                 // Short: keep the prefix for a later resume.
-                return Err(CacheError::SizeMismatch { digest: w.digest.clone(), expected: w.size, found: verifier.len() });
+                return Err(CacheError::SizeMismatch {
+                    digest: w.digest.clone(),
+                    expected: w.size,
+                    found: verifier.len(),
+                });
             }
             let found = verifier.finish();
             if found != w.digest {
                 w.discard();
-                return Err(CacheError::DigestMismatch { expected: w.digest.clone(), found });
+                return Err(CacheError::DigestMismatch {
+                    expected: w.digest.clone(),
+                    found,
+                });
             }
             if w.durable {
                 file.sync_all().map_err(|e| CacheError::io(&w.partial, e))?;
             }
             drop(file);
             crate::util::fs::set_readable(&w.partial).map_err(|e| CacheError::io(&w.partial, e))?;
-            std::fs::rename(&w.partial, &w.final_path).map_err(|e| CacheError::io(&w.final_path, e))?;
+            std::fs::rename(&w.partial, &w.final_path)
+                .map_err(|e| CacheError::io(&w.final_path, e))?;
             let _ = std::fs::remove_file(&w.meta);
             if let Ok(m) = std::fs::metadata(&w.final_path) {
                 verified::write(&w.record, &verified::stamp(&m));

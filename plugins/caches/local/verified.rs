@@ -39,7 +39,10 @@ pub fn alike(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    let (x, y): (Vec<&str>, Vec<&str>) = (a.split_whitespace().collect(), b.split_whitespace().collect());
+    let (x, y): (Vec<&str>, Vec<&str>) = (
+        a.split_whitespace().collect(),
+        b.split_whitespace().collect(),
+    );
     x.len() == 5 && y.len() == 5 && x[..3] == y[..3] && x[4] != y[4]
 }
 
@@ -104,13 +107,19 @@ mod tests {
         assert!(matches(&rec, &look()), "a use is no change");
         let linked = dir.path().join("link");
         std::fs::hard_link(&blob, &linked).unwrap();
-        assert!(matches(&rec, &look()), "a link moves the change time and the link count");
+        assert!(
+            matches(&rec, &look()),
+            "a link moves the change time and the link count"
+        );
         write(&rec, &look());
         let mtime = std::fs::metadata(&blob).unwrap().modified().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
         std::fs::write(&linked, b"xyz").unwrap();
         let f = std::fs::File::options().append(true).open(&blob).unwrap();
         f.set_modified(mtime).unwrap();
-        assert!(!matches(&rec, &look()), "same size, new bytes, mtime put back");
+        assert!(
+            !matches(&rec, &look()),
+            "same size, new bytes, mtime put back"
+        );
     }
 }

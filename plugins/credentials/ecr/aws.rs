@@ -11,8 +11,8 @@
 //! `~/.aws/config` roles, SSO and `credential_process`.
 
 use crate::credentials::cloud::{hex, http};
-use crate::util::time;
 use crate::util::secret::Secret;
+use crate::util::time;
 use ring::hmac;
 use sha2::{Digest as _, Sha256};
 use std::path::PathBuf;
@@ -184,7 +184,8 @@ async fn imds() -> Result<Option<AwsCredentials>, String> {
     if !token.status().is_success() {
         return Ok(None);
     }
-    let token = String::from_utf8_lossy(&crate::credentials::cloud::body(token).await?).into_owned();
+    let token =
+        String::from_utf8_lossy(&crate::credentials::cloud::body(token).await?).into_owned();
     let get = |path: String| {
         client
             .get(format!("{base}{path}"))
@@ -197,7 +198,8 @@ async fn imds() -> Result<Option<AwsCredentials>, String> {
     if !roles.status().is_success() {
         return Ok(None);
     }
-    let roles = String::from_utf8_lossy(&crate::credentials::cloud::body(roles).await?).into_owned();
+    let roles =
+        String::from_utf8_lossy(&crate::credentials::cloud::body(roles).await?).into_owned();
     let Some(role) = roles.lines().next().filter(|r| !r.is_empty()) else {
         return Ok(None);
     };

@@ -13,10 +13,10 @@
 pub mod aws;
 
 use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
-use crate::util::time;
 use crate::credentials::{Credential, CredentialError, CredentialProvider};
 use crate::plugins::registries::ecr::parse_host;
 use crate::util::secret::Secret;
+use crate::util::time;
 use async_trait::async_trait;
 use base64::Engine as _;
 use std::collections::HashMap;
@@ -35,7 +35,8 @@ pub struct Ecr {
 /// Tokens by registry, with their expiry (seconds since the epoch), shared
 /// by every provider in the process (one is built per connection).
 fn tokens() -> &'static Mutex<HashMap<String, (Credential, u64)>> {
-    static TOKENS: std::sync::OnceLock<Mutex<HashMap<String, (Credential, u64)>>> = std::sync::OnceLock::new();
+    static TOKENS: std::sync::OnceLock<Mutex<HashMap<String, (Credential, u64)>>> =
+        std::sync::OnceLock::new();
     TOKENS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -146,7 +147,9 @@ impl CredentialProvider for Ecr {
             .await
             .map_err(|m| self.invalid(m))?;
         let status = resp.status();
-        let text = crate::credentials::cloud::body(resp).await.map_err(|e| self.invalid(e))?;
+        let text = crate::credentials::cloud::body(resp)
+            .await
+            .map_err(|e| self.invalid(e))?;
         if !status.is_success() {
             let detail = crate::registry::summarize_body(status.as_u16(), &text);
             return Err(self.invalid(format!(

@@ -3,8 +3,8 @@
 //! `authorized_user` file (refresh token) — or from `gcloud`.
 
 use crate::credentials::cloud::http;
-use crate::util::time;
 use crate::util::secret::Secret;
+use crate::util::time;
 use base64::Engine as _;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
