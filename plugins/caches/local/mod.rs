@@ -92,6 +92,45 @@ struct Options {
     durable: Option<bool>,
 }
 
+/// The digest's lock file, opened and locked (waits while another process
+/// writes the same blob).
+fn lock_file(path: &Path) -> Result<std::fs::File, CacheError> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| CacheError::io(path, e))?;
+    lock.lock().map_err(|e| CacheError::io(path, e))?;
+    Ok(lock)
+}
+
+/// The partial download at `path`, positioned at its end for appending:
+/// what an earlier run received is rehashed into `verifier` (so the digest
+/// covers the whole blob), or dropped when it is longer than the blob.
+fn open_partial(
+    path: &Path,
+    size: u64,
+    verifier: &mut Verifier,
+) -> Result<std::fs::File, CacheError> {
+    let io = |e| CacheError::io(path, e);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    let held = file.metadata().map_err(io)?.len();
+    if held > size {
+        file.set_len(0).map_err(io)?;
+    } else if held > 0 {
+        verifier.update_from(&mut file).map_err(io)?;
+    }
+    file.seek(SeekFrom::End(0)).map_err(io)?;
+    Ok(file)
+}
+
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
     let o: Options = crate::catalog::options(Kind::Cache, "local", cfg)?;
     let mut cache = LocalCache::new(o.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)));
@@ -161,41 +200,15 @@ impl CacheBackend for LocalCache {
                 LocalCache::ensure_dir(d)?;
             }
             let lock_path = locks.join(format!("{}.lock", digest.hex()));
-            let lock = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(|e| CacheError::io(&lock_path, e))?;
-            lock.lock().map_err(|e| CacheError::io(&lock_path, e))?;
+            let lock = lock_file(&lock_path)?;
             if std::fs::metadata(&final_path).is_ok_and(|m| m.len() == size) {
                 return Ok(Begin::Present);
             }
             let partial = ingest.join(format!("{}.partial", digest.hex()));
             let meta = ingest.join(format!("{}.json", digest.hex()));
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&partial)
-                .map_err(|e| CacheError::io(&partial, e))?;
             let mut verifier = verifier;
+            let file = open_partial(&partial, size, &mut verifier)?;
             let fresh = Verifier::new(&digest).expect("checked above");
-            let held = file
-                .metadata()
-                .map_err(|e| CacheError::io(&partial, e))?
-                .len();
-            if held > size {
-                file.set_len(0).map_err(|e| CacheError::io(&partial, e))?;
-            } else if held > 0 {
-                // Rehash what an earlier run received, so the digest covers the whole blob.
-                verifier
-                    .update_from(&mut file)
-                    .map_err(|e| CacheError::io(&partial, e))?;
-            }
-            file.seek(SeekFrom::End(0))
-                .map_err(|e| CacheError::io(&partial, e))?;
             let m = PartialMeta {
                 digest: digest.to_string(),
                 size,
