@@ -1,4 +1,4 @@
-//! `imgpull cache …`: renders what `cache_ops` finds.
+//! `imgpull cache …`: renders what `cache::ops` finds.
 
 use super::args::{CacheArgs, CacheCommand, Global};
 use super::errors::exit;

@@ -1,7 +1,10 @@
-//! What the cloud credential providers share: AWS SigV4 and the AWS
-//! credential chain ([`aws`]), Google service-account token exchange
-//! ([`google`]), and UTC timestamps ([`time`]). No SDKs: a few signed
-//! HTTPS requests are all a registry login needs.
+//! What the cloud credential providers share: an HTTP client for cloud
+//! APIs (short timeouts, no redirects, the global `ca_file` trusted) and
+//! bounded answers. The clouds' own protocols live with the plugins that
+//! speak them: AWS SigV4 and its credential chain in
+//! `plugins/credentials/ecr/aws.rs`, Google's token exchange in
+//! `plugins/credentials/gcr/google.rs`. No SDKs: a few signed HTTPS
+//! requests are all a registry login needs.
 
 /// Extra CA certificates (PEM) every cloud API client trusts: the global
 /// `ca_file` (a corporate TLS proxy's CA reaches cloud APIs as it reaches

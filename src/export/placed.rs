@@ -1,7 +1,7 @@
 //! A tar output whose layout is fixed before its blobs arrive: every
 //! entry's size is known from the manifests, so every header and every
 //! blob has its offset from the start. Blobs are written into their places
-//! while they download ([`crate::transfer::tee::TeeWriter`]), and [`PlacedTar::finish`]
+//! while they download ([`crate::transfer::tee::TeeWriter`]), and [`LiveOutput::finish`]
 //! only copies the ones that did not come that way (cached, resumed) —
 //! a cold pull writes its output in the same pass as its cache, instead of
 //! copying every byte again once the last layer is verified.

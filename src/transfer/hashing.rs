@@ -25,7 +25,7 @@ pub trait Sink: Send + 'static {
     fn complete(&mut self) -> std::io::Result<()>;
     /// Forget everything put so far (the next byte is byte 0 again).
     fn clear(&mut self) -> std::io::Result<()>;
-    /// Start writing back what is written (see `fsutil::start_writeback`).
+    /// Start writing back what is written (see `util::fs::start_writeback`).
     fn start_writeback(&mut self);
 }
 
