@@ -2,10 +2,12 @@
 //!
 //! The second implementation of [`CacheBackend`], with no local files: it
 //! answers no `local_path`, so everything that reads from a cache reads
-//! through `open`/`source`, and the exporter and pull tests run on it
-//! (`cache = "memory"`, or `IMGPULL_CACHE=memory`). Meant for tests and
+//! through `open`/`source` (`cache = "memory"`, or
+//! `IMGPULL_CACHE=memory`). Meant for tests and
 //! for small images that must not touch the disk besides their output;
 //! every byte of every blob of a pull is held in RAM until it ends.
+//! `IMGPULL_TEST_CACHE=memory` runs the exporter and pull suites on it
+//! (scripts/test does).
 //!
 //! The same rule as every backend: a blob becomes visible under its digest
 //! only once its bytes hash to it and its size matches. An interrupted
@@ -52,7 +54,8 @@ impl CacheBackend for MemoryCache {
     }
 
     async fn begin(&self, digest: &Digest, size: u64, _source: &str) -> Result<Begin, CacheError> {
-        if self.get(digest).is_ok() {
+        // Held with the size asked for: as the local cache answers.
+        if self.get(digest).is_ok_and(|b| b.len() as u64 == size) {
             return Ok(Begin::Present);
         }
         let verifier =

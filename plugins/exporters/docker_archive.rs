@@ -98,6 +98,7 @@ impl Exporter for DockerArchive {
         &self,
         images: &[ExportImage],
         dest: &Destination,
+        _cx: &ExportContext<'_>,
     ) -> Result<Option<Arc<dyn LiveOutput>>, ExportError> {
         if self.legacy || self.layers == LayerFormat::Uncompressed {
             return Ok(None);
@@ -190,7 +191,7 @@ struct Job {
 struct LayerFile {
     digest: Digest,
     size: u64,
-    path: BlobSource,
+    source: BlobSource,
     /// The diff_id (uncompressed outputs only).
     diff_id: Option<Digest>,
 }
@@ -208,7 +209,7 @@ impl Job {
             .map(|l| LayerFile {
                 digest: l.digest.clone(),
                 size: l.size,
-                path: self.file(&l.digest),
+                source: self.file(&l.digest),
                 diff_id: None,
             })
             .collect()
@@ -243,13 +244,13 @@ impl Job {
                         Some((path, size)) => LayerFile {
                             digest: diff_id.clone().expect("looked up by it"),
                             size,
-                            path: BlobSource::File(path.to_path_buf()),
+                            source: BlobSource::File(path.to_path_buf()),
                             diff_id,
                         },
                         None => LayerFile {
                             digest: l.digest.clone(),
                             size: l.size,
-                            path: self.file(&l.digest),
+                            source: self.file(&l.digest),
                             diff_id,
                         },
                     }
@@ -327,7 +328,7 @@ fn push_blobs(
         entries.push(Entry::File {
             name: blob_name(&config.digest),
             size: config.size,
-            path: job.file(&config.digest),
+            source: job.file(&config.digest),
         });
     }
     for l in layers {
@@ -335,7 +336,7 @@ fn push_blobs(
             entries.push(Entry::File {
                 name: blob_name(&l.digest),
                 size: l.size,
-                path: l.path.clone(),
+                source: l.source.clone(),
             });
         }
     }
@@ -470,7 +471,7 @@ fn legacy_plan(
                 entries.push(Entry::File {
                     name: config_name.clone(),
                     size: m.config.size,
-                    path: config_path.clone(),
+                    source: config_path.clone(),
                 });
             }
             let layers = layers_of(em);
@@ -554,7 +555,7 @@ fn layer_dir(id: &str, description: Vec<u8>, l: &LayerFile) -> [Entry; 3] {
         Entry::File {
             name: format!("{id}/layer.tar"),
             size: l.size,
-            path: l.path.clone(),
+            source: l.source.clone(),
         },
     ]
 }

@@ -149,11 +149,12 @@ pub struct PartialInfo {
 ///
 /// Contract:
 /// - `stat` returns the size of a complete, committed blob, or `None`.
-/// - `begin` waits while another process writes the same digest, and
-///   answers `Present` if that one committed it. Otherwise its writer holds
-///   the digest's lock until it is committed or dropped; dropping it without
-///   `commit` keeps the bytes received as a partial for the next writer
-///   (resume), never under the digest name.
+/// - `begin` answers `Present` when the blob is committed with that size.
+///   A backend shared between processes waits while another one writes the
+///   same digest (its writer holds the digest's lock until it is committed
+///   or dropped). Dropping a writer without `commit` never leaves the bytes
+///   under the digest name; a backend that can keeps them as a partial for
+///   the next writer (resume), and `offset` says how many it holds.
 /// - `open` reads a committed blob from its start; a backend with local
 ///   files also answers `local_path` (a file holding exactly the blob's
 ///   bytes, valid for the rest of the pull), which exporters use as a fast

@@ -50,11 +50,11 @@ pub async fn verify(
     let blobs = cache.list().await?;
     let mut bad = Vec::new();
     for b in &blobs {
-        let mut blob = cache.open(&b.digest).await?;
+        let blob = cache.source(&b.digest).await?;
         let digest = b.digest.clone();
         let found = tokio::task::spawn_blocking(move || {
-            crate::oci::digest::hash_reader(&mut blob, &digest)
-                .map_err(|e| CacheError::io(digest.to_string(), e))
+            let io = |e| CacheError::io(blob.name(), e);
+            crate::oci::digest::hash_reader(&mut blob.open().map_err(io)?, &digest).map_err(io)
         })
         .await
         .map_err(|e| CacheError::io("<verify task>", std::io::Error::other(e)))??;

@@ -211,10 +211,15 @@ fn partial_max_age(engine: &crate::engine::Engine) -> Result<Duration, Error> {
         .get(&cfg.cache)
         .and_then(|t| t.get("partial_max_age"))
     {
-        Some(v) => v
-            .as_str()
-            .ok_or_else(|| Error::Usage("partial_max_age must be a string like \"7d\"".into()))
-            .and_then(|s| crate::util::units::parse_duration(s).map_err(Error::Usage)),
+        // Read as the plugin reads it (a `Span`), naming the key, not the value.
+        Some(v) => <crate::util::units::Span as serde::Deserialize>::deserialize(v.clone())
+            .map(|s| s.0)
+            .map_err(|_| {
+                Error::Usage(format!(
+                    "caches.{}.partial_max_age: expected a duration like 7d or 90s",
+                    cfg.cache
+                ))
+            }),
         None => Ok(Duration::from_secs(7 * 86_400)),
     }
 }

@@ -274,11 +274,18 @@ impl Engine {
     ) -> Result<(Arc<dyn CacheBackend>, Option<crate::export::temp::Dir>), Error> {
         if no_cache {
             // A throwaway local cache beside the output, not synced: it
-            // goes when the command ends.
-            let tmp = crate::export::temp::Dir::beside(output, Some(".imgpull-nocache-"))?;
+            // goes when the command ends. (A directory whose path is not
+            // UTF-8 cannot be a TOML string: then one in the temp dir.)
+            const PREFIX: &str = ".imgpull-nocache-";
+            let mut tmp = crate::export::temp::Dir::beside(output, Some(PREFIX))?;
+            if tmp.path().to_str().is_none() {
+                tmp = crate::export::temp::Dir::new_in(&std::env::temp_dir(), PREFIX)?;
+            }
+            let dir = tmp.path().to_str().ok_or_else(|| {
+                Error::Usage("--no-cache needs a temporary directory with a UTF-8 path".into())
+            })?;
             let mut cfg = PluginConfig::new();
-            let dir = tmp.path().to_string_lossy().into_owned();
-            cfg.insert("dir".into(), toml::Value::String(dir));
+            cfg.insert("dir".into(), toml::Value::String(dir.to_string()));
             cfg.insert("durable".into(), toml::Value::Boolean(false));
             return Ok((self.catalog.cache("local", &cfg)?, Some(tmp)));
         }

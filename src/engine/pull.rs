@@ -187,7 +187,16 @@ impl Engine {
             self.reporter.warn(&w);
         }
         let dest = crate::export::Destination::Path(output.clone());
-        let placed = exporter.live(&images, &dest)?;
+        let registries = crate::engine::Registries {
+            engine: self,
+            cli: opts.cli_credentials.as_deref(),
+        };
+        let cx = crate::export::ExportContext {
+            cache: cache.as_ref(),
+            reporter: self.reporter.as_ref(),
+            registries: &registries,
+        };
+        let placed = exporter.live(&images, &dest, &cx)?;
         let tee = placed.clone().map(|out| TeeTo {
             out,
             only: opts.no_cache,
@@ -220,15 +229,6 @@ impl Engine {
             }
         };
         let report = merged_report(&prepared, &outcomes, &output, &cache.describe());
-        let registries = crate::engine::Registries {
-            engine: self,
-            cli: opts.cli_credentials.as_deref(),
-        };
-        let cx = crate::export::ExportContext {
-            cache: cache.as_ref(),
-            reporter: self.reporter.as_ref(),
-            registries: &registries,
-        };
         self.write_output(placed, exporter.as_ref(), &images, &dest, &cx)
             .await?;
         Ok(report)
@@ -246,7 +246,7 @@ impl Engine {
     ) -> Result<(), Error> {
         match placed {
             Some(live) if Arc::strong_count(&live) == 1 => {
-                let (written, copied) = live.finish(cx.cache, dest).await?;
+                let (written, copied) = live.finish(dest, cx).await?;
                 self.reporter.info(&format!(
                     "{dest}: {written} blobs written as they downloaded, {copied} copied from the cache"
                 ));

@@ -2,8 +2,7 @@
 //! [`super::PlacedTar`] (a tar laid out in advance) is one; an exporter
 //! that pushes could be another.
 
-use super::{Destination, ExportError};
-use crate::cache::CacheBackend;
+use super::{Destination, ExportContext, ExportError};
 use crate::oci::digest::Digest;
 use async_trait::async_trait;
 use std::path::Path;
@@ -40,18 +39,19 @@ pub trait LiveOutput: Send + Sync {
     /// Start writing back what is written so far (a hint).
     fn start_writeback(&self) {}
 
-    /// Where it is being written, for messages.
+    /// How messages name it (a tar's temporary file; any name for an
+    /// output that is not a file).
     fn path(&self) -> &Path;
 
     /// Remove what was written, now (a failed pull).
     fn discard(&self);
 
-    /// Copy in what did not arrive live, from `cache`, and make the output
-    /// visible at `dest`. Says how many blobs were written live and how
-    /// many were copied.
+    /// Copy in what did not arrive live, from `cx.cache`, and make the
+    /// output visible at `dest`. Says how many blobs were written live and
+    /// how many were copied.
     async fn finish(
         &self,
-        cache: &dyn CacheBackend,
         dest: &Destination,
+        cx: &ExportContext<'_>,
     ) -> Result<(usize, usize), ExportError>;
 }

@@ -158,8 +158,10 @@ impl ExportError {
 /// An output format.
 ///
 /// Contract: `export` writes every image in `images` to `dest` (a path, or
-/// an image reference for an exporter that pushes: see [`Destination`]), reading
-/// blobs from `cache`; warnings go to `reporter`. On `Ok`, `dest` is complete; on `Err`, nothing new
+/// an image reference for an exporter that pushes: see [`Destination`]),
+/// reading blobs from `cx.cache` (through [`CacheBackend::source`], never
+/// assuming a local file); warnings go to `cx.reporter`. On `Ok`, `dest` is
+/// complete; on `Err`, nothing new
 /// at `dest` looks complete (write to a temporary name, then rename), so a
 /// failed or interrupted pull never leaves a file that passes for output.
 #[async_trait]
@@ -183,8 +185,9 @@ pub trait Exporter: Send + Sync {
         &self,
         images: &[ExportImage],
         dest: &Destination,
+        cx: &ExportContext<'_>,
     ) -> Result<Option<std::sync::Arc<dyn LiveOutput>>, ExportError> {
-        let _ = (images, dest);
+        let _ = (images, dest, cx);
         Ok(None)
     }
 

@@ -14,8 +14,8 @@
 use super::live::{LiveOutput, SlotId};
 use super::tar_out::header;
 use super::temp::file_beside as temp_beside;
-use super::{Destination, Entry, ExportError};
-use crate::cache::{BlobSource, CacheBackend};
+use super::{Destination, Entry, ExportContext, ExportError};
+use crate::cache::BlobSource;
 use crate::oci::digest::Digest;
 use async_trait::async_trait;
 use std::fs::File;
@@ -175,9 +175,10 @@ impl LiveOutput for PlacedTar {
     /// rename it to `dest`.
     async fn finish(
         &self,
-        cache: &dyn CacheBackend,
         dest: &Destination,
+        cx: &ExportContext<'_>,
     ) -> Result<(usize, usize), ExportError> {
+        let cache = cx.cache;
         let mut copies = Vec::new();
         for s in self
             .slots
@@ -215,9 +216,15 @@ fn complete(
                 src.name().display()
             )));
         }
+        // A blob that cannot be opened is named; a failed copy names the output.
+        let unreadable = |e| ExportError::io(src.name(), e);
         let copied = match &src {
-            BlobSource::File(p) => File::open(p).and_then(|f| copy_range(&f, &file, offset, size)),
-            BlobSource::Reader { .. } => src.open().and_then(|r| write_at(r, &file, offset, size)),
+            BlobSource::File(p) => {
+                copy_range(&File::open(p).map_err(unreadable)?, &file, offset, size)
+            }
+            BlobSource::Reader { .. } => {
+                write_at(src.open().map_err(unreadable)?, &file, offset, size)
+            }
         };
         copied.map_err(|e| ExportError::io(&path, e))?;
         // The disk starts on this blob while the next one is copied.
@@ -308,7 +315,7 @@ mod tests {
             Entry::File {
                 name: name.clone(),
                 size: blob.len() as u64,
-                path: BlobSource::File("unused".into()),
+                source: BlobSource::File("unused".into()),
             },
             Entry::Bytes {
                 name: "manifest.json".into(),
@@ -366,7 +373,7 @@ mod tests {
             entries.push(Entry::File {
                 name: crate::export::blob_name(&d),
                 size: len as u64,
-                path: BlobSource::File(path.clone()),
+                source: BlobSource::File(path.clone()),
             });
             blobs.push((d, path));
         }

@@ -18,7 +18,7 @@ pub struct Uncompressed {
 }
 
 impl Uncompressed {
-    /// Uncompress each `(diff_id, compressed blob file)` (duplicates are
+    /// Uncompress each `(diff_id, compressed blob)` (duplicates are
     /// done once) into a temporary directory in `beside`.
     pub fn run(
         jobs: Vec<(Digest, BlobSource)>,

@@ -48,8 +48,14 @@ pub async fn imgpull_env(
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .envs(env.iter().copied())
+        .env("XDG_CONFIG_HOME", home.join(".config"));
+    // `IMGPULL_TEST_CACHE=memory scripts/test SUITES` runs suites on another
+    // cache backend (scripts/test does, for those that do not look at the
+    // cache's files).
+    if let Some(backend) = std::env::var_os("IMGPULL_TEST_CACHE") {
+        cmd.env("IMGPULL_CACHE", backend);
+    }
+    cmd.envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             std::process::Stdio::piped()
         } else {
