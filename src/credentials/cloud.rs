@@ -16,8 +16,33 @@ pub fn trust(pems: Vec<Vec<u8>>) {
     *EXTRA_ROOTS.lock().unwrap_or_else(|e| e.into_inner()) = pems;
 }
 
+/// Why a cloud API could not be asked, or its answer not read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudError {
+    /// The global `ca_file` holds no certificate reqwest can use.
+    #[error("ca_file: {0}")]
+    Ca(reqwest::Error),
+    #[error("{0}")]
+    Client(reqwest::Error),
+    /// The answer broke off.
+    #[error("{0}")]
+    Body(reqwest::Error),
+    #[error("the answer is over {ANSWER_MAX} bytes")]
+    TooBig,
+    #[error("{0}")]
+    Json(serde_json::Error),
+}
+
+/// The providers report cloud failures as their own messages.
+impl From<CloudError> for String {
+    fn from(e: CloudError) -> String {
+        e.to_string()
+    }
+}
+
 /// An HTTP client for cloud APIs: short timeouts, no redirects.
-pub fn http() -> Result<reqwest::Client, String> {
+pub fn http() -> Result<reqwest::Client, CloudError> {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("imgpull/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(10))
@@ -25,25 +50,25 @@ pub fn http() -> Result<reqwest::Client, String> {
         // Credentials are POSTed: never re-sent to wherever a redirect points.
         .redirect(reqwest::redirect::Policy::none());
     for pem in EXTRA_ROOTS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        for c in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("ca_file: {e}"))? {
+        for c in reqwest::Certificate::from_pem_bundle(pem).map_err(CloudError::Ca)? {
             b = b.add_root_certificate(c);
         }
     }
-    b.build().map_err(|e| e.to_string())
+    b.build().map_err(CloudError::Client)
 }
 
 /// The most bytes a cloud API answer is read to.
 pub const ANSWER_MAX: usize = 1 << 20;
 
 /// A cloud API answer's body, at most [`ANSWER_MAX`] bytes.
-pub async fn body(resp: reqwest::Response) -> Result<Vec<u8>, String> {
+pub async fn body(resp: reqwest::Response) -> Result<Vec<u8>, CloudError> {
     use futures_util::StreamExt;
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk.map_err(CloudError::Body)?;
         if out.len() + chunk.len() > ANSWER_MAX {
-            return Err(format!("the answer is over {ANSWER_MAX} bytes"));
+            return Err(CloudError::TooBig);
         }
         out.extend_from_slice(&chunk);
     }
@@ -51,8 +76,10 @@ pub async fn body(resp: reqwest::Response) -> Result<Vec<u8>, String> {
 }
 
 /// A cloud API answer parsed as JSON (at most [`ANSWER_MAX`] bytes).
-pub async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T, String> {
-    serde_json::from_slice(&body(resp).await?).map_err(|e| e.to_string())
+pub async fn json<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+) -> Result<T, CloudError> {
+    serde_json::from_slice(&body(resp).await?).map_err(CloudError::Json)
 }
 
 /// Lowercase hex.

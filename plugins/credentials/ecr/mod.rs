@@ -149,7 +149,7 @@ impl CredentialProvider for Ecr {
         let status = resp.status();
         let text = crate::credentials::cloud::body(resp)
             .await
-            .map_err(|e| self.invalid(e))?;
+            .map_err(|e| self.invalid(e.to_string()))?;
         if !status.is_success() {
             let detail = crate::registry::summarize_body(status.as_u16(), &text);
             return Err(self.invalid(format!(
