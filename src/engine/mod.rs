@@ -297,7 +297,7 @@ impl Engine {
 
 /// The engine's registry access for exporters: the origin of a reference's
 /// registry, connected as a pull connects to it.
-pub(crate) struct Registries<'a> {
+pub struct Registries<'a> {
     pub engine: &'a Engine,
     /// `--username`/`--password-stdin`, asked first as for pulls.
     pub cli: Option<&'a dyn CredentialProvider>,

@@ -312,3 +312,59 @@ async fn a_redirect_to_another_host_carries_no_authorization() {
         "no Authorization reached the other host: {cdn_seen:?}"
     );
 }
+
+/// What a pushing exporter will get through the engine
+/// (`export::Registries`): a client for the destination's registry,
+/// connected with the credentials the config gives that registry (here a
+/// Bearer token server's user), and refused without them.
+#[tokio::test(flavor = "multi_thread")]
+async fn exporters_reach_a_registry_through_the_engine_with_its_credentials() {
+    use imgpull::export::Registries as _;
+    let (reg, img) = pushed(Variant::Token, "private/app").await;
+    let reference: imgpull::oci::reference::Reference =
+        format!("{}/private/app:1", reg.host()).parse().unwrap();
+    let read = |engine: imgpull::engine::Engine| {
+        let reference = reference.clone();
+        async move {
+            let access = imgpull::engine::Registries {
+                engine: &engine,
+                cli: None,
+            };
+            let client = access.client(&reference).await?;
+            let tries = imgpull::registry::Tries::new(2);
+            client
+                .manifest("private/app", "1", 1 << 20, &tries)
+                .await
+                .map_err(imgpull::export::ExportError::from)
+        }
+    };
+    let engine = |credentials: Vec<toml::Table>| {
+        let mut config = imgpull::config::Config::default();
+        let reg_cfg = imgpull::config::RegistryConfig {
+            credentials,
+            ..Default::default()
+        };
+        config.registries.insert(reg.host(), reg_cfg);
+        imgpull::engine::Engine::new(config, std::sync::Arc::new(imgpull::progress::Silent))
+            .unwrap()
+    };
+    let mut entry = toml::Table::new();
+    entry.insert("provider".into(), "static".into());
+    entry.insert("username".into(), token::USER.into());
+    entry.insert("password".into(), token::PASSWORD.into());
+    let got = read(engine(vec![entry])).await.unwrap();
+    assert_eq!(got.digest.to_string(), img.manifest_digest);
+    // A login file with nothing for this registry: the token server
+    // refuses the anonymous request.
+    let work = tempdir();
+    let empty = work.path().join("config.json");
+    std::fs::write(&empty, "{}").unwrap();
+    let mut none = toml::Table::new();
+    none.insert("provider".into(), "docker-config".into());
+    none.insert("path".into(), empty.to_string_lossy().into_owned().into());
+    let refused = read(engine(vec![none])).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("unauthorized") || refused.to_string().contains("denied"),
+        "{refused}"
+    );
+}
