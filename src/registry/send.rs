@@ -229,7 +229,7 @@ impl RegistryClient {
     /// seconds for a 429 without it, else the backoff. `false`: the status
     /// is final, or `Retry-After` is longer than we wait (fail now, saying
     /// when it resets).
-    async fn wait_to_retry(
+    pub(super) async fn wait_to_retry(
         &self,
         resp: &Response,
         what: &str,

@@ -166,7 +166,17 @@ impl RegistryClient {
                 Ok(r) if last || !super::retry::retryable_status(r.status().as_u16()) => {
                     return Ok(r)
                 }
-                Ok(_) => {}
+                // The same waits as for the registry's own answers:
+                // Retry-After (up to its cap), seconds after a bare 429.
+                Ok(r) => {
+                    if !self
+                        .wait_to_retry(&r, "the token request", attempt, &tries)
+                        .await
+                    {
+                        return Ok(r);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let err = super::follow_error(&self.registry, e);
                     if last || !err.is_transient() {

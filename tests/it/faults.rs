@@ -519,3 +519,31 @@ async fn a_429_without_retry_after_backs_off_for_seconds_and_says_so() {
         text(&out)
     );
 }
+
+/// A token server that rate limits (auth.docker.io does) is waited out as
+/// the registry is: its `Retry-After` is honoured, then the pull succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_token_server_is_waited_out() {
+    let (reg, _img) = image::registry_with(Variant::Token, "ns/app", Format::Docker, 1).await;
+    let tokens = reg.token.as_ref().unwrap();
+    tokens
+        .rate_limited
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let work = tempdir();
+    let started = Instant::now();
+    let name = format!("{}/ns/app:1", reg.host());
+    let out = imgpull(work.path(), &["pull", &name, "-o", "out.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        tokens
+            .rate_limited
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "two Retry-After: 1 waited out, took {:?}",
+        started.elapsed()
+    );
+    tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
+}

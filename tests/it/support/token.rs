@@ -25,6 +25,9 @@ pub struct TokenServer {
     pub requests: Arc<AtomicUsize>,
     /// Every scope asked for, in order.
     pub scopes: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The next this many token requests are answered `429` with
+    /// `Retry-After: 1` (auth.docker.io rate limits its token endpoint).
+    pub rate_limited: Arc<AtomicUsize>,
 }
 
 impl TokenServer {
@@ -39,17 +42,28 @@ impl TokenServer {
 pub async fn start() -> TokenServer {
     let requests = Arc::new(AtomicUsize::new(0));
     let scopes = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (counter, seen) = (requests.clone(), scopes.clone());
+    let rate_limited = Arc::new(AtomicUsize::new(0));
+    let (counter, seen, limited) = (requests.clone(), scopes.clone(), rate_limited.clone());
     let server = serve(move |req: Request| {
         counter.fetch_add(1, Ordering::SeqCst);
         seen.lock().unwrap().extend(req.query("scope"));
-        async move { answer(req) }
+        let limit = limited
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        async move {
+            if limit {
+                return Response::new(429, r#"{"details":"too many requests"}"#)
+                    .header("Retry-After", "1");
+            }
+            answer(req)
+        }
     })
     .await;
     TokenServer {
         server,
         requests,
         scopes,
+        rate_limited,
     }
 }
 
