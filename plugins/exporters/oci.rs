@@ -158,12 +158,18 @@ fn io(p: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
 /// Write the layout; returns the cached blobs that were hardlinked.
 fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
     let (root, guard) = layout_root(dest)?;
+    // An existing index.json is read before anything is written: one that
+    // cannot be read stops the export with the layout as it was.
+    let index_path = root.join("index.json");
+    let index = index_bytes(plan, &index_path)?;
     let blobs = root.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(io(&blobs))?;
     let linked = put_cached(plan, &root)?;
     for (digest, bytes) in &plan.generated {
         let to = root.join(blob_name(digest));
-        if !to.exists() {
+        // One already there is kept only if it is byte for byte ours (a
+        // damaged one would be named by the new index).
+        if !std::fs::read(&to).is_ok_and(|held| held == *bytes) {
             write_atomic(&to, bytes)?;
         }
     }
@@ -171,7 +177,7 @@ fn write_layout(plan: &Plan, dest: &Path) -> Result<Vec<Digest>, ExportError> {
         &root.join("oci-layout"),
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )?;
-    write_index(plan, &root.join("index.json"))?;
+    write_atomic(&index_path, &index)?;
     let _ = std::fs::File::open(&blobs).and_then(|d| d.sync_all());
     if let Some(tmp) = guard {
         crate::util::fs::set_dir_mode(&root).map_err(io(&root))?;
@@ -224,9 +230,9 @@ fn put_cached(plan: &Plan, root: &Path) -> Result<Vec<Digest>, ExportError> {
     Ok(linked)
 }
 
-/// Write `index.json`: the entries of an existing one that the plan's do
+/// The new `index.json`: the entries of an existing one that the plan's do
 /// not replace, then the plan's.
-fn write_index(plan: &Plan, index_path: &Path) -> Result<(), ExportError> {
+fn index_bytes(plan: &Plan, index_path: &Path) -> Result<Vec<u8>, ExportError> {
     let mut manifests: Vec<Value> = Vec::new();
     if index_path.is_file() {
         let old: Value =
@@ -244,10 +250,7 @@ fn write_index(plan: &Plan, index_path: &Path) -> Result<(), ExportError> {
     }
     manifests.extend(plan.entries.iter().cloned());
     let index = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests});
-    write_atomic(
-        index_path,
-        &serde_json::to_vec(&index).expect("JSON serializes"),
-    )
+    Ok(serde_json::to_vec(&index).expect("JSON serializes"))
 }
 
 /// Hardlink (a local file on the same filesystem) or copy, through a

@@ -487,3 +487,50 @@ async fn several_images_go_into_one_archive() {
     assert!(layer_gets.is_empty(), "{layer_gets:?}");
     assert!(!work.path().join("partial.tar").exists());
 }
+
+/// Adding to an existing OCI layout: a damaged manifest blob already there
+/// is written again (the new index names it), and an index.json that
+/// cannot be read stops the pull before anything in the layout changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_layout_is_mended_or_left_as_it_was() {
+    let (reg, _img) = image::registry_with(Variant::Anonymous, "ns/app", Format::Oci, 2).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", reg.host());
+    let args = ["pull", name.as_str(), "-o", "oci:layout"];
+    let out = imgpull(work.path(), &args, None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let layout = work.path().join("layout");
+    let index = json(std::fs::read(layout.join("index.json")).ok());
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = layout.join("blobs/sha256").join(&digest[7..]);
+    let good = std::fs::read(&blob).unwrap();
+    std::fs::write(&blob, b"{\"damaged\": true}").unwrap();
+    let out = imgpull(work.path(), &args, None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(&blob).unwrap(),
+        good,
+        "the manifest blob is ours again"
+    );
+    crate::support::tools::skopeo_copy(&format!("oci:{}:1", layout.display()), work.path(), &[]);
+
+    // A broken index.json: exit non-zero, nothing in the layout touched.
+    std::fs::write(layout.join("index.json"), b"not json").unwrap();
+    std::fs::remove_file(&blob).unwrap();
+    let before = crate::support::list_files(&layout);
+    let out = imgpull(work.path(), &args, None).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("index.json"), "{}", text(&out));
+    assert_eq!(
+        crate::support::list_files(&layout),
+        before,
+        "nothing written"
+    );
+    assert_eq!(
+        std::fs::read(layout.join("index.json")).unwrap(),
+        b"not json"
+    );
+}
