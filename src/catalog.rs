@@ -92,6 +92,16 @@ pub enum PluginError {
 #[serde(deny_unknown_fields)]
 pub struct NoOptions {}
 
+/// The `build` of a registry adapter that takes no options: any key in its
+/// table (`[registries."HOST".quirks]`) is refused, naming the adapter.
+pub fn without_options<Q: RegistryQuirks + Default + 'static>(
+    cfg: &PluginConfig,
+) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
+    let quirks = Q::default();
+    options::<NoOptions>(Kind::Registry, quirks.name(), cfg)?;
+    Ok(Arc::new(quirks))
+}
+
 /// `cfg` read into the plugin's options `T`, a struct declared
 /// `#[serde(deny_unknown_fields)]` whose fields are typed from the start
 /// (sizes and durations as [`crate::util::units`] types). `provider` names

@@ -2,10 +2,10 @@
 //! `registry[-vpc|-intl|-intl-vpc].REGION.aliyuncs.com` and enterprise
 //! instances `NAME-registry[-vpc].REGION.cr.aliyuncs.com`.
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin};
 use crate::registry::quirks::{Failure, RegistryQuirks};
-use std::sync::Arc;
 
+#[derive(Default)]
 pub struct Acr;
 
 pub fn claims(host: &str) -> bool {
@@ -42,20 +42,11 @@ impl RegistryQuirks for Acr {
     }
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(
-        crate::catalog::Kind::Registry,
-        "acr",
-        cfg,
-    )?;
-    Ok(Arc::new(Acr))
-}
-
 inventory::submit! {
     Plugin {
         name: "acr",
         summary: "Alibaba Cloud ACR (registry.*.aliyuncs.com, *.cr.aliyuncs.com): login hints",
-        build: Build::Registry { claims, build },
+        build: Build::Registry { claims, build: crate::catalog::without_options::<Acr> },
     }
 }
 

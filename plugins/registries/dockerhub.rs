@@ -1,10 +1,10 @@
 //! `dockerhub`: Docker Hub (`docker.io`), whose API lives at
 //! `registry-1.docker.io` and which rate-limits anonymous pulls.
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin};
 use crate::registry::quirks::{Failure, RegistryQuirks};
-use std::sync::Arc;
 
+#[derive(Default)]
 pub struct DockerHub;
 
 const API_HOST: &str = "registry-1.docker.io";
@@ -53,20 +53,11 @@ impl RegistryQuirks for DockerHub {
     }
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(
-        crate::catalog::Kind::Registry,
-        "dockerhub",
-        cfg,
-    )?;
-    Ok(Arc::new(DockerHub))
-}
-
 inventory::submit! {
     Plugin {
         name: "dockerhub",
         summary: "Docker Hub: docker.io -> registry-1.docker.io, rate-limit hints",
-        build: Build::Registry { claims, build },
+        build: Build::Registry { claims, build: crate::catalog::without_options::<DockerHub> },
     }
 }
 

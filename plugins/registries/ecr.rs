@@ -1,10 +1,10 @@
 //! `ecr`: Amazon ECR, `ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]`.
 //! Credentials come from the `ecr` provider by default.
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin};
 use crate::registry::quirks::{Failure, RegistryQuirks};
-use std::sync::Arc;
 
+#[derive(Default)]
 pub struct Ecr;
 
 /// (account, region) of an ECR registry host.
@@ -52,20 +52,11 @@ impl RegistryQuirks for Ecr {
     }
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(
-        crate::catalog::Kind::Registry,
-        "ecr",
-        cfg,
-    )?;
-    Ok(Arc::new(Ecr))
-}
-
 inventory::submit! {
     Plugin {
         name: "ecr",
         summary: "Amazon ECR (*.dkr.ecr.*.amazonaws.com): ecr credentials by default",
-        build: Build::Registry { claims: |h| parse_host(h).is_some(), build },
+        build: Build::Registry { claims: |h| parse_host(h).is_some(), build: crate::catalog::without_options::<Ecr> },
     }
 }
 

@@ -2,10 +2,10 @@
 //! Registry (`REGION-docker.pkg.dev`). Credentials from the `gcr` provider
 //! by default.
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin};
 use crate::registry::quirks::{Failure, RegistryQuirks};
-use std::sync::Arc;
 
+#[derive(Default)]
 pub struct Gcr;
 
 pub fn claims(host: &str) -> bool {
@@ -36,20 +36,11 @@ impl RegistryQuirks for Gcr {
     }
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(
-        crate::catalog::Kind::Registry,
-        "gcr",
-        cfg,
-    )?;
-    Ok(Arc::new(Gcr))
-}
-
 inventory::submit! {
     Plugin {
         name: "gcr",
         summary: "GCR and Artifact Registry (gcr.io, *.gcr.io, *-docker.pkg.dev): gcr credentials by default",
-        build: Build::Registry { claims, build },
+        build: Build::Registry { claims, build: crate::catalog::without_options::<Gcr> },
     }
 }
 

@@ -1,9 +1,9 @@
 //! `generic`: any OCI distribution registry; the fallback adapter.
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin};
 use crate::registry::quirks::RegistryQuirks;
-use std::sync::Arc;
 
+#[derive(Default)]
 pub struct Generic;
 
 impl RegistryQuirks for Generic {
@@ -12,19 +12,10 @@ impl RegistryQuirks for Generic {
     }
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(
-        crate::catalog::Kind::Registry,
-        "generic",
-        cfg,
-    )?;
-    Ok(Arc::new(Generic))
-}
-
 inventory::submit! {
     Plugin {
         name: "generic",
         summary: "any OCI distribution registry (fallback)",
-        build: Build::Registry { claims: |_| false, build },
+        build: Build::Registry { claims: |_| false, build: crate::catalog::without_options::<Generic> },
     }
 }

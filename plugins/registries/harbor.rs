@@ -1,10 +1,10 @@
 //! `harbor`: Harbor runs on any host, so it is chosen with
 //! `kind = "harbor"`; what it adds is knowing its robot accounts.
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin};
 use crate::registry::quirks::{Failure, RegistryQuirks};
-use std::sync::Arc;
 
+#[derive(Default)]
 pub struct Harbor;
 
 impl RegistryQuirks for Harbor {
@@ -28,20 +28,11 @@ impl RegistryQuirks for Harbor {
     }
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(
-        crate::catalog::Kind::Registry,
-        "harbor",
-        cfg,
-    )?;
-    Ok(Arc::new(Harbor))
-}
-
 inventory::submit! {
     Plugin {
         name: "harbor",
         summary: "Harbor (choose with kind = \"harbor\"): robot-account hints",
-        build: Build::Registry { claims: |_| false, build },
+        build: Build::Registry { claims: |_| false, build: crate::catalog::without_options::<Harbor> },
     }
 }
 

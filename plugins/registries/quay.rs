@@ -1,9 +1,9 @@
 //! `quay`: Quay.io (and `kind = "quay"` for self-hosted Quay).
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin};
 use crate::registry::quirks::{Failure, RegistryQuirks};
-use std::sync::Arc;
 
+#[derive(Default)]
 pub struct Quay;
 
 fn claims(host: &str) -> bool {
@@ -27,20 +27,11 @@ impl RegistryQuirks for Quay {
     }
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn RegistryQuirks>, PluginError> {
-    crate::catalog::options::<crate::catalog::NoOptions>(
-        crate::catalog::Kind::Registry,
-        "quay",
-        cfg,
-    )?;
-    Ok(Arc::new(Quay))
-}
-
 inventory::submit! {
     Plugin {
         name: "quay",
         summary: "Quay (quay.io): robot-account hints",
-        build: Build::Registry { claims, build },
+        build: Build::Registry { claims, build: crate::catalog::without_options::<Quay> },
     }
 }
 

@@ -223,7 +223,7 @@ fn complete(
                 copy_range(&File::open(p).map_err(unreadable)?, &file, offset, size)
             }
             BlobSource::Reader { .. } => {
-                write_at(src.open().map_err(unreadable)?, &file, offset, size)
+                copy_reader(src.open().map_err(unreadable)?, &file, offset, size)
             }
         };
         copied.map_err(|e| ExportError::io(&path, e))?;
@@ -272,7 +272,7 @@ fn copy_range(src: &File, dst: &File, at: u64, size: u64) -> std::io::Result<()>
 
 /// Write `size` bytes read from `src` into `dst` at `at` (a blob from a
 /// backend without local files).
-fn write_at(mut src: impl std::io::Read, dst: &File, at: u64, size: u64) -> std::io::Result<()> {
+fn copy_reader(mut src: impl std::io::Read, dst: &File, at: u64, size: u64) -> std::io::Result<()> {
     buffered(|b, _| src.read(b), dst, at, 0, size)
 }
 
