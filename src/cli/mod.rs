@@ -196,6 +196,9 @@ fn engine_with(
 
 /// Split `-o FORMAT:PATH` when FORMAT names an exporter (skopeo style).
 fn split_output(output: &str) -> (Option<String>, PathBuf) {
+    if let Some(rest) = output.strip_prefix("docker://") {
+        return (Some("registry".to_string()), PathBuf::from(rest));
+    }
     if let Some((prefix, rest)) = output.split_once(':') {
         let known = Catalog::builtin()
             .map(|c| c.names(Kind::Exporter))
@@ -215,7 +218,7 @@ async fn pull(global: &Global, args: PullArgs) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let engine = engine_with(global, overrides, reporter)?;
     check_format_flags(&args, &engine.config().export)?;
-    let opts = pull_options(global, &args, output)?;
+    let opts = pull_options(global, &args, output, &engine.config().export)?;
     let result = within(engine.config().timeout(), engine.pull(opts)).await;
     if let Some(b) = &bars {
         match &result {
@@ -316,6 +319,7 @@ fn pull_options(
     global: &Global,
     args: &PullArgs,
     output: Option<PathBuf>,
+    export: &str,
 ) -> Result<PullOptions, Error> {
     let tag = tag(args)?;
     let mut opts = PullOptions::new(args.image.parse()?);
@@ -326,8 +330,15 @@ fn pull_options(
         .collect::<Result<_, _>>()?;
     opts.platforms = Selection::parse(&args.registry.platform)?;
     opts.tag = tag;
-    opts.output = output;
     opts.no_cache = args.no_cache;
+    if export == "registry" {
+        let to = output.as_deref().and_then(|o| o.to_str()).ok_or_else(|| {
+            Error::Usage("the registry format needs -o docker://HOST/PATH[:TAG]".into())
+        })?;
+        opts.destination = Some(Reference::parse_destination(to)?);
+    } else {
+        opts.output = output;
+    }
     opts.cli_credentials = cli_credentials(&args.registry, global.quiet)?;
     Ok(opts)
 }

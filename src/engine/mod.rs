@@ -267,6 +267,18 @@ impl Engine {
         Ok(chain)
     }
 
+    /// The configured exporter. Pushes share the download concurrency
+    /// unless `max_concurrent_uploads` says otherwise.
+    pub(crate) fn exporter(&self) -> Result<Arc<dyn crate::export::Exporter>, Error> {
+        let name = &self.config.export;
+        let mut cfg = self.config.exporters.get(name).cloned().unwrap_or_default();
+        if name == "registry" && !cfg.contains_key("max_concurrent_uploads") {
+            let n = self.config.max_concurrent_downloads as i64;
+            cfg.insert("max_concurrent_uploads".into(), toml::Value::Integer(n));
+        }
+        Ok(self.catalog.exporter(name, &cfg)?)
+    }
+
     pub(crate) fn open_cache(
         &self,
         no_cache: bool,

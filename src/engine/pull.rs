@@ -3,11 +3,10 @@
 //! -> report.
 
 use crate::cache::CacheBackend;
-use crate::catalog::PluginConfig;
 use crate::credentials::CredentialProvider;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::export::{ExportError, ExportImage, ExportManifest};
+use crate::export::{Destination, ExportError, ExportImage, ExportManifest};
 use crate::oci::digest::Digest;
 use crate::oci::manifest::{Descriptor, ImageConfig};
 use crate::oci::platform::{Matcher, Platform, Selection};
@@ -32,6 +31,8 @@ pub struct PullOptions {
     pub tag: Option<Reference>,
     /// `-o`; a name built from the reference when `None`.
     pub output: Option<PathBuf>,
+    /// `-o docker://…`: the image in a registry the exporter pushes to.
+    pub destination: Option<Reference>,
     /// Use a temporary cache, removed afterwards.
     pub no_cache: bool,
     /// Credentials from the command line, asked before the config's.
@@ -46,6 +47,7 @@ impl PullOptions {
             platforms: None,
             tag: None,
             output: None,
+            destination: None,
             no_cache: false,
             cli_credentials: None,
         }
@@ -129,6 +131,24 @@ fn output_of(opts: &PullOptions, exporter: &dyn crate::export::Exporter) -> Resu
     }
 }
 
+/// Where the output goes, and how reports name it: a registry for
+/// `-o docker://`, else a path (what a killed pull of it left beside it is
+/// cleared first).
+fn destination_of(
+    opts: &PullOptions,
+    exporter: &dyn crate::export::Exporter,
+) -> Result<(Destination, PathBuf), Error> {
+    if let Some(r) = &opts.destination {
+        return Ok((
+            Destination::Reference(r.clone()),
+            PathBuf::from(format!("docker://{r}")),
+        ));
+    }
+    let output = output_of(opts, exporter)?;
+    crate::export::temp::clear_stale(&output);
+    Ok((Destination::Path(output.clone()), output))
+}
+
 /// One report for every image of the pull.
 fn merged_report(
     prepared: &[Prepared],
@@ -162,17 +182,15 @@ impl Engine {
                 "--tag names one image; it cannot be used when pulling several".into(),
             ));
         }
-        let export_cfg = self.config.exporters.get(&self.config.export);
-        let exporter = self.catalog.exporter(
-            &self.config.export,
-            export_cfg.unwrap_or(&PluginConfig::new()),
-        )?;
-        let output = output_of(&opts, exporter.as_ref())?;
-        // What a killed pull of this output left beside it goes first.
-        crate::export::temp::clear_stale(&output);
+        let exporter = self.exporter()?;
+        let (dest, output) = destination_of(&opts, exporter.as_ref())?;
         // The temporary store for --no-cache lives beside the output so
         // exporters can hardlink from it.
-        let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &output)?;
+        let beside = match &dest {
+            Destination::Path(p) => p.clone(),
+            Destination::Reference(_) => std::env::temp_dir().join("imgpull-push"),
+        };
+        let (cache, _tmp_guard) = self.open_cache(opts.no_cache, &beside)?;
         cache.maintain().await.map_err(|source| Error::Cache {
             registry: opts.reference.registry.clone(),
             source,
@@ -186,10 +204,14 @@ impl Engine {
         for w in exporter.warnings(&images) {
             self.reporter.warn(&w);
         }
-        let dest = crate::export::Destination::Path(output.clone());
+        // `--username` is for the registry pulled from.
+        let same = |r: &Reference| r.registry == opts.reference.registry;
         let registries = crate::engine::Registries {
             engine: self,
-            cli: opts.cli_credentials.as_deref(),
+            cli: opts
+                .cli_credentials
+                .as_deref()
+                .filter(|_| opts.destination.as_ref().is_none_or(same)),
         };
         let cx = crate::export::ExportContext {
             cache: cache.as_ref(),
@@ -434,6 +456,7 @@ impl Engine {
             reference: reference.clone(),
             tag,
             manifests: resolution.images.iter().map(export_manifest).collect(),
+            top: index_of(&resolution),
         };
         Ok(Prepared {
             reference: reference.clone(),
@@ -545,6 +568,32 @@ async fn check_single_image(
         }
     }
     Ok(true)
+}
+
+/// The index a resolution went through, if it did.
+fn index_of(resolution: &crate::resolve::Resolution) -> Option<crate::export::ExportIndex> {
+    let top = &resolution.top;
+    if resolution
+        .images
+        .iter()
+        .any(|r| r.fetched.digest == top.digest)
+    {
+        return None;
+    }
+    let named = serde_json::from_slice::<serde_json::Value>(&top.bytes)
+        .ok()
+        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string));
+    Some(crate::export::ExportIndex {
+        bytes: top.bytes.clone(),
+        digest: top.digest.clone(),
+        media_type: named.unwrap_or_else(|| {
+            if top.media_type == crate::oci::manifest::media::DOCKER_LIST {
+                top.media_type.clone()
+            } else {
+                crate::oci::manifest::media::OCI_INDEX.to_string()
+            }
+        }),
+    })
 }
 
 fn export_manifest(r: &Resolved) -> ExportManifest {

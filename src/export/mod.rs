@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub mod live;
 pub mod placed;
+pub mod push;
 pub mod tar_out;
 pub mod temp;
 mod uncompress;
@@ -84,6 +85,18 @@ pub struct ExportImage {
     /// One per platform, in the order asked (at least one). Formats with
     /// one tag per manifest tag the first.
     pub manifests: Vec<ExportManifest>,
+    /// The index the manifests were chosen from, byte for byte (`None`
+    /// for a single image): what a copy into a registry tags, when every
+    /// manifest it names is among `manifests`.
+    pub top: Option<ExportIndex>,
+}
+
+/// An index as fetched.
+#[derive(Clone, Debug)]
+pub struct ExportIndex {
+    pub bytes: bytes::Bytes,
+    pub digest: Digest,
+    pub media_type: String,
 }
 
 /// One image manifest, byte for byte as fetched.

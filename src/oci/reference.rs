@@ -90,6 +90,20 @@ impl fmt::Display for Reference {
     }
 }
 
+impl Reference {
+    /// A destination to push to: as [`FromStr`], but a reference written
+    /// without a tag keeps none (the source's tag is used), instead of
+    /// `latest`.
+    pub fn parse_destination(input: &str) -> Result<Reference, ReferenceError> {
+        let mut r = parse(input)?;
+        let last = input.rsplit('/').next().unwrap_or(input);
+        if !last.contains(':') && !last.contains('@') {
+            r.tag = None;
+        }
+        Ok(r)
+    }
+}
+
 impl FromStr for Reference {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

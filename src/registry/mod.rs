@@ -29,6 +29,7 @@ pub mod redirect;
 mod retry;
 mod send;
 mod token;
+pub mod upload;
 mod wire;
 
 pub use auth::Deferred;
@@ -146,6 +147,8 @@ pub struct RegistryClient {
     ns: Option<String>,
     notes: Notes,
     state: tokio::sync::Mutex<AuthState>,
+    /// The registry's `OCI-Chunk-Min-Length`, once it said one.
+    chunk_min: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -232,6 +235,7 @@ impl RegistryClient {
                 challenge,
                 ..AuthState::default()
             }),
+            chunk_min: Default::default(),
         }
     }
 

@@ -73,6 +73,39 @@ pub enum FollowError {
     Refused { url: String, why: String },
 }
 
+/// A request body, made anew for each try (a stream is read once).
+#[derive(Clone)]
+pub struct Payload {
+    pub content_type: &'static str,
+    /// Sent as `Content-Length` (`None`: chunked transfer encoding).
+    pub len: Option<u64>,
+    make: std::sync::Arc<dyn Fn() -> reqwest::Body + Send + Sync>,
+}
+
+impl Payload {
+    /// Bytes in memory.
+    pub fn bytes(content_type: &'static str, bytes: bytes::Bytes) -> Payload {
+        Payload {
+            content_type,
+            len: Some(bytes.len() as u64),
+            make: std::sync::Arc::new(move || reqwest::Body::from(bytes.clone())),
+        }
+    }
+
+    /// A body of `len` bytes made by `make` each time it is sent.
+    pub fn stream(
+        content_type: &'static str,
+        len: u64,
+        make: impl Fn() -> reqwest::Body + Send + Sync + 'static,
+    ) -> Payload {
+        Payload {
+            content_type,
+            len: Some(len),
+            make: std::sync::Arc::new(make),
+        }
+    }
+}
+
 /// Told of each hop: from, to.
 pub type OnHop<'a> = dyn Fn(&Url, &Url) + Sync + 'a;
 
@@ -85,7 +118,7 @@ pub struct Request<'a> {
     pub headers: HeaderMap,
     /// Credentials, each for its own origin only.
     pub auth: &'a [Bound],
-    pub body: Option<(&'static str, String)>,
+    pub body: Option<Payload>,
     pub downgrade: Downgrade,
     /// The final answer's headers must arrive within this, counted from
     /// the first hop (so a chain of slow hops cannot multiply it).
@@ -136,10 +169,12 @@ impl Request<'_> {
             .http
             .request(method.clone(), url.clone())
             .headers(self.headers_for(url, downgraded));
-        if let Some((ctype, body)) = &self.body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, *ctype)
-                .body(body.clone());
+        if let Some(p) = &self.body {
+            req = req.header(reqwest::header::CONTENT_TYPE, p.content_type);
+            if let Some(len) = p.len {
+                req = req.header(reqwest::header::CONTENT_LENGTH, len);
+            }
+            req = req.body((p.make)());
         }
         let sent = match until {
             Some((at, after)) => match tokio::time::timeout_at(at, req.send()).await {
@@ -323,7 +358,7 @@ mod tests {
             .is_err());
         req.downgrade = Downgrade::AllowVerified;
         assert!(req.may_follow(0, &https, &http_url, found).unwrap());
-        req.body = Some(("text/plain", "secret".into()));
+        req.body = Some(Payload::bytes("text/plain", "secret".into()));
         assert!(req.may_follow(0, &https, &https, found).is_err());
     }
 

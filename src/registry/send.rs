@@ -18,6 +18,10 @@ pub(super) struct Req {
     /// Blob content is verified by digest: a redirect from HTTPS down to
     /// plain HTTP may be followed for it (never with credentials).
     pub(super) verified: bool,
+    /// The token scope it needs (`None`: pulling from the repository).
+    pub(super) scope: Option<String>,
+    /// What it sends (an upload, a manifest); never redirected.
+    pub(super) body: Option<redirect::Payload>,
 }
 
 impl Req {
@@ -27,7 +31,23 @@ impl Req {
             url: url.to_string(),
             headers: HeaderMap::new(),
             verified: false,
+            scope: None,
+            body: None,
         }
+    }
+
+    /// A request of `method` to `url` in token scope `scope`.
+    pub(super) fn to(method: Method, url: &str, scope: &str) -> Req {
+        Req {
+            method,
+            scope: Some(scope.to_string()),
+            ..Req::get(url)
+        }
+    }
+
+    pub(super) fn body(mut self, payload: redirect::Payload) -> Req {
+        self.body = Some(payload);
+        self
     }
 
     pub(super) fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Req {
@@ -59,7 +79,7 @@ impl RegistryClient {
         req: &Req,
         tries: &Tries,
     ) -> Result<Response, RegistryError> {
-        let scope = pull_scope(repository);
+        let scope = req.scope.clone().unwrap_or_else(|| pull_scope(repository));
         let mut renewed = Renewed::default();
         let mut attempt = 0;
         let url = reqwest::Url::parse(&req.url).map_err(|e| RegistryError::BadResponse {
@@ -120,7 +140,7 @@ impl RegistryClient {
             url: url.clone(),
             headers: req.headers.clone(),
             auth: bounds,
-            body: None,
+            body: req.body.clone(),
             downgrade: if req.verified {
                 Downgrade::AllowVerified
             } else {

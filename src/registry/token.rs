@@ -19,8 +19,7 @@ pub(super) fn basic(user: &str, pass: &str) -> String {
     )
 }
 
-/// A form body: its content type and text.
-type Form = (&'static str, String);
+use super::redirect::Payload;
 
 impl RegistryClient {
     /// A token for `scope` from `realm`, asked with `credential` (`None`:
@@ -93,20 +92,22 @@ impl RegistryClient {
         service: Option<&str>,
         scope: &str,
         credential: Option<&Credential>,
-    ) -> Result<(Option<Form>, Vec<Bound>), RegistryError> {
+    ) -> Result<(Option<Payload>, Vec<Bound>), RegistryError> {
         if let Some(Credential::IdentityToken(refresh)) = credential {
             let text = refresh_form(refresh.expose(), service, scope);
-            return Ok((
-                Some(("application/x-www-form-urlencoded", text)),
-                Vec::new(),
-            ));
+            let form = Payload::bytes("application/x-www-form-urlencoded", text.into());
+            return Ok((Some(form), Vec::new()));
         }
         {
             let mut q = url.query_pairs_mut();
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            q.append_pair("scope", scope);
+            // Several scopes (a push that mounts from another repository)
+            // are several `scope` parameters.
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                q.append_pair("scope", s);
+            }
         }
         let mut auth = Vec::new();
         if let Some(Credential::Basic { username, password }) = credential {
@@ -139,7 +140,7 @@ impl RegistryClient {
     async fn token_answer(
         &self,
         url: &reqwest::Url,
-        body: Option<Form>,
+        body: Option<Payload>,
         auth: &[Bound],
     ) -> Result<reqwest::Response, RegistryError> {
         let tries = Tries::new(self.retry.attempts);

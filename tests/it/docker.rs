@@ -60,7 +60,7 @@ fn hello(word: &str) -> Layer {
     image::pack(b.into_inner().unwrap(), image::Packing::Gzip)
 }
 
-fn runnable(seed: &str, format: Format, arch: &str) -> TestImage {
+pub(crate) fn runnable(seed: &str, format: Format, arch: &str) -> TestImage {
     image::build_from(seed, format, arch, vec![busybox_layer(), hello(seed)])
 }
 

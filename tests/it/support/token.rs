@@ -16,6 +16,9 @@ pub const SERVICE: &str = "imgpull-test-registry";
 pub const ISSUER: &str = "imgpull-test-issuer";
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "s3cret-pass";
+/// A user who may pull everything (`private/` too) but push nothing.
+pub const READER: &str = "reader";
+pub const READER_PASSWORD: &str = "read-0nly";
 /// The identity (refresh) token `docker login` would have stored for USER.
 pub const REFRESH_TOKEN: &str = "alice-refresh-token";
 
@@ -86,7 +89,7 @@ fn answer(req: Request) -> Response {
     };
     let token = mint(
         user.as_deref().unwrap_or(""),
-        grant(user.is_some(), req.query("scope")),
+        grant(user.as_deref(), req.query("scope")),
     );
     Response::new(
         200,
@@ -105,7 +108,7 @@ fn refresh_grant(req: &Request) -> Response {
         return Response::new(401, r#"{"error":"invalid_grant"}"#);
     }
     let scopes: Vec<String> = get("scope").into_iter().collect();
-    let token = mint(USER, grant(true, scopes));
+    let token = mint(USER, grant(Some(USER), scopes));
     Response::new(
         200,
         serde_json::json!({"access_token": token, "expires_in": 300}).to_string(),
@@ -113,8 +116,8 @@ fn refresh_grant(req: &Request) -> Response {
     .header("Content-Type", "application/json")
 }
 
-fn grant(authenticated: bool, scopes: Vec<String>) -> Vec<serde_json::Value> {
-    let user = authenticated.then_some(());
+fn grant(user: Option<&str>, scopes: Vec<String>) -> Vec<serde_json::Value> {
+    let pusher = user == Some(USER);
     let mut access = Vec::new();
     for scope in scopes {
         // repository:NAME:ACTIONS
@@ -127,7 +130,7 @@ fn grant(authenticated: bool, scopes: Vec<String>) -> Vec<serde_json::Value> {
         if allowed {
             let actions: Vec<&str> = parts[2]
                 .split(',')
-                .filter(|a| *a == "pull" || user.is_some())
+                .filter(|a| *a == "pull" || pusher)
                 .collect();
             access
                 .push(serde_json::json!({"type": "repository", "name": name, "actions": actions}));
@@ -141,7 +144,7 @@ fn check_basic(h: &str) -> Option<String> {
     let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
-    (u == USER && p == PASSWORD).then(|| u.to_string())
+    ((u == USER && p == PASSWORD) || (u == READER && p == READER_PASSWORD)).then(|| u.to_string())
 }
 
 /// A signed token granting `access`.
