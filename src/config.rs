@@ -298,6 +298,12 @@ pub struct Overrides {
     /// `--legacy`: applied to `exporters.docker-archive.legacy`.
     #[serde(skip)]
     pub legacy: bool,
+    /// `--upload-chunk-size`: applied to `exporters.registry.chunk_size`.
+    #[serde(skip)]
+    pub upload_chunk_size: Option<String>,
+    /// `--max-concurrent-uploads`: `exporters.registry.max_concurrent_uploads`.
+    #[serde(skip)]
+    pub max_concurrent_uploads: Option<usize>,
 }
 
 /// The config files read, lowest priority first (those that exist).
@@ -347,6 +353,15 @@ impl Config {
         }
         if flags.legacy {
             fig = fig.merge(Serialized::default("exporters.docker-archive.legacy", true));
+        }
+        if let Some(c) = &flags.upload_chunk_size {
+            fig = fig.merge(Serialized::default("exporters.registry.chunk_size", c));
+        }
+        if let Some(n) = flags.max_concurrent_uploads {
+            fig = fig.merge(Serialized::default(
+                "exporters.registry.max_concurrent_uploads",
+                n,
+            ));
         }
         if flags.devices {
             fig = fig.merge(Serialized::default("exporters.rootfs.devices", true));

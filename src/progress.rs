@@ -52,6 +52,24 @@ pub trait Reporter: Send + Sync {
     fn warn(&self, message: &str) {
         let _ = message;
     }
+    /// An image was pushed into a registry.
+    fn pushed(&self, report: &PushReport) {
+        let _ = report;
+    }
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PushReport {
+    /// `HOST/PATH:TAG` (or `@DIGEST`).
+    pub destination: String,
+    /// The digest the tag now names.
+    pub digest: Option<Digest>,
+    pub blobs: usize,
+    pub uploaded: usize,
+    pub present: usize,
+    pub mounted: usize,
+    pub bytes_uploaded: u64,
 }
 
 /// Reports nothing.

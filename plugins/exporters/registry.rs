@@ -4,46 +4,21 @@
 //! same registry, the manifests go byte for byte (the index too, when every
 //! platform it names was pulled), so the tag names the source's digest.
 
-use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
+use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
 use crate::export::push::{push, CacheBlobs, PushImage, PushManifest, PushSettings};
 use crate::export::{Destination, ExportContext, ExportError, ExportImage, Exporter};
 use crate::oci::manifest::{ImageIndex, Manifest};
 use crate::oci::reference::Reference;
-use crate::util::units::Size;
 use async_trait::async_trait;
 use std::sync::Arc;
-
-/// Blobs up to this size go in one request; bigger ones in PATCHes of it.
-pub const DEFAULT_CHUNK: u64 = 64 << 20;
-
-/// `[exporters.registry]`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Options {
-    chunk_size: Option<Size>,
-    max_concurrent_uploads: Option<usize>,
-}
 
 pub struct RegistryExporter {
     settings: PushSettings,
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
-    let o: Options = crate::catalog::options(Kind::Exporter, "registry", cfg)?;
-    let concurrency = o.max_concurrent_uploads.unwrap_or(3);
-    if !(1..=64).contains(&concurrency) {
-        return Err(PluginError::invalid(
-            Kind::Exporter,
-            "registry",
-            format!("max_concurrent_uploads must be 1 to 64, got {concurrency}"),
-        ));
-    }
     Ok(Arc::new(RegistryExporter {
-        settings: PushSettings {
-            concurrency,
-            chunk: o.chunk_size.map(|s| s.0).unwrap_or(DEFAULT_CHUNK).max(1),
-            mount_from: Vec::new(),
-        },
+        settings: PushSettings::from_options(cfg)?,
     }))
 }
 

@@ -35,6 +35,9 @@ pub struct Global {
 pub enum Command {
     /// Pull an image and write it as a `docker load` tar (or another format).
     Pull(PullArgs),
+    /// Push a tar or layout into a registry: docker-archive FILE[:NAME:TAG],
+    /// oci:DIR[:TAG] or oci-archive:FILE[:TAG] to [docker://]HOST/PATH[:TAG].
+    Push(PushArgs),
     /// Show what a reference names (platforms, layers, config) without downloading layers.
     Inspect(InspectArgs),
     /// Look after the layer cache: ls, stats, verify, prune.
@@ -181,7 +184,46 @@ pub struct PullArgs {
     #[arg(long, value_name = "NAME:TAG")]
     pub tag: Option<String>,
     #[command(flatten)]
+    pub upload: UploadArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// What to push: FILE.tar[:NAME:TAG] (a docker-archive: `docker save`
+    /// or imgpull's, every layout), oci:DIR[:TAG] or oci-archive:FILE[:TAG].
+    pub source: String,
+    /// Where: [docker://]HOST[:PORT]/PATH[:TAG]; without a tag each image
+    /// keeps its own.
+    pub dest: String,
+    /// gzip plain (uncompressed) layers on the way, as `docker push` does;
+    /// --compress=false pushes them as they are.
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub compress: bool,
+    #[command(flatten)]
+    pub upload: UploadArgs,
+    /// Give up after this long (30m, 2h).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Print one JSON object per event on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How blobs are uploaded (push, and pull -o docker://).
+#[derive(Args)]
+pub struct UploadArgs {
+    /// Blobs uploaded at once (default: --max-concurrent-downloads, 3).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
+    /// Blobs up to this size go in one request, bigger ones in PATCHes of
+    /// this size, each a point to resume from (default 64MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub upload_chunk_size: Option<String>,
 }
 
 #[derive(Args)]

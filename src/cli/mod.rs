@@ -6,6 +6,7 @@ mod args;
 mod cache;
 mod errors;
 mod progress;
+mod push;
 mod report;
 
 use crate::catalog::{Catalog, Kind};
@@ -148,6 +149,7 @@ async fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Pull(args) => pull(&cli.global, args).await.map(|()| 0),
         Command::Inspect(args) => inspect(&cli.global, args).await.map(|()| 0),
+        Command::Push(args) => push::run(&cli.global, args).await.map(|()| 0),
         Command::Cache(args) => cache::run(&cli.global, args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -180,7 +182,7 @@ pub(crate) fn engine(global: &Global, overrides: Overrides) -> Result<Engine, Er
     engine_with(global, overrides, reporter)
 }
 
-fn engine_with(
+pub(crate) fn engine_with(
     global: &Global,
     overrides: Overrides,
     reporter: Arc<dyn crate::progress::Reporter>,
@@ -276,12 +278,14 @@ fn pull_overrides(args: &PullArgs, export: Option<String>) -> Overrides {
         max_layer_uncompressed: args.max_layer_uncompressed.clone(),
         timeout: args.timeout.clone(),
         devices: args.devices,
+        upload_chunk_size: args.upload.upload_chunk_size.clone(),
+        max_concurrent_uploads: args.upload.max_concurrent_uploads,
     }
 }
 
 /// Where a pull's progress goes in `mode`; the bars too when they are
 /// drawn (to be finished or stopped at the end).
-fn pull_reporter(
+pub(crate) fn pull_reporter(
     mode: progress::Mode,
     verbose: bool,
 ) -> (
@@ -383,7 +387,7 @@ async fn inspect(global: &Global, args: InspectArgs) -> Result<(), Error> {
 
 /// `work`, given up after `limit` (`timeout`): what it started is dropped
 /// as on Ctrl-C (partials kept, unfinished outputs removed).
-async fn within<T>(
+pub(crate) async fn within<T>(
     limit: Option<std::time::Duration>,
     work: impl std::future::Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
@@ -400,7 +404,7 @@ async fn within<T>(
 }
 
 /// `--username` with `--password-stdin` (preferred) or `--password`.
-fn cli_credentials(
+pub(crate) fn cli_credentials(
     args: &RegistryArgs,
     quiet: bool,
 ) -> Result<Option<Box<dyn CredentialProvider>>, Error> {

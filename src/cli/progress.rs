@@ -146,6 +146,10 @@ impl Reporter for Bars {
             crate::util::text::terminal_safe(message)
         ));
     }
+
+    fn pushed(&self, report: &crate::progress::PushReport) {
+        let _ = self.multi.suspend(|| super::report::pushed(report));
+    }
 }
 
 impl Bars {
@@ -265,6 +269,10 @@ impl Reporter for Plain {
     fn warn(&self, message: &str) {
         eprintln!("warning: {}", crate::util::text::terminal_safe(message));
     }
+
+    fn pushed(&self, report: &crate::progress::PushReport) {
+        super::report::pushed(report);
+    }
 }
 
 /// `--json`: one object per line on stdout. Progress is throttled to a few
@@ -341,5 +349,11 @@ impl Reporter for Json {
 
     fn warn(&self, message: &str) {
         emit(json!({"event": "warning", "message": message}));
+    }
+
+    fn pushed(&self, report: &crate::progress::PushReport) {
+        let mut v = serde_json::to_value(report).unwrap_or_default();
+        v["event"] = "pushed".into();
+        emit(v);
     }
 }

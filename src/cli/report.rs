@@ -18,6 +18,10 @@ fn next_step(format: &str, output: &std::path::Path, tag: Option<String>) -> Opt
             tag.clone().unwrap_or_else(|| "TAG".into()),
             tag.unwrap_or_else(|| "TAG".into())
         )),
+        "registry" => Some(format!(
+            "docker pull {}",
+            p.to_string().trim_start_matches("docker://")
+        )),
         _ => None,
     }
 }
@@ -27,6 +31,22 @@ macro_rules! println {
     ($($arg:tt)*) => {
         std::println!("{}", crate::util::text::terminal_safe(&format!($($arg)*)))
     };
+}
+
+/// One image pushed, on stdout.
+pub fn pushed(r: &crate::progress::PushReport) {
+    println!(
+        "Pushed: {} ({})",
+        r.destination,
+        r.digest.as_ref().map(|d| d.to_string()).unwrap_or_default()
+    );
+    println!(
+        "Blobs: {} uploaded ({:.1} MB), {} already there, {} mounted",
+        r.uploaded,
+        mb(r.bytes_uploaded),
+        r.present,
+        r.mounted
+    );
 }
 
 /// The end-of-pull summary on stdout.
@@ -60,7 +80,12 @@ pub fn summary(r: &PullReport, format: &str, elapsed: std::time::Duration) {
             .collect();
         println!("Served by: {}", list.join(", "));
     }
-    println!("Saved to: {}", r.output.display());
+    let verb = if format == "registry" {
+        "Pushed to"
+    } else {
+        "Saved to"
+    };
+    println!("{verb}: {}", r.output.display());
     if let Some(step) = next_step(format, &r.output, r.reference.tag.clone()) {
         println!("Next: {step}");
     }

@@ -5,7 +5,9 @@ pub mod import;
 pub mod inspect;
 pub mod naming;
 pub mod pull;
+pub mod push;
 pub mod reuse;
+pub mod sources;
 
 use crate::cache::CacheBackend;
 use crate::catalog::{Catalog, PluginConfig};

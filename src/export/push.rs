@@ -55,6 +55,40 @@ impl Blobs for CacheBlobs<'_> {
     }
 }
 
+/// Blobs up to this size go in one request; bigger ones in PATCHes of it.
+pub const DEFAULT_CHUNK: u64 = 64 << 20;
+
+/// `[exporters.registry]`: how pushes go, for the exporter and `imgpull push`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    chunk_size: Option<crate::util::units::Size>,
+    max_concurrent_uploads: Option<usize>,
+}
+
+impl PushSettings {
+    /// From the `[exporters.registry]` table.
+    pub fn from_options(
+        cfg: &crate::catalog::PluginConfig,
+    ) -> Result<PushSettings, crate::catalog::PluginError> {
+        use crate::catalog::{Kind, PluginError};
+        let o: Options = crate::catalog::options(Kind::Exporter, "registry", cfg)?;
+        let concurrency = o.max_concurrent_uploads.unwrap_or(3);
+        if !(1..=64).contains(&concurrency) {
+            return Err(PluginError::invalid(
+                Kind::Exporter,
+                "registry",
+                format!("max_concurrent_uploads must be 1 to 64, got {concurrency}"),
+            ));
+        }
+        Ok(PushSettings {
+            concurrency,
+            chunk: o.chunk_size.map(|s| s.0).unwrap_or(DEFAULT_CHUNK).max(1),
+            mount_from: Vec::new(),
+        })
+    }
+}
+
 /// How to push.
 #[derive(Clone, Debug)]
 pub struct PushSettings {
@@ -66,19 +100,7 @@ pub struct PushSettings {
     pub mount_from: Vec<String>,
 }
 
-/// What a push did.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct PushReport {
-    /// `HOST/PATH:TAG` (or `@DIGEST`).
-    pub destination: String,
-    /// The digest the tag now names.
-    pub digest: Option<Digest>,
-    pub blobs: usize,
-    pub uploaded: usize,
-    pub present: usize,
-    pub mounted: usize,
-    pub bytes_uploaded: u64,
-}
+pub use crate::progress::PushReport;
 
 /// Push `image` with `client` (connected to its destination's registry).
 pub async fn push(
@@ -123,6 +145,7 @@ pub async fn push(
         }
     }
     report.digest = Some(push_manifests(client, image).await?);
+    reporter.pushed(&report);
     Ok(report)
 }
 

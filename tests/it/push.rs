@@ -2,6 +2,7 @@
 //! cache) and `push SOURCE DST` (tars and layouts), read back by skopeo and
 //! a real `docker pull`, with the destination registry's log as witness.
 
+use crate::support::docker::Docker;
 use crate::support::image::{self, Format};
 use crate::support::registry::{Registry, Variant};
 use crate::support::{certs, imgpull, tempdir, text, token, tools};
@@ -148,4 +149,79 @@ async fn a_copy_keeps_the_digest_in_every_registry_variant_and_skips_what_is_the
             img.manifest
         );
     }
+}
+
+/// `imgpull push ARGS` in `work`, which must succeed; its output.
+async fn push_ok(work: &Path, args: &[&str]) -> String {
+    let mut all = vec!["push"];
+    all.extend(args);
+    let out = imgpull(work, &all, None).await;
+    assert!(out.status.success(), "push {args:?}: {}", text(&out));
+    text(&out)
+}
+
+/// `docker pull NAME` from `docker`, then: the image ID is `config`, and
+/// a container of it says `word`.
+fn docker_runs(docker: &Docker, name: &str, config: &str, word: &str) {
+    docker.ok(&["pull", name]);
+    let id = docker.ok(&["image", "inspect", "--format", "{{.Id}}", name]);
+    assert_eq!(id.trim(), config, "{name}: the image ID is the source's");
+    let said = docker.ok(&["run", "--rm", "--network", "none", name, "cat", "/hello"]);
+    assert_eq!(said.trim(), word, "{name} runs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_docker_archive_variant_and_a_docker_save_tar_push_and_run_in_docker() {
+    let docker = Docker::start().await;
+    let src = Registry::start(Variant::Anonymous).await;
+    let app = crate::docker::runnable("pushme", Format::Docker, image::host_arch());
+    image::push(&src, "ns/app", "1", &app).await;
+    let dst = Registry::start(Variant::Anonymous).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", src.host());
+    let variants: [(&str, &[&str]); 3] = [
+        ("default", &[]),
+        ("legacy", &["--legacy"]),
+        ("uncompressed", &["--layer-format", "uncompressed"]),
+    ];
+    for (what, extra) in variants {
+        let tar = format!("{what}.tar");
+        let mut args = vec!["pull", name.as_str(), "-o", tar.as_str()];
+        args.extend(extra);
+        let out = imgpull(work.path(), &args, None).await;
+        assert!(out.status.success(), "{what}: {}", text(&out));
+        let to = format!("{}/pushed/{what}:1", dst.host());
+        let said = push_ok(work.path(), &[&tar, &to]).await;
+        assert!(said.contains("Next: docker pull"), "{what}: {said}");
+        let raw = raw_manifest(&dst, &to);
+        if what == "default" {
+            assert_eq!(
+                raw, app.manifest,
+                "compressed layers: the manifest byte for byte"
+            );
+        } else {
+            let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            for l in m["layers"].as_array().unwrap() {
+                assert!(
+                    l["mediaType"].as_str().unwrap().ends_with("gzip"),
+                    "{what}: plain layers are pushed gzipped: {m}"
+                );
+            }
+        }
+        skopeo_reads(&dst, &to, work.path());
+        if let Some(d) = &docker {
+            docker_runs(d, &to, &app.config_digest, "pushme");
+        }
+    }
+    let Some(docker) = docker else { return };
+    // A tar the real Docker wrote.
+    let pushed = format!("{}/pushed/default:1", dst.host());
+    docker.ok(&["tag", &pushed, "saved/app:7"]);
+    let saved = work.path().join("saved.tar");
+    docker.ok(&["save", "-o", &saved.display().to_string(), "saved/app:7"]);
+    let to = format!("{}/pushed/saved:7", dst.host());
+    push_ok(work.path(), &["saved.tar", &to]).await;
+    docker.ok(&["rmi", "saved/app:7", &pushed]);
+    docker_runs(&docker, &to, &app.config_digest, "pushme");
+    skopeo_reads(&dst, &to, work.path());
 }
