@@ -148,7 +148,7 @@ impl Reporter for Bars {
     }
 
     fn pushed(&self, report: &crate::progress::PushReport) {
-        let _ = self.multi.suspend(|| super::report::pushed(report));
+        self.multi.suspend(|| super::report::pushed(report));
     }
 }
 
