@@ -119,6 +119,9 @@ pub fn hint(e: &Error) -> Option<String> {
             ),
             None => "check the registry address and port (and HTTPS_PROXY/NO_PROXY if you need a proxy)".into(),
         },
+        Error::Registry(R::DigestMismatch { what, .. }) if what.contains(" as read from ") => {
+            "the file pushed from is damaged (copy it again); the registry got nothing under that digest".into()
+        }
         Error::Registry(R::DigestMismatch { .. } | R::LengthMismatch { .. })
         | Error::Cache {
             source: CacheError::DigestMismatch { .. } | CacheError::SizeMismatch { .. },

@@ -152,10 +152,13 @@ fn choose(
 /// Whether `image` is the one `wanted` names (its whole name, the same
 /// reference written another way, or, in an OCI layout, its tag).
 fn named(image: &SourceImage, wanted: &str) -> bool {
+    if image.ref_name.as_deref() == Some(wanted) {
+        return true;
+    }
     let Some(name) = image.name.as_deref() else {
         return false;
     };
-    if name == wanted || tag_of(name).as_deref() == Some(wanted) && !name.contains('/') {
+    if name == wanted {
         return true;
     }
     match (name.parse::<Reference>(), wanted.parse::<Reference>()) {
@@ -300,10 +303,14 @@ fn gzip(src: &BlobSource, diff_id: &Digest, out: &PathBuf) -> Result<Compressed,
     }
     let found = plain.finish();
     if found != *diff_id {
-        return Err(Error::Usage(format!(
-            "integrity error: {} should hash to {diff_id} (its diff_id) but hashes to {found}; nothing was pushed",
-            src.name().display()
-        )));
+        // Said before anything is pushed.
+        return Err(Error::Export(crate::export::ExportError::DiffId {
+            layer: diff_id.clone(),
+            source: crate::layer::LayerError::DiffIdMismatch {
+                expected: diff_id.clone(),
+                found,
+            },
+        }));
     }
     let sink = gz.finish().map_err(io_out)?;
     Ok(Compressed {
@@ -331,6 +338,7 @@ fn swapped(image: SourceImage, swaps: &HashMap<Digest, Compressed>) -> Result<So
     };
     Ok(SourceImage {
         name: image.name,
+        ref_name: image.ref_name,
         manifests,
         index,
     })

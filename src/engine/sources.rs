@@ -93,6 +93,8 @@ impl Source {
 pub struct SourceImage {
     /// The name it carries (`REPO:TAG`, or only `TAG` in an OCI layout).
     pub name: Option<String>,
+    /// Its `org.opencontainers.image.ref.name` (what `oci:DIR:TAG` names).
+    pub ref_name: Option<String>,
     pub manifests: Vec<PushManifest>,
     /// The index naming several platforms, byte for byte.
     pub index: Option<PushManifest>,
@@ -270,11 +272,9 @@ fn from_index(files: &Files, loaded: &mut Loaded) -> Result<(), Error> {
         .map_err(|e| bad(files.where_(), format!("index.json: {e}")))?;
     for entry in &index.manifests {
         let m = document(files, &entry.digest, &entry.media_type)?;
-        let name = entry.annotations.as_ref().and_then(|a| {
-            a.get("io.containerd.image.name")
-                .or_else(|| a.get("org.opencontainers.image.ref.name"))
-                .cloned()
-        });
+        let note = |k: &str| entry.annotations.as_ref().and_then(|a| a.get(k).cloned());
+        let ref_name = note("org.opencontainers.image.ref.name");
+        let name = note("io.containerd.image.name").or_else(|| ref_name.clone());
         let image = match Manifest::parse(&m.media_type, &m.bytes) {
             Ok(Manifest::Index(children)) => {
                 let mut manifests = Vec::new();
@@ -285,12 +285,14 @@ fn from_index(files: &Files, loaded: &mut Loaded) -> Result<(), Error> {
                 }
                 SourceImage {
                     name,
+                    ref_name,
                     manifests,
                     index: Some(m),
                 }
             }
             Ok(Manifest::Image(_)) => SourceImage {
                 name,
+                ref_name,
                 manifests: vec![m],
                 index: None,
             },
@@ -407,6 +409,7 @@ fn from_legacy(files: &Files, loaded: &mut Loaded) -> Result<(), Error> {
         for name in names {
             loaded.images.push(SourceImage {
                 name,
+                ref_name: None,
                 manifests: vec![m.clone()],
                 index: None,
             });

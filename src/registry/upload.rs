@@ -54,10 +54,14 @@ pub struct Upload<'a> {
 }
 
 /// The bytes read so far, hashed in order: complete only when one pass
-/// read the blob from its first byte to its last.
+/// read the blob from its first byte to its last. The last piece of a
+/// pass is sent only once the whole matches the digest, so a wrong blob
+/// never reaches the registry whole.
 struct Hashed {
     next: u64,
-    verifier: Verifier,
+    verifier: Option<Verifier>,
+    /// What the bytes hashed to, when not to the digest.
+    mismatch: Option<Digest>,
 }
 
 /// An upload session: where to send the next bytes, and how many the
@@ -112,7 +116,8 @@ impl RegistryClient {
         let tries = Tries::new(self.retry.attempts);
         let hashed = Arc::new(Mutex::new(Hashed {
             next: 0,
-            verifier: Verifier::of(up.digest.algorithm()),
+            verifier: Some(Verifier::of(up.digest.algorithm())),
+            mismatch: None,
         }));
         let mut attempt = 0;
         loop {
@@ -121,7 +126,9 @@ impl RegistryClient {
                 Some(s) => s,
                 None => self.start_upload(up.repository).await?,
             };
-            match self.send_blob(up, s, &hashed, &tries).await {
+            let sent = self.send_blob(up, s, &hashed, &tries).await;
+            self.check_read(up, &hashed)?;
+            match sent {
                 Ok(()) => return Ok(Pushed::Uploaded),
                 Err(e) if e.is_transient() && tries.take() > 0 => {
                     self.notes.warn(&format!(
@@ -208,6 +215,7 @@ impl RegistryClient {
                     s = next;
                 }
                 Err(e) if e.is_transient() && tries.take() > 0 => {
+                    self.check_read(up, hashed)?;
                     attempt += 1;
                     tokio::time::sleep(self.retry.backoff(attempt)).await;
                     s = self.upload_status(up, &s.url).await.map_err(|_| e)?;
@@ -270,8 +278,8 @@ impl RegistryClient {
         let mut url = s.url.clone();
         url.query_pairs_mut()
             .append_pair("digest", &up.digest.to_string());
+        self.check_read(up, hashed)?;
         let body = if n == 0 {
-            self.check_read(up, hashed)?;
             empty()
         } else {
             body_of(up, s.at, n, hashed)
@@ -283,31 +291,27 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Before the closing `PUT`: the bytes read in one pass hash to the
-    /// digest (an upload resumed midway is checked by the registry alone).
+    /// `Err` once the bytes read in one pass did not hash to the digest
+    /// (an upload resumed midway is checked by the registry alone).
     fn check_read(
         &self,
         up: &Upload<'_>,
         hashed: &Arc<Mutex<Hashed>>,
     ) -> Result<(), RegistryError> {
         let h = hashed.lock().unwrap_or_else(|e| e.into_inner());
-        if h.next != up.size {
-            return Ok(());
-        }
-        let found = h.verifier.clone().finish();
-        if found != *up.digest {
-            return Err(RegistryError::DigestMismatch {
+        match &h.mismatch {
+            Some(found) => Err(RegistryError::DigestMismatch {
                 registry: self.registry.clone(),
                 what: format!(
-                    "blob {} as read from {}",
+                    "blob {} as read from {}; nothing was pushed under its name",
                     up.digest,
                     up.source.name().display()
                 ),
                 expected: up.digest.to_string(),
-                found,
-            });
+                found: found.clone(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// `GET` on an upload: where it stands.
@@ -406,11 +410,18 @@ fn empty() -> Payload {
 fn body_of(up: &Upload<'_>, at: u64, n: u64, hashed: &Arc<Mutex<Hashed>>) -> Payload {
     let source = up.source.clone();
     let hashed = hashed.clone();
+    let (digest, size) = (up.digest.clone(), up.size);
     Payload::stream("application/octet-stream", n, move || {
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
-        let (source, hashed) = (source.clone(), hashed.clone());
+        let (source, hashed, digest) = (source.clone(), hashed.clone(), digest.clone());
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = read_into(&source, at, n, &hashed, &tx) {
+            let piece = Piece {
+                at,
+                n,
+                size,
+                digest: &digest,
+            };
+            if let Err(e) = read_into(&source, &piece, &hashed, &tx) {
                 let _ = tx.blocking_send(Err(e));
             }
         });
@@ -420,19 +431,30 @@ fn body_of(up: &Upload<'_>, at: u64, n: u64, hashed: &Arc<Mutex<Hashed>>) -> Pay
     })
 }
 
-/// Read `n` bytes from `at` into `tx`, piece by piece.
-fn read_into(
-    source: &BlobSource,
+/// The bytes one request body carries: `n` from `at` of a blob of `size`.
+struct Piece<'a> {
     at: u64,
     n: u64,
+    size: u64,
+    digest: &'a Digest,
+}
+
+/// Read the piece into `tx`; the last read is held back until a pass that
+/// read the whole blob is known to match its digest (else the body ends in
+/// an error, and the request with it).
+fn read_into(
+    source: &BlobSource,
+    p: &Piece<'_>,
     hashed: &Mutex<Hashed>,
     tx: &tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
 ) -> std::io::Result<()> {
     use std::io::{Read, Seek};
+    let (at, n) = (p.at, p.n);
     let mut r = source.open()?;
     r.seek(std::io::SeekFrom::Start(at))?;
     let mut r = r.take(n);
     let mut pos = at;
+    let mut held: Option<bytes::Bytes> = None;
     loop {
         let mut buf = vec![0u8; PIECE];
         let got = r.read(&mut buf)?;
@@ -440,17 +462,19 @@ fn read_into(
             break;
         }
         buf.truncate(got);
-        {
-            let mut h = hashed.lock().unwrap_or_else(|e| e.into_inner());
-            if h.next == pos {
-                h.verifier.update(&buf);
-                h.next += got as u64;
+        hash_in_order(hashed, pos, &buf);
+        pos += got as u64;
+        if let Some(prev) = held.replace(buf.into()) {
+            if tx.blocking_send(Ok(prev)).is_err() {
+                return Ok(());
             }
         }
-        pos += got as u64;
-        if tx.blocking_send(Ok(buf.into())).is_err() {
-            return Ok(());
-        }
+    }
+    if pos == p.size {
+        verify_pass(hashed, p.size, p.digest)?;
+    }
+    if let Some(last) = held {
+        let _ = tx.blocking_send(Ok(last));
     }
     if pos != at + n {
         return Err(std::io::Error::new(
@@ -460,6 +484,38 @@ fn read_into(
                 source.name().display(),
                 at + n
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// Hash `buf` (at `pos`) when it continues what was hashed.
+fn hash_in_order(hashed: &Mutex<Hashed>, pos: u64, buf: &[u8]) {
+    let mut h = hashed.lock().unwrap_or_else(|e| e.into_inner());
+    if h.next == pos {
+        if let Some(v) = h.verifier.as_mut() {
+            v.update(buf);
+        }
+        h.next += buf.len() as u64;
+    }
+}
+
+/// At the end of the blob: `Err` when a pass read all of it and it does
+/// not hash to `digest` (remembered in `mismatch`).
+fn verify_pass(hashed: &Mutex<Hashed>, size: u64, digest: &Digest) -> std::io::Result<()> {
+    let mut h = hashed.lock().unwrap_or_else(|e| e.into_inner());
+    if h.next == size {
+        if let Some(v) = h.verifier.take() {
+            let found = v.finish();
+            if found != *digest {
+                h.mismatch = Some(found);
+            }
+        }
+    }
+    if h.mismatch.is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the source of {digest} does not hash to it"),
         ));
     }
     Ok(())

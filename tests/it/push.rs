@@ -225,3 +225,303 @@ async fn every_docker_archive_variant_and_a_docker_save_tar_push_and_run_in_dock
     docker_runs(&docker, &to, &app.config_digest, "pushme");
     skopeo_reads(&dst, &to, work.path());
 }
+
+/// Access-log lines of `method` requests on `repository`'s upload URLs.
+fn upload_requests(reg: &Registry, method: &str, repository: &str) -> Vec<String> {
+    reg.log()
+        .lines()
+        .filter(|l| l.contains(&format!("\"{method} /v2/{repository}/blobs/uploads/")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_cut_between_chunks_goes_on_from_where_the_registry_stands() {
+    let src = Registry::start(Variant::Anonymous).await;
+    let big = image::big_layer("resume", 4_500_000);
+    let img = image::build_from("resume", Format::Oci, image::host_arch(), vec![big.clone()]);
+    image::push(&src, "ns/big", "1", &img).await;
+    let dst = Registry::start(Variant::Anonymous).await;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let proxy = crate::support::proxy::start(
+        dst.base_url(),
+        crate::support::proxy::Fault::DropPatch {
+            nth: 3,
+            seen: seen.clone(),
+        },
+    )
+    .await;
+    let work = tempdir();
+    let from = format!("{}/ns/big:1", src.host());
+    let to = format!("docker://{}/copy/big:1", proxy.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &from, "-o", &to, "--upload-chunk-size", "1MiB"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "said: {}", text(&out));
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        6,
+        "5 PATCHes reached the proxy, 1 cut"
+    );
+    let patches = upload_requests(&dst, "PATCH", "copy/big");
+    assert_eq!(patches.len(), 5, "each 1 MiB chunk sent once: {patches:#?}");
+    assert_eq!(
+        upload_requests(&dst, "POST", "copy/big").len(),
+        2,
+        "one upload session per blob (config, layer): not started over"
+    );
+    assert_eq!(
+        upload_requests(&dst, "GET", "copy/big").len(),
+        1,
+        "the registry was asked where the upload stood"
+    );
+    let to = format!("{}/copy/big:1", dst.host());
+    assert_eq!(raw_manifest(&dst, &to), img.manifest);
+    // skopeo reads every byte of it back (and checks the digests).
+    skopeo_reads(&dst, &to, work.path());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_within_a_registry_mounts_the_blobs() {
+    let reg = Registry::start(Variant::Token).await;
+    let img = image::build("mount", Format::Docker, image::host_arch(), 2);
+    image::push(&reg, "team/app", "1", &img).await;
+    let work = tempdir();
+    std::fs::write(work.path().join("imgpull.toml"), config_for(&reg)).unwrap();
+    let from = format!("{}/team/app:1", reg.host());
+    let to = format!("{}/team/app-copy:1", reg.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &from, "-o", &format!("docker://{to}")],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let mounts: Vec<String> = upload_requests(&reg, "POST", "team/app-copy")
+        .into_iter()
+        .filter(|l| {
+            l.contains("mount=") && l.contains("from=team%2Fapp") || l.contains("from=team/app")
+        })
+        .collect();
+    assert_eq!(
+        mounts.len(),
+        3,
+        "config and both layers mounted: {mounts:#?}"
+    );
+    assert!(mounts.iter().all(|l| l.contains("\" 201 ")), "{mounts:#?}");
+    assert!(
+        uploads(&reg, "team/app-copy").is_empty(),
+        "nothing uploaded"
+    );
+    assert!(text(&out).contains("3 mounted"), "{}", text(&out));
+    assert_eq!(raw_manifest(&reg, &to), img.manifest);
+}
+
+/// The index blob an OCI layout's `index.json` names first.
+fn layout_index(dir: &Path) -> Vec<u8> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let d = index["manifests"][0]["digest"].as_str().unwrap();
+    std::fs::read(
+        dir.join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:")),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_platforms_push_as_one_index_from_a_copy_a_layout_and_an_archive() {
+    let src = Registry::start(Variant::Anonymous).await;
+    let amd = image::build("multi-amd", Format::Oci, "amd64", 2);
+    let arm = image::build("multi-arm", Format::Oci, "arm64", 2);
+    let index = image::push_index(&src, "ns/multi", "1", Format::Oci, &[amd, arm]).await;
+    let dst = Registry::start(Variant::Basic).await;
+    let work = tempdir();
+    std::fs::write(work.path().join("imgpull.toml"), config_for(&dst)).unwrap();
+    let from = format!("{}/ns/multi:1", src.host());
+    // A copy of every platform: the index byte for byte.
+    let to = format!("{}/copy/multi:1", dst.host());
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &from,
+            "--platform",
+            "all",
+            "-o",
+            &format!("docker://{to}"),
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        raw_manifest(&dst, &to),
+        index,
+        "the source's index, unchanged"
+    );
+    skopeo_reads(&dst, &to, work.path());
+    // The layout and the archive imgpull writes, and a layout skopeo wrote.
+    for (what, args) in [
+        ("oci", vec!["--format", "oci", "-o", "layout"]),
+        (
+            "oci-archive",
+            vec!["--format", "oci-archive", "-o", "multi.tar"],
+        ),
+    ] {
+        let mut all = vec!["pull", from.as_str(), "--platform", "all"];
+        all.extend(args);
+        let out = imgpull(work.path(), &all, None).await;
+        assert!(out.status.success(), "{what}: {}", text(&out));
+    }
+    let skopeo_layout = work.path().join("by-skopeo");
+    let out = Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+        ])
+        .arg(format!("docker://{from}"))
+        .arg(format!("oci:{}:1", skopeo_layout.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let archive = work.path().join("multi.tar");
+    let unpacked = work.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    tar::Archive::new(std::fs::File::open(&archive).unwrap())
+        .unpack(&unpacked)
+        .unwrap();
+    for (what, source, layout) in [
+        (
+            "oci",
+            "oci:layout:1".to_string(),
+            work.path().join("layout"),
+        ),
+        (
+            "oci-archive",
+            "oci-archive:multi.tar:1".to_string(),
+            unpacked,
+        ),
+        (
+            "skopeo's layout",
+            format!("oci:{}:1", skopeo_layout.display()),
+            skopeo_layout.clone(),
+        ),
+    ] {
+        let to = format!("{}/pushed/{}:1", dst.host(), what.replace(['\'', ' '], "-"));
+        push_ok(work.path(), &[&source, &to]).await;
+        let raw = raw_manifest(&dst, &to);
+        assert_eq!(
+            raw,
+            layout_index(&layout),
+            "{what}: the layout's index, unchanged"
+        );
+        let m: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(m["manifests"].as_array().unwrap().len(), 2, "{what}: {m}");
+        skopeo_reads(&dst, &to, work.path());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_without_push_rights_fails_clearly_and_pushes_nothing() {
+    let src = Registry::start(Variant::Anonymous).await;
+    let img = image::build("ro", Format::Docker, image::host_arch(), 2);
+    image::push(&src, "ns/app", "1", &img).await;
+    let dst = Registry::start(Variant::Token).await;
+    let work = tempdir();
+    let out = imgpull(
+        work.path(),
+        &["pull", &format!("{}/ns/app:1", src.host()), "-o", "app.tar"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let to = format!("{}/ro/app:1", dst.host());
+    let out = imgpull(
+        work.path(),
+        &[
+            "push",
+            "app.tar",
+            &to,
+            "-u",
+            token::READER,
+            "--password-stdin",
+        ],
+        Some(token::READER_PASSWORD),
+    )
+    .await;
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "the auth exit code: {said}");
+    assert!(said.contains("push access to ro/app is missing"), "{said}");
+    assert!(said.contains(&dst.host()), "names the registry: {said}");
+    assert!(!said.contains(token::READER_PASSWORD), "{said}");
+    let log = dst.log();
+    assert!(
+        !log.contains("PUT /v2/ro/app/manifests"),
+        "no manifest pushed"
+    );
+    assert!(uploads(&dst, "ro/app").is_empty(), "no blob pushed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_sources_are_refused_before_any_manifest_is_pushed() {
+    let src = Registry::start(Variant::Anonymous).await;
+    let img = image::build("bad", Format::Docker, image::host_arch(), 2);
+    image::push(&src, "ns/app", "1", &img).await;
+    let dst = Registry::start(Variant::Anonymous).await;
+    let work = tempdir();
+    let name = format!("{}/ns/app:1", src.host());
+    for (tar, extra) in [("good.tar", vec![]), ("legacy.tar", vec!["--legacy"])] {
+        let mut args = vec!["pull", name.as_str(), "-o", tar];
+        args.extend(extra);
+        let out = imgpull(work.path(), &args, None).await;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    std::fs::write(work.path().join("not.tar"), b"hello, not a tar").unwrap();
+    // One byte of the last layer's data flipped, in each tar.
+    let flip = |name: &str, file: &str| {
+        let path = work.path().join(name);
+        let mut ar = tar::Archive::new(std::fs::File::open(&path).unwrap());
+        let pos = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_string_lossy().ends_with(file))
+            .map(|e| e.raw_file_position() + e.size() / 2)
+            .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[pos as usize] ^= 0x55;
+        std::fs::write(&path, bytes).unwrap();
+    };
+    let last = img
+        .layers
+        .last()
+        .unwrap()
+        .digest
+        .trim_start_matches("sha256:")
+        .to_string();
+    flip("good.tar", &last);
+    flip("legacy.tar", "layer.tar");
+    for (what, source, code, says) in [
+        ("not a tar", "not.tar", 2, "not a tar"),
+        ("missing", "nothing-here.tar", 2, "no such file"),
+        ("corrupt compressed layer", "good.tar", 7, "integrity"),
+        ("corrupt plain layer", "legacy.tar", 7, "integrity"),
+    ] {
+        let to = format!("{}/bad/app:1", dst.host());
+        let out = imgpull(work.path(), &["push", source, &to], None).await;
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(code), "{what}: {said}");
+        assert!(said.contains(says), "{what}: {said}");
+        assert!(
+            !dst.log().contains("/manifests/"),
+            "{what}: no manifest pushed"
+        );
+    }
+}

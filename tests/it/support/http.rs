@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 server for the token server and the fault proxy:
-//! one request per connection, bodies ignored (they only serve GET/HEAD).
+//! one request per connection; request bodies up to 64 MiB are read (the
+//! proxy forwards uploads).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,6 +75,8 @@ pub struct Response {
     pub chunked: bool,
     /// Wait this long before answering at all.
     pub delay: Option<std::time::Duration>,
+    /// Close the connection without a word (a link cut mid-request).
+    pub abort: bool,
 }
 
 impl Response {
@@ -90,6 +93,15 @@ impl Response {
             hang: false,
             chunked: false,
             delay: None,
+            abort: false,
+        }
+    }
+
+    /// The connection closed, no answer.
+    pub fn abort() -> Response {
+        Response {
+            abort: true,
+            ..Response::new(200, "")
         }
     }
 
@@ -207,6 +219,9 @@ where
     };
     let head_only = req.method == "HEAD";
     let resp = handler(req).await;
+    if resp.abort {
+        return;
+    }
     if let Some(d) = resp.delay {
         tokio::time::sleep(d).await;
     }
@@ -323,7 +338,7 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(sock: &mut S) -> Option<Requ
         .header("content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-        .min(1 << 20);
+        .min(64 << 20);
     while req.body.len() < len {
         let n = sock.read(&mut chunk).await.ok()?;
         if n == 0 {

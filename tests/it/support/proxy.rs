@@ -1,5 +1,6 @@
-//! A fault-injecting proxy in front of a real registry: forwards GET/HEAD
-//! requests and, when told, corrupts the body of one blob.
+//! A fault-injecting proxy in front of a real registry: forwards requests
+//! (uploads too, with `Location` pointed back at the proxy) and, when
+//! told, corrupts the body of one blob or cuts an upload.
 
 use super::http::{serve, Request, Response, Server};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,6 +66,9 @@ pub enum Fault {
         digest: String,
         times: Arc<AtomicUsize>,
     },
+    /// Close the connection on the `nth` (1-based) blob upload PATCH,
+    /// before the registry sees any of it (a link cut between chunks).
+    DropPatch { nth: usize, seen: Arc<AtomicUsize> },
     /// Send blob bodies at about this many bytes per second.
     SlowBlobs(u64),
     /// Add Docker Hub's quota headers (`ratelimit-limit: 100;w=21600`,
@@ -236,15 +240,31 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
             }
         }
     }
+    if let Fault::DropPatch { nth, seen } = &fault {
+        if req.method == "PATCH" && seen.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+            return Response::abort();
+        }
+    }
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
     let mut up = http.request(method, format!("{upstream}{}", req.target));
     for (k, v) in &req.headers {
-        if ["authorization", "accept", "range", "user-agent"]
-            .contains(&k.to_ascii_lowercase().as_str())
+        if [
+            "authorization",
+            "accept",
+            "range",
+            "user-agent",
+            "content-type",
+            "content-range",
+        ]
+        .contains(&k.to_ascii_lowercase().as_str())
         {
             up = up.header(k, v);
         }
     }
+    if !["GET", "HEAD"].contains(&req.method.as_str()) {
+        up = up.body(req.body.clone());
+    }
+    let here = req.header("host").map(|h| format!("http://{h}"));
     let resp = match up.send().await {
         Ok(r) => r,
         Err(e) => return Response::new(502, format!("proxy: {e}")),
@@ -256,6 +276,14 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         .filter(|(k, _)| !["transfer-encoding", "connection"].contains(&k.as_str()))
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
+    // Upload sessions continue through the proxy.
+    if let Some(here) = &here {
+        for (k, v) in headers.iter_mut() {
+            if k.eq_ignore_ascii_case("location") {
+                *v = v.replace(upstream, here);
+            }
+        }
+    }
     if let Fault::RateLimit(n) = &fault {
         if req.path().contains("/manifests/") {
             headers.push(("ratelimit-limit".into(), "100;w=21600".into()));
@@ -361,5 +389,6 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
         hang: false,
         chunked: false,
         delay: None,
+        abort: false,
     }
 }
