@@ -13,6 +13,10 @@ pub enum BlobState {
     StartingOver,
     /// Every byte is in; the digest is being checked.
     Verifying,
+    /// Pushing: the registry had it already.
+    AlreadyThere,
+    /// Pushing: mounted from another repository of the registry.
+    Mounted,
 }
 
 impl BlobState {
@@ -21,6 +25,8 @@ impl BlobState {
             BlobState::Resuming { .. } => "resuming",
             BlobState::StartingOver => "starting over",
             BlobState::Verifying => "verifying",
+            BlobState::AlreadyThere => "already there",
+            BlobState::Mounted => "mounted",
         }
     }
 }
@@ -32,7 +38,12 @@ pub trait Reporter: Send + Sync {
     fn blob_start(&self, digest: &Digest, size: u64, cached: bool) {
         let _ = (digest, size, cached);
     }
-    /// `bytes` more bytes of `digest` arrived.
+    /// A blob of a push: `size` bytes to upload, unless the registry has
+    /// it (then [`BlobState::AlreadyThere`] or [`BlobState::Mounted`]).
+    fn blob_upload(&self, digest: &Digest, size: u64) {
+        self.blob_start(digest, size, false)
+    }
+    /// `bytes` more bytes of `digest` arrived (or, pushing, were sent).
     fn blob_progress(&self, digest: &Digest, bytes: u64) {
         let _ = (digest, bytes);
     }

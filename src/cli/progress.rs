@@ -103,6 +103,13 @@ impl Reporter for Bars {
             .insert(digest.clone(), pb);
     }
 
+    fn blob_upload(&self, digest: &Digest, size: u64) {
+        self.blob_start(digest, size, false);
+        if let Some(pb) = self.bar(digest) {
+            pb.set_message("pushing");
+        }
+    }
+
     fn blob_progress(&self, digest: &Digest, bytes: u64) {
         if let Some(pb) = self.bar(digest) {
             pb.inc(bytes);
@@ -117,6 +124,7 @@ impl Reporter for Bars {
             BlobState::Resuming { from } => from,
             BlobState::StartingOver => 0,
             BlobState::Verifying => before,
+            BlobState::AlreadyThere | BlobState::Mounted => pb.length().unwrap_or(before),
         };
         pb.set_position(now);
         self.total
@@ -217,6 +225,11 @@ impl Reporter for Plain {
         eprintln!("{}: {state} ({:.1} MB)", digest.short(), mb(size));
     }
 
+    fn blob_upload(&self, digest: &Digest, size: u64) {
+        self.state.lock().expect("no panics while held").total += size;
+        eprintln!("{}: pushing ({:.1} MB)", digest.short(), mb(size));
+    }
+
     fn blob_progress(&self, digest: &Digest, bytes: u64) {
         let mut s = self.state.lock().expect("no panics while held");
         s.done += bytes;
@@ -238,6 +251,7 @@ impl Reporter for Plain {
             BlobState::Resuming { from } => Some(from),
             BlobState::StartingOver => Some(0),
             BlobState::Verifying => None,
+            BlobState::AlreadyThere | BlobState::Mounted => None,
         };
         if let Some(now) = now {
             let mut s = self.state.lock().expect("no panics while held");
@@ -251,6 +265,9 @@ impl Reporter for Plain {
             BlobState::StartingOver => eprintln!("{}: starting over", digest.short()),
             BlobState::Verifying if self.verbose => eprintln!("{}: verifying", digest.short()),
             BlobState::Verifying => {}
+            BlobState::AlreadyThere | BlobState::Mounted => {
+                eprintln!("{}: {}", digest.short(), state.name())
+            }
         }
     }
 
@@ -321,13 +338,21 @@ impl Reporter for Json {
         }
     }
 
+    fn blob_upload(&self, digest: &Digest, size: u64) {
+        self.last
+            .lock()
+            .expect("no panics while held")
+            .insert(digest.clone(), (Instant::now(), 0));
+        emit(json!({"event": "start", "digest": digest, "size": size, "upload": true}));
+    }
+
     fn blob_state(&self, digest: &Digest, state: BlobState) {
         let mut last = self.last.lock().expect("no panics while held");
         if let Some((_, done)) = last.get_mut(digest) {
             match state {
                 BlobState::Resuming { from } => *done = from,
                 BlobState::StartingOver => *done = 0,
-                BlobState::Verifying => {}
+                BlobState::Verifying | BlobState::AlreadyThere | BlobState::Mounted => {}
             }
         }
         let mut v = json!({"event": "state", "digest": digest, "state": state.name()});

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 
 pub mod live;
+pub mod locations;
 pub mod placed;
 pub mod push;
 pub mod tar_out;

@@ -4,6 +4,7 @@
 //! the pushed tag has the digest of what was read. Nothing is pushed as a
 //! manifest until every blob it names is in the registry.
 
+use super::locations::Locations;
 use super::ExportError;
 use crate::cache::{BlobSource, CacheBackend};
 use crate::oci::digest::Digest;
@@ -122,11 +123,23 @@ pub async fn push(
         blobs: wanted.len(),
         ..Default::default()
     };
+    let known = Locations::load();
+    let registry = image.dest.registry.as_str();
     // Made first, run at most `concurrency` at once.
     let pushes: Vec<_> = wanted
         .iter()
         .map(|(digest, size)| {
-            push_one(client, repository, digest, *size, blobs, settings, reporter)
+            let mut from = settings.mount_from.clone();
+            from.extend(known.of(registry, digest));
+            let mut seen = std::collections::HashSet::new();
+            from.retain(|r| r != repository && seen.insert(r.clone()));
+            from.truncate(MOUNTS_TRIED);
+            let blob = Blob {
+                digest,
+                size: *size,
+                mount_from: from,
+            };
+            push_one(client, repository, blob, blobs, settings, reporter)
         })
         .collect();
     let results = futures_util::stream::iter(pushes)
@@ -134,7 +147,8 @@ pub async fn push(
         .collect::<Vec<_>>()
         .await;
     for r in results {
-        let (pushed, size) = r?;
+        let (digest, pushed, size) = r?;
+        known.record(registry, repository, digest);
         match pushed {
             Pushed::Present => report.present += 1,
             Pushed::Mounted => report.mounted += 1,
@@ -144,38 +158,54 @@ pub async fn push(
             }
         }
     }
+    if let Err(e) = known.save() {
+        reporter.info(&format!("the record of pushed blobs was not saved: {e}"));
+    }
     report.digest = Some(push_manifests(client, image).await?);
     reporter.pushed(&report);
     Ok(report)
 }
 
+/// Repositories a blob is tried to be mounted from, at most.
+const MOUNTS_TRIED: usize = 2;
+
+/// One blob to push, and where it may be mounted from.
+struct Blob<'a> {
+    digest: &'a Digest,
+    size: u64,
+    mount_from: Vec<String>,
+}
+
 /// One blob, from `blobs`, into `repository`.
-async fn push_one(
+async fn push_one<'a>(
     client: &RegistryClient,
     repository: &str,
-    digest: &Digest,
-    size: u64,
+    blob: Blob<'a>,
     blobs: &dyn Blobs,
     settings: &PushSettings,
     reporter: &dyn Reporter,
-) -> Result<(Pushed, u64), ExportError> {
+) -> Result<(&'a Digest, Pushed, u64), ExportError> {
+    let (digest, size) = (blob.digest, blob.size);
     let source = blobs.source(digest).await?;
-    reporter.blob_start(digest, size, false);
+    reporter.blob_upload(digest, size);
     let up = Upload {
         repository,
         digest,
         size,
         source: &source,
-        mount_from: &settings.mount_from,
+        mount_from: &blob.mount_from,
         chunk: settings.chunk,
         reporter,
     };
     let pushed = client.push_blob(&up).await?;
-    if pushed != Pushed::Uploaded {
-        reporter.blob_state(digest, crate::progress::BlobState::Resuming { from: size });
+    use crate::progress::BlobState;
+    match pushed {
+        Pushed::Present => reporter.blob_state(digest, BlobState::AlreadyThere),
+        Pushed::Mounted => reporter.blob_state(digest, BlobState::Mounted),
+        Pushed::Uploaded => {}
     }
     reporter.blob_done(digest);
-    Ok((pushed, size))
+    Ok((digest, pushed, size))
 }
 
 /// The manifests of `image`: children by digest, then the tag (or digest)

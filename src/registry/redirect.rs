@@ -80,6 +80,34 @@ pub struct Payload {
     /// Sent as `Content-Length` (`None`: chunked transfer encoding).
     pub len: Option<u64>,
     make: std::sync::Arc<dyn Fn() -> reqwest::Body + Send + Sync>,
+    /// For a streamed body: when its last piece was taken. The deadline
+    /// then counts from it (a big upload on a slow link is not cut for
+    /// taking long, only for standing still).
+    pub taken: Option<Taken>,
+}
+
+/// When a streamed body's last piece was taken by the connection.
+#[derive(Clone, Default)]
+pub struct Taken(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Taken {
+    fn base() -> tokio::time::Instant {
+        static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(tokio::time::Instant::now)
+    }
+
+    /// A piece was taken now.
+    pub fn touch(&self) {
+        let ms = Self::base().elapsed().as_millis() as u64;
+        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long since the last piece was taken.
+    fn idle(&self) -> std::time::Duration {
+        let then = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        let now = Self::base().elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(then))
+    }
 }
 
 impl Payload {
@@ -89,19 +117,44 @@ impl Payload {
             content_type,
             len: Some(bytes.len() as u64),
             make: std::sync::Arc::new(move || reqwest::Body::from(bytes.clone())),
+            taken: None,
         }
     }
 
-    /// A body of `len` bytes made by `make` each time it is sent.
+    /// A body of `len` bytes made by `make` each time it is sent, which
+    /// touches `taken` as its pieces are taken.
     pub fn stream(
         content_type: &'static str,
         len: u64,
+        taken: Taken,
         make: impl Fn() -> reqwest::Body + Send + Sync + 'static,
     ) -> Payload {
         Payload {
             content_type,
             len: Some(len),
             make: std::sync::Arc::new(make),
+            taken: Some(taken),
+        }
+    }
+}
+
+/// `send`, unless the body stands still for `window` (nothing taken, or
+/// no answer that long after the last piece): then `None`.
+async fn watched(
+    send: impl std::future::Future<Output = Result<Response, reqwest::Error>>,
+    taken: &Taken,
+    window: std::time::Duration,
+) -> Option<Result<Response, reqwest::Error>> {
+    tokio::pin!(send);
+    let tick = std::time::Duration::from_millis(250).min(window);
+    loop {
+        tokio::select! {
+            r = &mut send => return Some(r),
+            _ = tokio::time::sleep(tick) => {
+                if taken.idle() > window {
+                    return None;
+                }
+            }
         }
     }
 }
@@ -176,8 +229,21 @@ impl Request<'_> {
             }
             req = req.body((p.make)());
         }
-        let sent = match until {
-            Some((at, after)) => match tokio::time::timeout_at(at, req.send()).await {
+        let taken = self.body.as_ref().and_then(|p| p.taken.clone());
+        let sent = match (until, taken) {
+            (Some((_, after)), Some(taken)) => {
+                taken.touch();
+                match watched(req.send(), &taken, after).await {
+                    Some(r) => r,
+                    None => {
+                        return Err(FollowError::TimedOut {
+                            url: url.to_string(),
+                            after,
+                        })
+                    }
+                }
+            }
+            (Some((at, after)), None) => match tokio::time::timeout_at(at, req.send()).await {
                 Ok(r) => r,
                 Err(_) => {
                     return Err(FollowError::TimedOut {
@@ -186,7 +252,7 @@ impl Request<'_> {
                     })
                 }
             },
-            None => req.send().await,
+            (None, _) => req.send().await,
         };
         sent.map_err(|error| FollowError::Transport {
             url: url.to_string(),

@@ -10,7 +10,7 @@
 //! blob that does not match its digest is never committed.
 //! Manifests are `PUT` byte for byte.
 
-use super::redirect::Payload;
+use super::redirect::{Payload, Taken};
 use super::send::Req;
 use super::{RegistryClient, RegistryError, Tries};
 use crate::cache::BlobSource;
@@ -411,7 +411,10 @@ fn body_of(up: &Upload<'_>, at: u64, n: u64, hashed: &Arc<Mutex<Hashed>>) -> Pay
     let source = up.source.clone();
     let hashed = hashed.clone();
     let (digest, size) = (up.digest.clone(), up.size);
-    Payload::stream("application/octet-stream", n, move || {
+    let taken = Taken::default();
+    let touch = taken.clone();
+    Payload::stream("application/octet-stream", n, taken, move || {
+        let touch = touch.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
         let (source, hashed, digest) = (source.clone(), hashed.clone(), digest.clone());
         tokio::task::spawn_blocking(move || {
@@ -425,8 +428,13 @@ fn body_of(up: &Upload<'_>, at: u64, n: u64, hashed: &Arc<Mutex<Hashed>>) -> Pay
                 let _ = tx.blocking_send(Err(e));
             }
         });
-        reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|piece| (piece, rx))
+        reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, move |mut rx| {
+            let touch = touch.clone();
+            async move {
+                let piece = rx.recv().await?;
+                touch.touch();
+                Some((piece, rx))
+            }
         }))
     })
 }

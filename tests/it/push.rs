@@ -213,7 +213,32 @@ async fn every_docker_archive_variant_and_a_docker_save_tar_push_and_run_in_dock
             docker_runs(d, &to, &app.config_digest, "pushme");
         }
     }
+    // A copy, registry to registry, as --json events.
+    let copied = format!("{}/copied/app:1", dst.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &name, "-o", &format!("docker://{copied}"), "--json"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pushed = events
+        .iter()
+        .find(|e| e["event"] == "pushed")
+        .expect("a pushed event");
+    assert_eq!(pushed["digest"], app.manifest_digest);
+    assert_eq!(
+        pushed["mounted"], 3,
+        "every blob was pushed to another repository above: mounted from it: {pushed}"
+    );
+    let summary = events.last().unwrap();
+    assert_eq!(summary["next"], format!("docker pull {copied}"));
     let Some(docker) = docker else { return };
+    docker_runs(&docker, &copied, &app.config_digest, "pushme");
     // A tar the real Docker wrote.
     let pushed = format!("{}/pushed/default:1", dst.host());
     docker.ok(&["tag", &pushed, "saved/app:7"]);
@@ -524,4 +549,45 @@ async fn bad_sources_are_refused_before_any_manifest_is_pushed() {
             "{what}: no manifest pushed"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_the_registry_lost_track_of_starts_over() {
+    // Half a chunk reached the registry before the cut: distribution then
+    // refuses the session (its offset no longer matches), and the blob is
+    // uploaded again in a new one.
+    let src = Registry::start(Variant::Anonymous).await;
+    let big = image::big_layer("half", 3_500_000);
+    let img = image::build_from("half", Format::Oci, image::host_arch(), vec![big]);
+    image::push(&src, "ns/big", "1", &img).await;
+    let dst = Registry::start(Variant::Anonymous).await;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let proxy = crate::support::proxy::start(
+        dst.base_url(),
+        crate::support::proxy::Fault::HalfPatch { nth: 2, seen },
+    )
+    .await;
+    let work = tempdir();
+    let from = format!("{}/ns/big:1", src.host());
+    let to = format!("docker://{}/copy/big:1", proxy.host());
+    let out = imgpull(
+        work.path(),
+        &["pull", &from, "-o", &to, "--upload-chunk-size", "1MiB"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("starting it over"),
+        "said: {}",
+        text(&out)
+    );
+    assert_eq!(
+        upload_requests(&dst, "POST", "copy/big").len(),
+        3,
+        "the config's session, the layer's, and the layer's again"
+    );
+    let to = format!("{}/copy/big:1", dst.host());
+    assert_eq!(raw_manifest(&dst, &to), img.manifest);
+    skopeo_reads(&dst, &to, work.path());
 }

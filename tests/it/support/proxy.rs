@@ -69,6 +69,9 @@ pub enum Fault {
     /// Close the connection on the `nth` (1-based) blob upload PATCH,
     /// before the registry sees any of it (a link cut between chunks).
     DropPatch { nth: usize, seen: Arc<AtomicUsize> },
+    /// On the `nth` blob upload PATCH, forward only the first half of its
+    /// bytes (the registry keeps them), then close the connection.
+    HalfPatch { nth: usize, seen: Arc<AtomicUsize> },
     /// Send blob bodies at about this many bytes per second.
     SlowBlobs(u64),
     /// Add Docker Hub's quota headers (`ratelimit-limit: 100;w=21600`,
@@ -263,6 +266,22 @@ async fn forward(http: &reqwest::Client, upstream: &str, req: Request, fault: Fa
     }
     if !["GET", "HEAD"].contains(&req.method.as_str()) {
         up = up.body(req.body.clone());
+    }
+    if let Fault::HalfPatch { nth, seen } = &fault {
+        if req.method == "PATCH" && seen.fetch_add(1, Ordering::SeqCst) + 1 == *nth {
+            let method = reqwest::Method::PATCH;
+            let mut half = http.request(method, format!("{upstream}{}", req.target));
+            for (k, v) in &req.headers {
+                if ["authorization", "content-type"].contains(&k.to_ascii_lowercase().as_str()) {
+                    half = half.header(k, v);
+                }
+            }
+            let _ = half
+                .body(req.body[..req.body.len() / 2].to_vec())
+                .send()
+                .await;
+            return Response::abort();
+        }
     }
     let here = req.header("host").map(|h| format!("http://{h}"));
     let resp = match up.send().await {
