@@ -4,21 +4,45 @@
 //! same registry, the manifests go byte for byte (the index too, when every
 //! platform it names was pulled), so the tag names the source's digest.
 
-use crate::catalog::{Build, Plugin, PluginConfig, PluginError};
-use crate::export::push::{push, CacheBlobs, PushImage, PushManifest, PushSettings};
-use crate::export::{Destination, ExportContext, ExportError, ExportImage, Exporter};
+use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
+use crate::export::push::{
+    push, Blobs, CacheBlobs, PushImage, PushManifest, PushReport, PushSettings,
+};
+use crate::export::{Destination, ExportContext, ExportError, ExportImage, Exporter, Registries};
 use crate::oci::manifest::{ImageIndex, Manifest};
 use crate::oci::reference::Reference;
+use crate::progress::Reporter;
 use async_trait::async_trait;
 use std::sync::Arc;
+
+/// Blobs up to this size go in one request; bigger ones in PATCHes of it.
+pub const DEFAULT_CHUNK: u64 = 64 << 20;
+
+/// `[exporters.registry]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    chunk_size: Option<crate::util::units::Size>,
+    max_concurrent_uploads: Option<usize>,
+}
 
 pub struct RegistryExporter {
     settings: PushSettings,
 }
 
 fn build(cfg: &PluginConfig) -> Result<Arc<dyn Exporter>, PluginError> {
+    let o: Options = crate::catalog::options(Kind::Exporter, "registry", cfg)?;
+    let concurrency = o.max_concurrent_uploads.unwrap_or(3);
+    if !(1..=64).contains(&concurrency) {
+        return Err(PluginError::invalid(
+            Kind::Exporter,
+            "registry",
+            format!("max_concurrent_uploads must be 1 to 64, got {concurrency}"),
+        ));
+    }
+    let chunk = o.chunk_size.map(|s| s.0).unwrap_or(DEFAULT_CHUNK).max(1);
     Ok(Arc::new(RegistryExporter {
-        settings: PushSettings::from_options(cfg)?,
+        settings: PushSettings { concurrency, chunk },
     }))
 }
 
@@ -53,30 +77,36 @@ impl Exporter for RegistryExporter {
             ));
         };
         let target = destination(to, image)?;
-        let client = cx.registries.client(&target).await?;
-        let mut settings = self.settings.clone();
+        let mut plan = plan(image, target.clone())?;
         if image.reference.registry == target.registry {
-            settings.mount_from = vec![image.reference.repository.clone()];
+            plan.mount_from = vec![image.reference.repository.clone()];
         }
-        let plan = plan(image, target)?;
-        let report = push(
-            &client,
-            &plan,
-            &CacheBlobs(cx.cache),
-            &settings,
-            cx.reporter,
-        )
-        .await?;
-        cx.reporter.info(&format!(
-            "pushed {}: {} blobs uploaded ({} bytes), {} already there, {} mounted; digest {}",
-            report.destination,
-            report.uploaded,
-            report.bytes_uploaded,
-            report.present,
-            report.mounted,
-            report.digest.map(|d| d.to_string()).unwrap_or_default()
-        ));
+        let blobs = CacheBlobs(cx.cache);
+        self.push(&[plan], &blobs, cx.registries, cx.reporter)
+            .await?;
         Ok(())
+    }
+
+    /// Each image with a client of its registry (one per registry).
+    async fn push(
+        &self,
+        images: &[PushImage],
+        blobs: &dyn Blobs,
+        registries: &dyn Registries,
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<PushReport>, ExportError> {
+        let mut clients: Vec<(String, crate::registry::RegistryClient)> = Vec::new();
+        let mut reports = Vec::new();
+        for image in images {
+            let registry = &image.dest.registry;
+            if !clients.iter().any(|(r, _)| r == registry) {
+                let c = registries.client(&image.dest).await?;
+                clients.push((registry.clone(), c));
+            }
+            let (_, client) = clients.iter().find(|(r, _)| r == registry).expect("added");
+            reports.push(push(client, image, blobs, &self.settings, reporter).await?);
+        }
+        Ok(reports)
     }
 }
 
@@ -117,6 +147,7 @@ fn plan(image: &ExportImage, dest: Reference) -> Result<PushImage, ExportError> 
     });
     Ok(PushImage {
         dest,
+        mount_from: Vec::new(),
         manifests,
         index: index.map(|top| PushManifest {
             bytes: top.bytes.clone(),

@@ -269,10 +269,19 @@ impl Engine {
         Ok(chain)
     }
 
-    /// The configured exporter. Pushes share the download concurrency
-    /// unless `max_concurrent_uploads` says otherwise.
+    /// The configured exporter.
     pub(crate) fn exporter(&self) -> Result<Arc<dyn crate::export::Exporter>, Error> {
-        let name = &self.config.export;
+        self.exporter_named(&self.config.export)
+    }
+
+    /// The exporter that pushes (`imgpull push`).
+    pub(crate) fn pusher(&self) -> Result<Arc<dyn crate::export::Exporter>, Error> {
+        self.exporter_named("registry")
+    }
+
+    /// Exporter `name` with its table. Pushes share the download
+    /// concurrency unless `max_concurrent_uploads` says otherwise.
+    fn exporter_named(&self, name: &str) -> Result<Arc<dyn crate::export::Exporter>, Error> {
         let mut cfg = self.config.exporters.get(name).cloned().unwrap_or_default();
         if name == "registry" && !cfg.contains_key("max_concurrent_uploads") {
             let n = self.config.max_concurrent_downloads as i64;

@@ -10,8 +10,7 @@ use crate::cache::BlobSource;
 use crate::credentials::CredentialProvider;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::export::push::{push, PushImage, PushManifest, PushReport, PushSettings};
-use crate::export::Registries as _;
+use crate::export::push::{PushImage, PushManifest, PushReport};
 use crate::oci::digest::{Digest, Verifier};
 use crate::oci::manifest::{media, ImageConfig, ImageManifest};
 use crate::oci::reference::Reference;
@@ -33,20 +32,20 @@ pub struct PushOptions {
 
 impl Engine {
     pub async fn push(&self, opts: PushOptions) -> Result<Vec<PushReport>, Error> {
+        let exporter = self.pusher()?;
         let source = opts.source.clone();
         let mut loaded = tokio::task::spawn_blocking(move || load(&source))
             .await
             .map_err(|e| Error::io(&opts.source.path, std::io::Error::other(e)))??;
         let chosen = choose(std::mem::take(&mut loaded.images), &opts)?;
-        let settings = self.push_settings()?;
         // Layers compressed for the push are spooled beside the source.
         let _spool;
         let mut plans = Vec::new();
         if opts.compress {
             let dir = crate::export::temp::Dir::beside(&opts.source.path, Some(".imgpull-push-"))?;
             let images: Vec<SourceImage> = chosen.iter().map(|(i, _)| i.clone()).collect();
-            let swaps =
-                compress_all(&images, &mut loaded, dir.path(), settings.concurrency).await?;
+            let n = self.config.max_concurrent_downloads;
+            let swaps = compress_all(&images, &mut loaded, dir.path(), n).await?;
             for (image, dest) in chosen {
                 plans.push(plan(swapped(image, &swaps)?, dest));
             }
@@ -58,39 +57,17 @@ impl Engine {
             engine: self,
             cli: opts.cli_credentials.as_deref(),
         };
-        let mut reports = Vec::new();
-        let mut clients: HashMap<String, crate::registry::RegistryClient> = HashMap::new();
-        for p in &plans {
-            if !clients.contains_key(&p.dest.registry) {
-                let c = registries.client(&p.dest).await?;
-                clients.insert(p.dest.registry.clone(), c);
-            }
-            let client = &clients[&p.dest.registry];
-            let report = push(client, p, &loaded, &settings, self.reporter.as_ref()).await?;
-            reports.push(report);
-        }
-        Ok(reports)
-    }
-
-    /// `[exporters.registry]`, the download concurrency unless it says.
-    fn push_settings(&self) -> Result<PushSettings, Error> {
-        let mut cfg = self
-            .config
-            .exporters
-            .get("registry")
-            .cloned()
-            .unwrap_or_default();
-        if !cfg.contains_key("max_concurrent_uploads") {
-            let n = self.config.max_concurrent_downloads as i64;
-            cfg.insert("max_concurrent_uploads".into(), toml::Value::Integer(n));
-        }
-        Ok(PushSettings::from_options(&cfg)?)
+        let reporter = self.reporter.as_ref();
+        Ok(exporter
+            .push(&plans, &loaded, &registries, reporter)
+            .await?)
     }
 }
 
 fn plan(image: SourceImage, dest: Reference) -> PushImage {
     PushImage {
         dest,
+        mount_from: Vec::new(),
         manifests: image.manifests,
         index: image.index,
     }

@@ -212,6 +212,22 @@ pub trait Exporter: Send + Sync {
         cx: &ExportContext<'_>,
     ) -> Result<(), ExportError>;
 
+    /// Push images that are not in the cache (a tar's, a layout's: `imgpull
+    /// push`) into a registry, reading their blobs from `blobs`. The
+    /// default: this exporter does not push.
+    async fn push(
+        &self,
+        images: &[push::PushImage],
+        blobs: &dyn push::Blobs,
+        registries: &dyn Registries,
+        reporter: &dyn Reporter,
+    ) -> Result<Vec<push::PushReport>, ExportError> {
+        let _ = (images, blobs, registries, reporter);
+        Err(ExportError::Invalid(
+            "this output format does not push".into(),
+        ))
+    }
+
     /// What the person should know about how this output of `images` will
     /// be read (before anything is downloaded), e.g. a reader that cannot.
     fn warnings(&self, images: &[ExportImage]) -> Vec<String> {

@@ -38,6 +38,9 @@ pub struct PushImage {
     pub dest: Reference,
     pub manifests: Vec<PushManifest>,
     pub index: Option<PushManifest>,
+    /// Repositories of the destination registry that hold its blobs (a
+    /// copy within one registry), tried for mounts first.
+    pub mount_from: Vec<String>,
 }
 
 /// Where the blobs to push are read from.
@@ -56,40 +59,6 @@ impl Blobs for CacheBlobs<'_> {
     }
 }
 
-/// Blobs up to this size go in one request; bigger ones in PATCHes of it.
-pub const DEFAULT_CHUNK: u64 = 64 << 20;
-
-/// `[exporters.registry]`: how pushes go, for the exporter and `imgpull push`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Options {
-    chunk_size: Option<crate::util::units::Size>,
-    max_concurrent_uploads: Option<usize>,
-}
-
-impl PushSettings {
-    /// From the `[exporters.registry]` table.
-    pub fn from_options(
-        cfg: &crate::catalog::PluginConfig,
-    ) -> Result<PushSettings, crate::catalog::PluginError> {
-        use crate::catalog::{Kind, PluginError};
-        let o: Options = crate::catalog::options(Kind::Exporter, "registry", cfg)?;
-        let concurrency = o.max_concurrent_uploads.unwrap_or(3);
-        if !(1..=64).contains(&concurrency) {
-            return Err(PluginError::invalid(
-                Kind::Exporter,
-                "registry",
-                format!("max_concurrent_uploads must be 1 to 64, got {concurrency}"),
-            ));
-        }
-        Ok(PushSettings {
-            concurrency,
-            chunk: o.chunk_size.map(|s| s.0).unwrap_or(DEFAULT_CHUNK).max(1),
-            mount_from: Vec::new(),
-        })
-    }
-}
-
 /// How to push.
 #[derive(Clone, Debug)]
 pub struct PushSettings {
@@ -97,8 +66,6 @@ pub struct PushSettings {
     pub concurrency: usize,
     /// Blobs up to this size go in one request, bigger ones in PATCHes of it.
     pub chunk: u64,
-    /// Repositories of the destination registry that may hold the blobs.
-    pub mount_from: Vec<String>,
 }
 
 pub use crate::progress::PushReport;
@@ -129,7 +96,7 @@ pub async fn push(
     let pushes: Vec<_> = wanted
         .iter()
         .map(|(digest, size)| {
-            let mut from = settings.mount_from.clone();
+            let mut from = image.mount_from.clone();
             from.extend(known.of(registry, digest));
             let mut seen = std::collections::HashSet::new();
             from.retain(|r| r != repository && seen.insert(r.clone()));

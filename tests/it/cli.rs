@@ -34,6 +34,7 @@ async fn plugin_catalog_is_pinned() {
         "exporters/docker-archive",
         "exporters/oci",
         "exporters/oci-archive",
+        "exporters/registry",
         "exporters/rootfs",
     ];
     assert_eq!(found, want, "{stdout}");
