@@ -219,9 +219,11 @@ impl Engine {
             registries: &registries,
         };
         let placed = exporter.live(&images, &dest, &cx)?;
+        // Into a registry, the cache keeps every blob even when it is a
+        // throwaway: a streamed upload that fails is done again from it.
         let tee = placed.clone().map(|out| TeeTo {
             out,
-            only: opts.no_cache,
+            only: opts.no_cache && matches!(dest, Destination::Path(_)),
         });
         let sources: Vec<Source> = prepared
             .iter()

@@ -78,6 +78,19 @@ pub async fn push(
     settings: &PushSettings,
     reporter: &dyn Reporter,
 ) -> Result<PushReport, ExportError> {
+    push_rest(client, image, blobs, settings, reporter, &BTreeMap::new()).await
+}
+
+/// [`push`], the blobs in `done` already pushed (streamed as they
+/// downloaded): the others, then the manifests.
+pub async fn push_rest(
+    client: &RegistryClient,
+    image: &PushImage,
+    blobs: &dyn Blobs,
+    settings: &PushSettings,
+    reporter: &dyn Reporter,
+    done: &BTreeMap<Digest, Pushed>,
+) -> Result<PushReport, ExportError> {
     let repository = image.dest.repository.as_str();
     let mut wanted: BTreeMap<Digest, u64> = BTreeMap::new();
     for m in &image.manifests {
@@ -95,6 +108,7 @@ pub async fn push(
     // Made first, run at most `concurrency` at once.
     let pushes: Vec<_> = wanted
         .iter()
+        .filter(|(digest, _)| !done.contains_key(*digest))
         .map(|(digest, size)| {
             let mut from = image.mount_from.clone();
             from.extend(known.of(registry, digest));
@@ -113,7 +127,10 @@ pub async fn push(
         .buffer_unordered(settings.concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    for r in results {
+    let streamed = done
+        .iter()
+        .filter_map(|(d, p)| Some(Ok((d, *p, *wanted.get(d)?))));
+    for r in results.into_iter().chain(streamed) {
         let (digest, pushed, size) = r?;
         known.record(registry, repository, digest);
         match pushed {

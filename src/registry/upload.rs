@@ -94,25 +94,80 @@ impl RegistryClient {
         }
     }
 
-    /// Push one blob: skipped, mounted or uploaded.
-    pub async fn push_blob(&self, up: &Upload<'_>) -> Result<Pushed, RegistryError> {
-        if self.blob_present(up.repository, up.digest).await? {
-            return Ok(Pushed::Present);
+    /// Before any byte is sent: `Ok(pushed)` when the repository has the
+    /// blob or it was mounted, else the session a mount opened instead
+    /// (`None`: none did).
+    async fn prelude(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        mount_from: &[String],
+    ) -> Result<Result<Pushed, Option<Session>>, RegistryError> {
+        if self.blob_present(repository, digest).await? {
+            return Ok(Ok(Pushed::Present));
         }
-        let mut session = None;
-        for from in up.mount_from.iter().filter(|f| *f != up.repository) {
-            match self.mount(up, from).await {
-                Ok(None) => return Ok(Pushed::Mounted),
-                Ok(Some(s)) => {
-                    session = Some(s);
-                    break;
-                }
+        for from in mount_from.iter().filter(|f| *f != repository) {
+            match self.mount(repository, digest, from).await {
+                Ok(None) => return Ok(Ok(Pushed::Mounted)),
+                Ok(Some(s)) => return Ok(Err(Some(s))),
                 Err(e) => self.notes.say(&format!(
-                    "{}: no mount of {} from {from}: {e}",
-                    self.registry, up.digest
+                    "{}: no mount of {digest} from {from}: {e}",
+                    self.registry
                 )),
             }
         }
+        Ok(Err(None))
+    }
+
+    /// Push one blob whose bytes `body` streams as they arrive (a copy
+    /// uploading what downloads): skipped or mounted as [`Self::push_blob`]
+    /// would be, else one PATCH of the whole blob and the closing PUT. One
+    /// try: a failure is for the caller to repair from a whole copy.
+    pub async fn push_streamed(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        mount_from: &[String],
+        body: Payload,
+    ) -> Result<Pushed, RegistryError> {
+        let session = match self.prelude(repository, digest, mount_from).await? {
+            Ok(pushed) => return Ok(pushed),
+            Err(s) => s,
+        };
+        let s = match session {
+            Some(s) => s,
+            None => self.start_upload(repository).await?,
+        };
+        let scope = push_scope(repository);
+        let what = format!("upload of {digest}");
+        let mut url = s.url;
+        if size > 0 {
+            let req = Req::to(Method::PATCH, url.as_str(), &scope)
+                .header(CONTENT_RANGE, &format!("0-{}", size - 1))
+                .body(body);
+            let resp = self.send(repository, &what, &req, &Tries::new(1)).await?;
+            if held(&resp).is_some_and(|h| h != size) {
+                return Err(self.bad_upload(format!("the registry holds part of {digest}")));
+            }
+            url = self.location(&resp)?;
+        }
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let req = Req::to(Method::PUT, url.as_str(), &scope).body(empty());
+        self.send(repository, &what, &req, &Tries::new(1)).await?;
+        Ok(Pushed::Uploaded)
+    }
+
+    /// Push one blob: skipped, mounted or uploaded.
+    pub async fn push_blob(&self, up: &Upload<'_>) -> Result<Pushed, RegistryError> {
+        let mut session = match self
+            .prelude(up.repository, up.digest, up.mount_from)
+            .await?
+        {
+            Ok(pushed) => return Ok(pushed),
+            Err(s) => s,
+        };
         let tries = Tries::new(self.retry.attempts);
         let hashed = Arc::new(Mutex::new(Hashed {
             next: 0,
@@ -145,19 +200,20 @@ impl RegistryClient {
 
     /// `POST ?mount=&from=`: `None` when mounted, else the upload session
     /// the registry opened instead.
-    async fn mount(&self, up: &Upload<'_>, from: &str) -> Result<Option<Session>, RegistryError> {
+    async fn mount(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<Option<Session>, RegistryError> {
         let url = format!(
-            "{}?mount={}&from={}",
-            self.push_url(&format!("{}/blobs/uploads/", up.repository)),
-            up.digest,
-            from
+            "{}?mount={digest}&from={from}",
+            self.push_url(&format!("{repository}/blobs/uploads/")),
         );
-        let scope = format!("{} repository:{from}:pull", push_scope(up.repository));
+        let scope = format!("{} repository:{from}:pull", push_scope(repository));
         let req = Req::to(Method::POST, &url, &scope).body(empty());
-        let what = format!("mount of {} from {from}", up.digest);
-        let resp = self
-            .send(up.repository, &what, &req, &Tries::new(1))
-            .await?;
+        let what = format!("mount of {digest} from {from}");
+        let resp = self.send(repository, &what, &req, &Tries::new(1)).await?;
         if resp.status() == StatusCode::CREATED {
             return Ok(None);
         }

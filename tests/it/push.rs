@@ -130,9 +130,9 @@ async fn a_copy_keeps_the_digest_in_every_registry_variant_and_skips_what_is_the
         let index = skopeo_reads(&dst, &to, work.path());
         assert_eq!(index["manifests"][0]["digest"], img.manifest_digest);
         let before = uploads(&dst, "copy/app");
+        let commits = before.iter().filter(|l| l.contains("\"PUT ")).count();
         assert_eq!(
-            before.len(),
-            4,
+            commits, 4,
             "{variant:?}: config and 3 layers uploaded once: {before:#?}"
         );
         // Again, to another tag: every blob is there already.
@@ -278,10 +278,19 @@ async fn an_upload_cut_between_chunks_goes_on_from_where_the_registry_stands() {
     .await;
     let work = tempdir();
     let from = format!("{}/ns/big:1", src.host());
-    let to = format!("docker://{}/copy/big:1", proxy.host());
+    let out = imgpull(work.path(), &["pull", &from, "-o", "big.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let to = format!("{}/copy/big:1", proxy.host());
     let out = imgpull(
         work.path(),
-        &["pull", &from, "-o", &to, "--upload-chunk-size", "1MiB"],
+        &[
+            "push",
+            "big.tar",
+            &to,
+            "--upload-chunk-size",
+            "1MiB",
+            "--compress=false",
+        ],
         None,
     )
     .await;
@@ -569,10 +578,19 @@ async fn an_upload_the_registry_lost_track_of_starts_over() {
     .await;
     let work = tempdir();
     let from = format!("{}/ns/big:1", src.host());
-    let to = format!("docker://{}/copy/big:1", proxy.host());
+    let out = imgpull(work.path(), &["pull", &from, "-o", "big.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let to = format!("{}/copy/big:1", proxy.host());
     let out = imgpull(
         work.path(),
-        &["pull", &from, "-o", &to, "--upload-chunk-size", "1MiB"],
+        &[
+            "push",
+            "big.tar",
+            &to,
+            "--upload-chunk-size",
+            "1MiB",
+            "--compress=false",
+        ],
         None,
     )
     .await;
@@ -590,4 +608,69 @@ async fn an_upload_the_registry_lost_track_of_starts_over() {
     let to = format!("{}/copy/big:1", dst.host());
     assert_eq!(raw_manifest(&dst, &to), img.manifest);
     skopeo_reads(&dst, &to, work.path());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_uploads_as_it_downloads_and_repairs_a_cut_upload_from_the_cache() {
+    let src = Registry::start(Variant::Anonymous).await;
+    let big = image::big_layer("stream", 6_000_000);
+    let img = image::build_from("stream", Format::Oci, image::host_arch(), vec![big.clone()]);
+    image::push(&src, "ns/big", "1", &img).await;
+    let from = format!("{}/ns/big:1", src.host());
+    for cut in [false, true] {
+        let dst = Registry::start(Variant::Anonymous).await;
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let fault = match cut {
+            true => crate::support::proxy::Fault::DropPatch { nth: 1, seen },
+            false => crate::support::proxy::Fault::None,
+        };
+        let proxy = crate::support::proxy::start(dst.base_url(), fault).await;
+        let work = tempdir();
+        let to = format!("{}/copy/big:1", proxy.host());
+        let out = imgpull(
+            work.path(),
+            &[
+                "pull",
+                &from,
+                "-o",
+                &format!("docker://{to}"),
+                "--no-cache",
+                "-v",
+            ],
+            None,
+        )
+        .await;
+        let said = text(&out);
+        assert!(out.status.success(), "cut {cut}: {said}");
+        let patches = upload_requests(&dst, "PATCH", "copy/big");
+        let commits = upload_requests(&dst, "PUT", "copy/big");
+        assert_eq!(
+            commits.len(),
+            2,
+            "cut {cut}: config and layer committed once: {commits:#?}"
+        );
+        if cut {
+            // The cut PATCH never reached the registry; the layer went
+            // again from the cache, in one PUT (it is under the chunk size).
+            assert!(patches.is_empty(), "{patches:#?}");
+            assert!(said.contains("uploading it from the cache"), "{said}");
+            assert!(
+                said.contains("0 blobs written as they downloaded"),
+                "{said}"
+            );
+        } else {
+            assert_eq!(
+                patches.len(),
+                1,
+                "the layer in one PATCH, as it downloaded: {patches:#?}"
+            );
+            assert!(
+                said.contains("1 blobs written as they downloaded"),
+                "{said}"
+            );
+        }
+        let to = format!("{}/copy/big:1", dst.host());
+        assert_eq!(raw_manifest(&dst, &to), img.manifest, "cut {cut}");
+        skopeo_reads(&dst, &to, work.path());
+    }
 }

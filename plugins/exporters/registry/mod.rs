@@ -8,7 +8,9 @@ use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::export::push::{
     push, Blobs, CacheBlobs, PushImage, PushManifest, PushReport, PushSettings,
 };
-use crate::export::{Destination, ExportContext, ExportError, ExportImage, Exporter, Registries};
+use crate::export::{
+    Destination, ExportContext, ExportError, ExportImage, Exporter, LiveOutput, Registries,
+};
 use crate::oci::manifest::{ImageIndex, Manifest};
 use crate::oci::reference::Reference;
 use crate::progress::Reporter;
@@ -54,10 +56,37 @@ inventory::submit! {
     }
 }
 
+mod live;
+
 #[async_trait]
 impl Exporter for RegistryExporter {
     fn extension(&self) -> Option<&'static str> {
         None
+    }
+
+    /// A copy (on a multi-threaded runtime, as the CLI's) uploads each
+    /// layer as it downloads.
+    fn live(
+        &self,
+        images: &[ExportImage],
+        dest: &Destination,
+        cx: &ExportContext<'_>,
+    ) -> Result<Option<Arc<dyn LiveOutput>>, ExportError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let (Destination::Reference(to), [image]) = (dest, images) else {
+            return Ok(None);
+        };
+        let Ok(rt) = Handle::try_current() else {
+            return Ok(None);
+        };
+        if rt.runtime_flavor() != RuntimeFlavor::MultiThread {
+            return Ok(None);
+        }
+        let target = destination(to, image)?;
+        let plan = self.copy_plan(image, target.clone())?;
+        let client = tokio::task::block_in_place(|| rt.block_on(cx.registries.client(&target)))?;
+        let upload = live::LiveUpload::new(client, plan, self.settings.clone());
+        Ok(Some(Arc::new(upload)))
     }
 
     async fn export(
@@ -77,10 +106,7 @@ impl Exporter for RegistryExporter {
             ));
         };
         let target = destination(to, image)?;
-        let mut plan = plan(image, target.clone())?;
-        if image.reference.registry == target.registry {
-            plan.mount_from = vec![image.reference.repository.clone()];
-        }
+        let plan = self.copy_plan(image, target)?;
         let blobs = CacheBlobs(cx.cache);
         self.push(&[plan], &blobs, cx.registries, cx.reporter)
             .await?;
@@ -107,6 +133,18 @@ impl Exporter for RegistryExporter {
             reports.push(push(client, image, blobs, &self.settings, reporter).await?);
         }
         Ok(reports)
+    }
+}
+
+impl RegistryExporter {
+    /// What a copy of `image` to `target` pushes; within one registry, the
+    /// blobs are mounted from the source repository.
+    fn copy_plan(&self, image: &ExportImage, target: Reference) -> Result<PushImage, ExportError> {
+        let mut p = plan(image, target.clone())?;
+        if image.reference.registry == target.registry {
+            p.mount_from = vec![image.reference.repository.clone()];
+        }
+        Ok(p)
     }
 }
 
