@@ -290,12 +290,30 @@ fn from_index(files: &Files, loaded: &mut Loaded) -> Result<(), Error> {
                     index: Some(m),
                 }
             }
-            Ok(Manifest::Image(_)) => SourceImage {
-                name,
-                ref_name,
-                manifests: vec![m],
-                index: None,
-            },
+            Ok(Manifest::Image(_)) => {
+                let mut m = m;
+                m.platform = entry.platform.clone();
+                // An unnamed platform after a named one is more of that
+                // image (imgpull names the first platform of a reference).
+                if let Some(last) = loaded.images.last_mut().filter(|last| {
+                    name.is_none()
+                        && m.platform.is_some()
+                        && last.index.is_none()
+                        && last
+                            .manifests
+                            .iter()
+                            .all(|l| l.platform.is_some() && l.platform != m.platform)
+                }) {
+                    last.manifests.push(m);
+                    continue;
+                }
+                SourceImage {
+                    name,
+                    ref_name,
+                    manifests: vec![m],
+                    index: None,
+                }
+            }
             Err(e) => return Err(bad(files.where_(), format!("{}: {e}", entry.digest))),
         };
         loaded.images.push(image);
@@ -309,10 +327,17 @@ fn document(files: &Files, digest: &Digest, said: &str) -> Result<PushManifest, 
     let bytes = files.read(&crate::export::blob_name(digest))?;
     let found = crate::oci::digest::digest_like(&bytes, digest);
     if found != *digest {
-        return Err(Error::Usage(format!(
-            "{}: integrity error: manifest {digest} hashes to {found}",
-            files.where_().display()
-        )));
+        return Err(Error::Registry(
+            crate::registry::RegistryError::DigestMismatch {
+                registry: "push".into(),
+                what: format!(
+                    "manifest {digest} as read from {}",
+                    files.where_().display()
+                ),
+                expected: digest.to_string(),
+                found,
+            },
+        ));
     }
     let named = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()

@@ -460,6 +460,42 @@ async fn several_platforms_push_as_one_index_from_a_copy_a_layout_and_an_archive
         assert_eq!(m["manifests"].as_array().unwrap().len(), 2, "{what}: {m}");
         skopeo_reads(&dst, &to, work.path());
     }
+    // A docker-archive of two platforms (the tag on the first): one index,
+    // made anew, naming both manifests as the source's index did.
+    let out = imgpull(
+        work.path(),
+        &[
+            "pull",
+            &from,
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-o",
+            "multi-da.tar",
+        ],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let to = format!("{}/pushed/docker-archive", dst.host());
+    push_ok(work.path(), &["multi-da.tar", &to]).await;
+    let to = format!("{to}:1");
+    let made: serde_json::Value = serde_json::from_slice(&raw_manifest(&dst, &to)).unwrap();
+    let source: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let digests = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["digest"].as_str().unwrap().to_string(),
+                    m["platform"]["architecture"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(digests(&made), digests(&source), "{made}");
+    skopeo_reads(&dst, &to, work.path());
 }
 
 #[tokio::test(flavor = "multi_thread")]
