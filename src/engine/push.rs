@@ -17,7 +17,7 @@ use crate::oci::reference::Reference;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What to push, and where.
 pub struct PushOptions {
@@ -38,18 +38,24 @@ impl Engine {
             .await
             .map_err(|e| Error::io(&opts.source.path, std::io::Error::other(e)))??;
         let chosen = choose(std::mem::take(&mut loaded.images), &opts)?;
-        // Layers compressed for the push are spooled beside the source.
-        let _spool;
+        // Layers compressed for the push are spooled beside the source
+        // (or in the temp dir when that is read-only), removed at the end.
+        let mut _spool = None;
         let mut plans = Vec::new();
         if opts.compress {
-            let dir = crate::export::temp::Dir::beside(&opts.source.path, Some(".imgpull-push-"))?;
             let images: Vec<SourceImage> = chosen.iter().map(|(i, _)| i.clone()).collect();
             let n = self.config.max_concurrent_downloads;
-            let swaps = compress_all(&images, &mut loaded, dir.path(), n).await?;
+            let spool = || {
+                const PREFIX: &str = ".imgpull-push-";
+                crate::export::temp::Dir::beside(&opts.source.path, Some(PREFIX))
+                    .or_else(|_| crate::export::temp::Dir::new_in(&std::env::temp_dir(), PREFIX))
+                    .map_err(Error::from)
+            };
+            let (swaps, dir) = compress_all(&images, &mut loaded, spool, n).await?;
             for (image, dest) in chosen {
                 plans.push(plan(swapped(image, &swaps)?, dest));
             }
-            _spool = Some(dir);
+            _spool = dir;
         } else {
             plans = chosen.into_iter().map(|(i, d)| plan(i, d)).collect();
         }
@@ -146,6 +152,7 @@ fn named(image: &SourceImage, wanted: &str) -> bool {
 
 /// The tag of `REPO:TAG` (or of a bare `TAG`, as OCI layouts name images).
 fn tag_of(name: &str) -> Option<String> {
+    let name = name.split('@').next().unwrap_or(name);
     let last = name.rsplit('/').next().unwrap_or(name);
     match last.rsplit_once(':') {
         Some((_, t)) if !t.is_empty() => Some(t.to_string()),
@@ -177,9 +184,15 @@ fn gzip_type(media_type: &str) -> Option<&'static str> {
 async fn compress_all(
     images: &[SourceImage],
     loaded: &mut Loaded,
-    dir: &Path,
+    spool: impl FnOnce() -> Result<crate::export::temp::Dir, Error>,
     n: usize,
-) -> Result<HashMap<Digest, Compressed>, Error> {
+) -> Result<
+    (
+        HashMap<Digest, Compressed>,
+        Option<crate::export::temp::Dir>,
+    ),
+    Error,
+> {
     let mut jobs: HashMap<Digest, (BlobSource, Digest)> = HashMap::new();
     for m in images.iter().flat_map(|i| &i.manifests) {
         let Ok(parsed) = serde_json::from_slice::<ImageManifest>(&m.bytes) else {
@@ -197,6 +210,11 @@ async fn compress_all(
             jobs.insert(l.digest.clone(), (src, diff_id));
         }
     }
+    if jobs.is_empty() {
+        return Ok((HashMap::new(), None));
+    }
+    let spooled = spool()?;
+    let dir = spooled.path();
     let work: Vec<_> = jobs
         .into_iter()
         .enumerate()
@@ -223,7 +241,7 @@ async fn compress_all(
             .insert(done.digest.clone(), BlobSource::File(path));
         swaps.insert(plain, done);
     }
-    Ok(swaps)
+    Ok((swaps, Some(spooled)))
 }
 
 /// The diff_ids of a manifest's config (empty when it lists none).
@@ -332,7 +350,8 @@ fn rewrite_manifest(
 ) -> Result<Option<PushManifest>, Error> {
     let mut doc: serde_json::Value = serde_json::from_slice(&m.bytes).map_err(json_error)?;
     let mut changed = false;
-    for layer in doc["layers"].as_array_mut().into_iter().flatten() {
+    let layers = doc.get_mut("layers").and_then(|l| l.as_array_mut());
+    for layer in layers.into_iter().flatten() {
         let (Some(d), Some(t)) = (layer["digest"].as_str(), layer["mediaType"].as_str()) else {
             continue;
         };
@@ -368,7 +387,8 @@ fn rewrite_index(
     renamed: &HashMap<Digest, (Digest, usize)>,
 ) -> Result<PushManifest, Error> {
     let mut doc: serde_json::Value = serde_json::from_slice(&ix.bytes).map_err(json_error)?;
-    for entry in doc["manifests"].as_array_mut().into_iter().flatten() {
+    let entries = doc.get_mut("manifests").and_then(|l| l.as_array_mut());
+    for entry in entries.into_iter().flatten() {
         let Some(Ok(d)) = entry["digest"].as_str().map(str::parse::<Digest>) else {
             continue;
         };

@@ -166,14 +166,41 @@ impl Files {
         let io = |e| Error::io(path, e);
         let mut ar = tar::Archive::new(std::fs::File::open(path).map_err(io)?);
         let mut entries = HashMap::new();
-        for e in ar.entries().map_err(|e| not_a_tar(path, e))? {
+        // Links (docker save before Docker 25 links a layer.tar it already
+        // wrote): name -> the name they point to.
+        let mut links = HashMap::new();
+        // Seeking past each entry's data: a big tar is not read through.
+        for e in ar.entries_with_seek().map_err(|e| not_a_tar(path, e))? {
             let e = e.map_err(|e| not_a_tar(path, e))?;
-            if !e.header().entry_type().is_file() {
-                continue;
-            }
             let Ok(name) = e.path() else { continue };
-            let name = name.to_string_lossy().trim_start_matches("./").to_string();
-            entries.insert(name, (e.raw_file_position(), e.size()));
+            let name = clean(&name.to_string_lossy());
+            let kind = e.header().entry_type();
+            if kind.is_file() {
+                entries.insert(name, (e.raw_file_position(), e.size()));
+            } else if kind.is_symlink() || kind.is_hard_link() {
+                let Ok(Some(target)) = e.link_name() else {
+                    continue;
+                };
+                let target = target.to_string_lossy().into_owned();
+                let target = match (kind.is_symlink(), name.rsplit_once('/')) {
+                    (true, Some((dir, _))) => clean(&format!("{dir}/{target}")),
+                    _ => clean(&target),
+                };
+                links.insert(name, target);
+            }
+        }
+        for (name, target) in links.iter() {
+            let mut t = target;
+            for _ in 0..8 {
+                if let Some(found) = entries.get(t).copied() {
+                    entries.insert(name.clone(), found);
+                    break;
+                }
+                match links.get(t) {
+                    Some(next) => t = next,
+                    None => break,
+                }
+            }
         }
         Ok(Files::Tar {
             path: path.clone(),
@@ -227,6 +254,22 @@ impl Files {
         }
         src.read_all().map_err(io)
     }
+}
+
+/// A tar path without `./` and with `..` applied (`a/../b/layer.tar` is
+/// `b/layer.tar`).
+fn clean(name: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in name.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
 }
 
 fn not_a_tar(path: &Path, e: std::io::Error) -> Error {
@@ -404,8 +447,18 @@ fn from_legacy(files: &Files, loaded: &mut Loaded) -> Result<(), Error> {
                 .get(file)
                 .ok_or_else(|| bad(files.where_(), format!("{file} is missing")))?;
             let size = src.size().map_err(|e| Error::io(src.name(), e))?;
-            layers.push(descriptor(media::DOCKER_LAYER_TAR, diff_id, size));
-            loaded.blobs.insert(diff_id.clone(), src);
+            // A gzip layer (crane and go-containerregistry tarballs) is
+            // pushed as it is, under its own digest.
+            match gzip_digest(&src)? {
+                Some(digest) => {
+                    layers.push(descriptor(media::DOCKER_LAYER_GZIP, &digest, size));
+                    loaded.blobs.insert(digest, src);
+                }
+                None => {
+                    layers.push(descriptor(media::DOCKER_LAYER_TAR, diff_id, size));
+                    loaded.blobs.insert(diff_id.clone(), src);
+                }
+            }
         }
         let manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -441,6 +494,21 @@ fn from_legacy(files: &Files, loaded: &mut Loaded) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// The digest of a layer file that is gzip (read through once), or `None`
+/// for a plain tar.
+fn gzip_digest(src: &BlobSource) -> Result<Option<Digest>, Error> {
+    let io = |e| Error::io(src.name(), e);
+    let mut r = src.open().map_err(io)?;
+    let mut magic = [0u8; 2];
+    if r.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
+        return Ok(None);
+    }
+    let mut v = crate::oci::digest::Verifier::sha256();
+    v.update(&magic);
+    v.update_from(&mut r).map_err(io)?;
+    Ok(Some(v.finish()))
 }
 
 fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {

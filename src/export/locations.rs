@@ -48,12 +48,19 @@ impl Locations {
         }
     }
 
-    /// Repositories of `registry` known to hold `digest`, latest first.
+    /// Repositories of `registry` known to hold `digest`, latest first
+    /// (only names a repository can have: the file is not trusted).
     pub fn of(&self, registry: &str, digest: &Digest) -> Vec<String> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let named = |r: &String| {
+            !r.is_empty()
+                && r.len() <= 255
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+        };
         map.get(registry)
             .and_then(|m| m.get(&digest.to_string()))
-            .cloned()
+            .map(|rs| rs.iter().filter(|r| named(r)).cloned().collect())
             .unwrap_or_default()
     }
 

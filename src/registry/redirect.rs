@@ -223,7 +223,10 @@ impl Request<'_> {
             .request(method.clone(), url.clone())
             .headers(self.headers_for(url, downgraded));
         if let Some(p) = &self.body {
-            req = req.header(reqwest::header::CONTENT_TYPE, p.content_type);
+            // The caller's own type (a manifest's media type) wins.
+            if !self.headers.contains_key(reqwest::header::CONTENT_TYPE) {
+                req = req.header(reqwest::header::CONTENT_TYPE, p.content_type);
+            }
             if let Some(len) = p.len {
                 req = req.header(reqwest::header::CONTENT_LENGTH, len);
             }

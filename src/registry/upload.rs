@@ -185,7 +185,15 @@ impl RegistryClient {
             self.check_read(up, &hashed)?;
             match sent {
                 Ok(()) => return Ok(Pushed::Uploaded),
-                Err(e) if e.is_transient() && tries.take() > 0 => {
+                // A closing PUT whose answer was lost, or slow to come (a
+                // commit on object storage): the blob may be in.
+                Err(e)
+                    if e.is_transient() && self.blob_present(up.repository, up.digest).await? =>
+                {
+                    let _ = e;
+                    return Ok(Pushed::Uploaded);
+                }
+                Err(e) if restartable(&e) && tries.take() > 0 => {
                     self.notes.warn(&format!(
                         "{}: upload of {} failed ({e}); starting it over",
                         self.registry, up.digest
@@ -206,10 +214,12 @@ impl RegistryClient {
         digest: &Digest,
         from: &str,
     ) -> Result<Option<Session>, RegistryError> {
-        let url = format!(
-            "{}?mount={digest}&from={from}",
-            self.push_url(&format!("{repository}/blobs/uploads/")),
-        );
+        let mut url = reqwest::Url::parse(&self.push_url(&format!("{repository}/blobs/uploads/")))
+            .map_err(|e| self.bad_upload(format!("upload URL: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+        let url = url.to_string();
         let scope = format!("{} repository:{from}:pull", push_scope(repository));
         let req = Req::to(Method::POST, &url, &scope).body(empty());
         let what = format!("mount of {digest} from {from}");
@@ -217,6 +227,7 @@ impl RegistryClient {
         if resp.status() == StatusCode::CREATED {
             return Ok(None);
         }
+        self.learn_chunk_min(&resp);
         Ok(Some(Session {
             url: self.location(&resp)?,
             at: 0,
@@ -231,6 +242,7 @@ impl RegistryClient {
         let tries = Tries::new(self.retry.attempts);
         let resp = self.send(repository, &what, &req, &tries).await;
         let resp = resp.map_err(|e| push_refused(e, repository))?;
+        self.learn_chunk_min(&resp);
         Ok(Session {
             url: self.location(&resp)?,
             at: 0,
@@ -305,6 +317,9 @@ impl RegistryClient {
             .await?;
         self.learn_chunk_min(&resp);
         let at = match held(&resp) {
+            // No progress at all is not believed (a registry whose Range
+            // does not follow): the closing PUT's digest check decides.
+            Some(end) if end <= s.at => s.at + n,
             Some(end) if end <= s.at + n => end,
             Some(end) => {
                 return Err(self.bad_upload(format!(
@@ -415,16 +430,27 @@ impl RegistryClient {
         }
     }
 
-    /// The `Location` of an answer, resolved against its URL.
+    /// The `Location` of an answer, resolved against its URL. Never from
+    /// HTTPS down to plain HTTP (the layer bytes would go in clear); on
+    /// another origin it gets no credentials, as every request.
     fn location(&self, resp: &Response) -> Result<Url, RegistryError> {
         let loc = resp
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| self.bad_upload("an upload answer without Location".into()))?;
-        resp.url()
-            .join(loc)
-            .map_err(|e| self.bad_upload(format!("upload Location {loc:?}: {e}")))
+        let url = resp.url().join(loc).map_err(|e| {
+            self.bad_upload(format!("upload Location {}: {e}", super::shown_url(loc)))
+        })?;
+        if !matches!(url.scheme(), "http" | "https")
+            || (resp.url().scheme() == "https" && url.scheme() == "http")
+        {
+            return Err(self.bad_upload(format!(
+                "upload Location {} leaves HTTPS; refused",
+                super::shown_url(url.as_str())
+            )));
+        }
+        Ok(url)
     }
 
     /// `OCI-Chunk-Min-Length`: PATCHes are at least this long from now on.
@@ -449,12 +475,18 @@ impl RegistryClient {
 }
 
 /// How many bytes an upload answer says the registry holds (`Range: 0-E`).
+/// `0-0` is taken for none: distribution says it for an empty upload (and
+/// for one byte, which then costs a fresh start, not a wrong offset).
 fn held(resp: &Response) -> Option<u64> {
     let v = resp.headers().get(RANGE)?.to_str().ok()?;
     let v = v.trim().trim_start_matches("bytes=");
     let (start, end) = v.split_once('-')?;
     let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
-    (start == 0).then_some(end + 1)
+    match (start, end) {
+        (0, 0) => Some(0),
+        (0, e) => e.checked_add(1),
+        _ => None,
+    }
 }
 
 fn empty() -> Payload {
@@ -583,6 +615,16 @@ fn verify_pass(hashed: &Mutex<Hashed>, size: u64, digest: &Digest) -> std::io::R
         ));
     }
     Ok(())
+}
+
+/// Worth a fresh upload session: a failure that may heal, or a registry
+/// that disagrees about the offset (416) or lost the session (404).
+fn restartable(e: &RegistryError) -> bool {
+    e.is_transient()
+        || matches!(
+            e,
+            RegistryError::Status { status: 416, .. } | RegistryError::NotFound { .. }
+        )
 }
 
 /// A refusal of a push, saying that push access is what is missing.

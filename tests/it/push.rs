@@ -710,3 +710,126 @@ async fn a_copy_uploads_as_it_downloads_and_repairs_a_cut_upload_from_the_cache(
         skopeo_reads(&dst, &to, work.path());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_cut_on_its_first_chunk_goes_on_from_byte_zero() {
+    // The registry then answers the status with `Range: 0-0` (nothing
+    // held), which must not be read as one byte.
+    let src = Registry::start(Variant::Anonymous).await;
+    let big = image::big_layer("first", 2_500_000);
+    let img = image::build_from("first", Format::Oci, image::host_arch(), vec![big]);
+    image::push(&src, "ns/big", "1", &img).await;
+    let dst = Registry::start(Variant::Anonymous).await;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fault = crate::support::proxy::Fault::DropPatch { nth: 1, seen };
+    let proxy = crate::support::proxy::start(dst.base_url(), fault).await;
+    let work = tempdir();
+    let from = format!("{}/ns/big:1", src.host());
+    let out = imgpull(work.path(), &["pull", &from, "-o", "big.tar"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let to = format!("{}/copy/big:1", proxy.host());
+    let args = [
+        "push",
+        "big.tar",
+        &to,
+        "--upload-chunk-size",
+        "1MiB",
+        "--compress=false",
+    ];
+    let out = imgpull(work.path(), &args, None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("holds 0 bytes"), "{}", text(&out));
+    assert_eq!(
+        upload_requests(&dst, "POST", "copy/big").len(),
+        2,
+        "not started over"
+    );
+    assert_eq!(
+        upload_requests(&dst, "PATCH", "copy/big").len(),
+        3,
+        "3 chunks, each once"
+    );
+    let to = format!("{}/copy/big:1", dst.host());
+    assert_eq!(raw_manifest(&dst, &to), img.manifest);
+}
+
+/// `tar` rewritten by `f`, which sees each entry (header, data) and
+/// returns the entries to write instead.
+fn rewrite_tar(tar: &Path, mut f: impl FnMut(tar::Header, Vec<u8>) -> Vec<(tar::Header, Vec<u8>)>) {
+    use std::io::Read;
+    let mut out = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(std::fs::File::open(tar).unwrap());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        for (mut h, d) in f(e.header().clone(), data) {
+            h.set_size(d.len() as u64);
+            h.set_cksum();
+            out.append(&h, d.as_slice()).unwrap();
+        }
+    }
+    std::fs::write(tar, out.into_inner().unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_tars_with_a_linked_layer_or_gzip_layers_push() {
+    // Older `docker save` links a layer.tar it already wrote; crane-style
+    // tarballs hold gzip layers in the v1.2 layout.
+    let src = Registry::start(Variant::Anonymous).await;
+    let img = crate::exporters::mixed_image(&src).await;
+    let dst = Registry::start(Variant::Anonymous).await;
+    let work = tempdir();
+    let name = format!("{}/ns/mixed:1", src.host());
+    for tar in ["linked.tar", "gzip.tar"] {
+        let out = imgpull(work.path(), &["pull", &name, "--legacy", "-o", tar], None).await;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // The first and the last layer are the same: link the last to the first.
+    let mut first: Option<String> = None;
+    let mut linked = 0;
+    rewrite_tar(&work.path().join("linked.tar"), |h, d| {
+        let path = h.path().unwrap().to_string_lossy().into_owned();
+        if !path.ends_with("/layer.tar") {
+            return vec![(h, d)];
+        }
+        let digest = image::sha256(&d);
+        if digest != img.layers[0].diff_id {
+            return vec![(h, d)];
+        }
+        if first.is_none() {
+            first = Some(path.clone());
+            return vec![(h, d)];
+        }
+        let mut l = tar::Header::new_ustar();
+        l.set_entry_type(tar::EntryType::Symlink);
+        l.set_path(&path).unwrap();
+        let target = format!("../{}", first.as_deref().unwrap());
+        l.set_link_name(&target).unwrap();
+        l.set_mode(0o777);
+        linked += 1;
+        vec![(l, Vec::new())]
+    });
+    assert_eq!(linked, 1, "the repeated layer became a link");
+    rewrite_tar(&work.path().join("gzip.tar"), |h, d| {
+        let path = h.path().unwrap().to_string_lossy().into_owned();
+        if !path.ends_with("/layer.tar") {
+            return vec![(h, d)];
+        }
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&d).unwrap();
+        vec![(h, gz.finish().unwrap())]
+    });
+    for tar in ["linked.tar", "gzip.tar"] {
+        let to = format!("{}/legacy/{}:1", dst.host(), tar.trim_end_matches(".tar"));
+        push_ok(work.path(), &[tar, &to]).await;
+        let m: serde_json::Value = serde_json::from_slice(&raw_manifest(&dst, &to)).unwrap();
+        assert_eq!(
+            m["config"]["digest"], img.config_digest,
+            "{tar}: the config unchanged"
+        );
+        assert_eq!(m["layers"].as_array().unwrap().len(), 4, "{tar}: {m}");
+        skopeo_reads(&dst, &to, work.path());
+    }
+}

@@ -37,6 +37,8 @@ enum Stream {
 struct Slot {
     digest: Digest,
     size: u64,
+    /// Repositories of the registry it may be mounted from.
+    mount_from: Vec<String>,
     stream: Stream,
     task: Option<JoinHandle<Result<Pushed, RegistryError>>>,
 }
@@ -56,13 +58,21 @@ impl LiveUpload {
         for d in image.manifests.iter().flat_map(|m| &m.blobs) {
             seen.insert(d.digest.clone(), d.size);
         }
+        let known = crate::export::locations::Locations::load();
         let slots = seen
             .into_iter()
-            .map(|(digest, size)| Slot {
-                digest,
-                size,
-                stream: Stream::Idle,
-                task: None,
+            .map(|(digest, size)| {
+                let mut mount_from = image.mount_from.clone();
+                mount_from.extend(known.of(&image.dest.registry, &digest));
+                mount_from.retain(|r| *r != image.dest.repository);
+                mount_from.truncate(2);
+                Slot {
+                    digest,
+                    size,
+                    mount_from,
+                    stream: Stream::Idle,
+                    task: None,
+                }
             })
             .collect();
         LiveUpload {
@@ -82,7 +92,7 @@ impl LiveUpload {
         let body = body(pieces.clone(), slot.size);
         let client = self.client.clone();
         let repository = self.image.dest.repository.clone();
-        let mount_from = self.image.mount_from.clone();
+        let mount_from = slot.mount_from.clone();
         let (digest, size) = (slot.digest.clone(), slot.size);
         slot.task = Some(self.runtime.spawn(async move {
             let r = client
