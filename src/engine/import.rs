@@ -29,15 +29,8 @@ pub struct ImportReport {
     pub bytes: u64,
 }
 
-#[derive(serde::Deserialize)]
-struct Entry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers", default)]
-    layers: Vec<String>,
-}
+/// An entry of `manifest.json`.
+use super::sources::LegacyEntry as Entry;
 
 /// A file of the tar, hashed and spooled to disk.
 struct Spooled {

@@ -401,14 +401,15 @@ fn document(files: &Files, digest: &Digest, said: &str) -> Result<PushManifest, 
     })
 }
 
+/// An entry of a docker-archive's `manifest.json` (docker's list).
 #[derive(serde::Deserialize)]
-struct LegacyEntry {
+pub(crate) struct LegacyEntry {
     #[serde(rename = "Config")]
-    config: String,
+    pub config: String,
     #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
+    pub repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers", default)]
-    layers: Vec<String>,
+    pub layers: Vec<String>,
 }
 
 fn legacy_entries(files: &Files) -> Result<Vec<LegacyEntry>, Error> {

@@ -260,41 +260,59 @@ fn upload_requests(reg: &Registry, method: &str, repository: &str) -> Vec<String
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_upload_cut_between_chunks_goes_on_from_where_the_registry_stands() {
+/// What a chunked push of a one-layer image went through.
+struct Pushed {
+    dst: Registry,
+    out: std::process::Output,
+    _work: tempfile::TempDir,
+    _proxy: crate::support::proxy::Proxy,
+}
+
+/// A one-layer image of `size` bytes, pulled into a tar, then pushed from
+/// it as it is in 1 MiB chunks through a proxy doing `fault` in front of a
+/// fresh registry.
+async fn push_through(seed: &str, size: usize, fault: crate::support::proxy::Fault) -> Pushed {
     let src = Registry::start(Variant::Anonymous).await;
-    let big = image::big_layer("resume", 4_500_000);
-    let img = image::build_from("resume", Format::Oci, image::host_arch(), vec![big.clone()]);
+    let big = image::big_layer(seed, size);
+    let img = image::build_from(seed, Format::Oci, image::host_arch(), vec![big]);
     image::push(&src, "ns/big", "1", &img).await;
     let dst = Registry::start(Variant::Anonymous).await;
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let proxy = crate::support::proxy::start(
-        dst.base_url(),
-        crate::support::proxy::Fault::DropPatch {
-            nth: 3,
-            seen: seen.clone(),
-        },
-    )
-    .await;
+    let proxy = crate::support::proxy::start(dst.base_url(), fault).await;
     let work = tempdir();
     let from = format!("{}/ns/big:1", src.host());
     let out = imgpull(work.path(), &["pull", &from, "-o", "big.tar"], None).await;
     assert!(out.status.success(), "{}", text(&out));
     let to = format!("{}/copy/big:1", proxy.host());
-    let out = imgpull(
-        work.path(),
-        &[
-            "push",
-            "big.tar",
-            &to,
-            "--upload-chunk-size",
-            "1MiB",
-            "--compress=false",
-        ],
-        None,
-    )
-    .await;
+    let args = [
+        "push",
+        "big.tar",
+        &to,
+        "--upload-chunk-size",
+        "1MiB",
+        "--compress=false",
+    ];
+    let out = imgpull(work.path(), &args, None).await;
     assert!(out.status.success(), "{}", text(&out));
+    let to = format!("{}/copy/big:1", dst.host());
+    assert_eq!(raw_manifest(&dst, &to), img.manifest);
+    // skopeo reads every byte of it back (and checks the digests).
+    skopeo_reads(&dst, &to, work.path());
+    Pushed {
+        dst,
+        out,
+        _work: work,
+        _proxy: proxy,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_cut_between_chunks_goes_on_from_where_the_registry_stands() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fault = crate::support::proxy::Fault::DropPatch {
+        nth: 3,
+        seen: seen.clone(),
+    };
+    let Pushed { dst, out, .. } = push_through("resume", 4_500_000, fault).await;
     assert!(text(&out).contains("interrupted"), "said: {}", text(&out));
     assert_eq!(
         seen.load(std::sync::atomic::Ordering::SeqCst),
@@ -313,10 +331,6 @@ async fn an_upload_cut_between_chunks_goes_on_from_where_the_registry_stands() {
         1,
         "the registry was asked where the upload stood"
     );
-    let to = format!("{}/copy/big:1", dst.host());
-    assert_eq!(raw_manifest(&dst, &to), img.manifest);
-    // skopeo reads every byte of it back (and checks the digests).
-    skopeo_reads(&dst, &to, work.path());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -601,36 +615,9 @@ async fn an_upload_the_registry_lost_track_of_starts_over() {
     // Half a chunk reached the registry before the cut: distribution then
     // refuses the session (its offset no longer matches), and the blob is
     // uploaded again in a new one.
-    let src = Registry::start(Variant::Anonymous).await;
-    let big = image::big_layer("half", 3_500_000);
-    let img = image::build_from("half", Format::Oci, image::host_arch(), vec![big]);
-    image::push(&src, "ns/big", "1", &img).await;
-    let dst = Registry::start(Variant::Anonymous).await;
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let proxy = crate::support::proxy::start(
-        dst.base_url(),
-        crate::support::proxy::Fault::HalfPatch { nth: 2, seen },
-    )
-    .await;
-    let work = tempdir();
-    let from = format!("{}/ns/big:1", src.host());
-    let out = imgpull(work.path(), &["pull", &from, "-o", "big.tar"], None).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let to = format!("{}/copy/big:1", proxy.host());
-    let out = imgpull(
-        work.path(),
-        &[
-            "push",
-            "big.tar",
-            &to,
-            "--upload-chunk-size",
-            "1MiB",
-            "--compress=false",
-        ],
-        None,
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out));
+    let fault = crate::support::proxy::Fault::HalfPatch { nth: 2, seen };
+    let Pushed { dst, out, .. } = push_through("half", 3_500_000, fault).await;
     assert!(
         text(&out).contains("starting it over"),
         "said: {}",
@@ -641,9 +628,6 @@ async fn an_upload_the_registry_lost_track_of_starts_over() {
         3,
         "the config's session, the layer's, and the layer's again"
     );
-    let to = format!("{}/copy/big:1", dst.host());
-    assert_eq!(raw_manifest(&dst, &to), img.manifest);
-    skopeo_reads(&dst, &to, work.path());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -715,29 +699,9 @@ async fn a_copy_uploads_as_it_downloads_and_repairs_a_cut_upload_from_the_cache(
 async fn an_upload_cut_on_its_first_chunk_goes_on_from_byte_zero() {
     // The registry then answers the status with `Range: 0-0` (nothing
     // held), which must not be read as one byte.
-    let src = Registry::start(Variant::Anonymous).await;
-    let big = image::big_layer("first", 2_500_000);
-    let img = image::build_from("first", Format::Oci, image::host_arch(), vec![big]);
-    image::push(&src, "ns/big", "1", &img).await;
-    let dst = Registry::start(Variant::Anonymous).await;
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let fault = crate::support::proxy::Fault::DropPatch { nth: 1, seen };
-    let proxy = crate::support::proxy::start(dst.base_url(), fault).await;
-    let work = tempdir();
-    let from = format!("{}/ns/big:1", src.host());
-    let out = imgpull(work.path(), &["pull", &from, "-o", "big.tar"], None).await;
-    assert!(out.status.success(), "{}", text(&out));
-    let to = format!("{}/copy/big:1", proxy.host());
-    let args = [
-        "push",
-        "big.tar",
-        &to,
-        "--upload-chunk-size",
-        "1MiB",
-        "--compress=false",
-    ];
-    let out = imgpull(work.path(), &args, None).await;
-    assert!(out.status.success(), "{}", text(&out));
+    let Pushed { dst, out, .. } = push_through("first", 2_500_000, fault).await;
     assert!(text(&out).contains("holds 0 bytes"), "{}", text(&out));
     assert_eq!(
         upload_requests(&dst, "POST", "copy/big").len(),
@@ -749,8 +713,6 @@ async fn an_upload_cut_on_its_first_chunk_goes_on_from_byte_zero() {
         3,
         "3 chunks, each once"
     );
-    let to = format!("{}/copy/big:1", dst.host());
-    assert_eq!(raw_manifest(&dst, &to), img.manifest);
 }
 
 /// `tar` rewritten by `f`, which sees each entry (header, data) and
