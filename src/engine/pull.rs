@@ -131,6 +131,21 @@ fn output_of(opts: &PullOptions, exporter: &dyn crate::export::Exporter) -> Resu
     }
 }
 
+impl Engine {
+    /// Registry access for the exporter: `--username` is for the registry
+    /// pulled from, so it goes to a destination only on that registry.
+    fn registries_for<'a>(&'a self, opts: &'a PullOptions) -> crate::engine::Registries<'a> {
+        let same = |r: &Reference| r.registry == opts.reference.registry;
+        crate::engine::Registries {
+            engine: self,
+            cli: opts
+                .cli_credentials
+                .as_deref()
+                .filter(|_| opts.destination.as_ref().is_none_or(same)),
+        }
+    }
+}
+
 /// Where the output goes, and how reports name it: a registry for
 /// `-o docker://`, else a path (what a killed pull of it left beside it is
 /// cleared first).
@@ -185,7 +200,7 @@ impl Engine {
         let exporter = self.exporter()?;
         let (dest, output) = destination_of(&opts, exporter.as_ref())?;
         // The temporary store for --no-cache lives beside the output so
-        // exporters can hardlink from it.
+        // exporters can hardlink from it (a push's, in the temp dir).
         let beside = match &dest {
             Destination::Path(p) => p.clone(),
             Destination::Reference(_) => std::env::temp_dir().join("imgpull-push"),
@@ -204,15 +219,7 @@ impl Engine {
         for w in exporter.warnings(&images) {
             self.reporter.warn(&w);
         }
-        // `--username` is for the registry pulled from.
-        let same = |r: &Reference| r.registry == opts.reference.registry;
-        let registries = crate::engine::Registries {
-            engine: self,
-            cli: opts
-                .cli_credentials
-                .as_deref()
-                .filter(|_| opts.destination.as_ref().is_none_or(same)),
-        };
+        let registries = self.registries_for(&opts);
         let cx = crate::export::ExportContext {
             cache: cache.as_ref(),
             reporter: self.reporter.as_ref(),
