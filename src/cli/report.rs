@@ -58,8 +58,12 @@ pub fn summary(r: &PullReport, format: &str, elapsed: std::time::Duration) {
             println!("Platform: {p} ({digest})");
         }
     }
+    let there = match r.at_destination {
+        0 => String::new(),
+        n => format!(", {n} already at the destination"),
+    };
     println!(
-        "Layers: {} ({} cached), {:.1} MB downloaded, {:.1} MB reused",
+        "Layers: {} ({} cached{there}), {:.1} MB downloaded, {:.1} MB reused",
         r.layers,
         r.cache_hits,
         mb(r.bytes_downloaded),
@@ -107,6 +111,7 @@ pub fn summary_json(
         })).collect::<Vec<_>>(),
         "layers": r.layers,
         "cached_layers": r.cache_hits,
+        "layers_at_destination": r.at_destination,
         "bytes_downloaded": r.bytes_downloaded,
         "bytes_reused": r.bytes_reused,
         "seconds": elapsed.as_secs_f64(),

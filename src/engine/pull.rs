@@ -64,6 +64,8 @@ pub struct PullReport {
     pub images: Vec<(Option<Platform>, Digest)>,
     pub layers: usize,
     pub cache_hits: usize,
+    /// Layers a registry destination had: not downloaded.
+    pub at_destination: usize,
     pub bytes_reused: u64,
     pub bytes_downloaded: u64,
     pub output: PathBuf,
@@ -78,6 +80,7 @@ impl PullReport {
         self.images.extend(other.images);
         self.layers += other.layers;
         self.cache_hits += other.cache_hits;
+        self.at_destination += other.at_destination;
         self.bytes_reused += other.bytes_reused;
         self.bytes_downloaded += other.bytes_downloaded;
         for (endpoint, n) in other.served {
@@ -114,6 +117,8 @@ struct Prepared {
     image: ExportImage,
     layers: Vec<Descriptor>,
     config_outcomes: Vec<BlobOutcome>,
+    /// Layers left out: the destination has them.
+    at_destination: usize,
 }
 
 /// Where the output goes: `-o`, else a name built from the one reference.
@@ -182,6 +187,8 @@ fn merged_report(
             cache.to_string(),
         );
         r.served = p.client.served();
+        r.layers += p.at_destination;
+        r.at_destination = p.at_destination;
         report = Some(match report {
             None => r,
             Some(acc) => acc.merge(r),
@@ -212,7 +219,7 @@ impl Engine {
         })?;
         // One rate limit for the whole pull.
         let fetch_opts = crate::transfer::fetch::FetchOptions::from_config(&self.config);
-        let prepared = self
+        let mut prepared = self
             .prepare_all(&opts, cache.as_ref(), exporter.as_ref(), &fetch_opts)
             .await?;
         let images: Vec<ExportImage> = prepared.iter().map(|p| p.image.clone()).collect();
@@ -225,6 +232,12 @@ impl Engine {
             reporter: self.reporter.as_ref(),
             registries: &registries,
         };
+        let there = exporter.already_there(&images, &dest, &cx).await?;
+        for p in prepared.iter_mut() {
+            let before = p.layers.len();
+            p.layers.retain(|l| !there.contains(&l.digest));
+            p.at_destination = before - p.layers.len();
+        }
         let placed = exporter.live(&images, &dest, &cx)?;
         // Into a registry, the cache keeps every blob even when it is a
         // throwaway: a streamed upload that fails is done again from it.
@@ -474,6 +487,7 @@ impl Engine {
             image,
             layers,
             config_outcomes,
+            at_destination: 0,
         })
     }
 }
@@ -531,6 +545,7 @@ fn report_of(
             .collect(),
         layers: layers.len(),
         cache_hits: layers.iter().filter(|o| o.cached).count(),
+        at_destination: 0,
         bytes_reused: layers.iter().filter(|o| o.cached).map(|o| o.size).sum(),
         bytes_downloaded: layers.iter().chain(configs).map(|o| o.fetched).sum(),
 

@@ -212,6 +212,19 @@ pub trait Exporter: Send + Sync {
         cx: &ExportContext<'_>,
     ) -> Result<(), ExportError>;
 
+    /// Blobs of `images` that `dest` holds already (a registry that has
+    /// them): the engine does not download them, so `export` and `finish`
+    /// must do without them in the cache. The default: none.
+    async fn already_there(
+        &self,
+        images: &[ExportImage],
+        dest: &Destination,
+        cx: &ExportContext<'_>,
+    ) -> Result<std::collections::BTreeSet<Digest>, ExportError> {
+        let _ = (images, dest, cx);
+        Ok(Default::default())
+    }
+
     /// Push images that are not in the cache (a tar's, a layout's: `imgpull
     /// push`) into a registry, reading their blobs from `blobs`. The
     /// default: this exporter does not push.

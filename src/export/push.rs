@@ -170,6 +170,12 @@ async fn push_one<'a>(
     reporter: &dyn Reporter,
 ) -> Result<(&'a Digest, Pushed, u64), ExportError> {
     let (digest, size) = (blob.digest, blob.size);
+    // Before the source is looked for: a copy does not download what the
+    // destination has.
+    if client.blob_present(repository, digest).await? {
+        reporter.blob_state(digest, crate::progress::BlobState::AlreadyThere);
+        return Ok((digest, Pushed::Present, size));
+    }
     let source = blobs.source(digest).await?;
     reporter.blob_upload(digest, size);
     let up = Upload {

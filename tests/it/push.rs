@@ -148,6 +148,31 @@ async fn a_copy_keeps_the_digest_in_every_registry_variant_and_skips_what_is_the
             raw_manifest(&dst, &format!("{}/copy/app:2", dst.host())),
             img.manifest
         );
+        // From a machine with an empty cache: the layers the destination
+        // has are not even downloaded (only the config is).
+        let fresh = tempdir();
+        std::fs::write(fresh.path().join("imgpull.toml"), config_for(&dst)).unwrap();
+        let gets = src.blob_gets().len();
+        let again = format!("docker://{}/copy/app:3", dst.host());
+        let out = imgpull(fresh.path(), &["pull", &from, "-o", &again], None).await;
+        assert!(out.status.success(), "{variant:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("3 already at the destination"),
+            "{}",
+            text(&out)
+        );
+        let new: Vec<String> = src.blob_gets().split_off(gets);
+        assert_eq!(
+            new.len(),
+            1,
+            "{variant:?}: only the config fetched: {new:#?}"
+        );
+        assert!(new[0].contains(&img.config_digest), "{new:#?}");
+        assert_eq!(
+            uploads(&dst, "copy/app"),
+            before,
+            "{variant:?}: nothing uploaded"
+        );
     }
 }
 

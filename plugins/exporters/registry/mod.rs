@@ -11,10 +11,12 @@ use crate::export::push::{
 use crate::export::{
     Destination, ExportContext, ExportError, ExportImage, Exporter, LiveOutput, Registries,
 };
+use crate::oci::digest::Digest;
 use crate::oci::manifest::{ImageIndex, Manifest};
 use crate::oci::reference::Reference;
 use crate::progress::Reporter;
 use async_trait::async_trait;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Blobs up to this size go in one request; bigger ones in PATCHes of it.
@@ -87,6 +89,45 @@ impl Exporter for RegistryExporter {
         let client = tokio::task::block_in_place(|| rt.block_on(cx.registries.client(&target)))?;
         let upload = live::LiveUpload::new(client, plan, self.settings.clone());
         Ok(Some(Arc::new(upload)))
+    }
+
+    /// The layers the destination repository has (`HEAD`, several at
+    /// once): a copy does not download them (as skopeo does not).
+    async fn already_there(
+        &self,
+        images: &[ExportImage],
+        dest: &Destination,
+        cx: &ExportContext<'_>,
+    ) -> Result<BTreeSet<Digest>, ExportError> {
+        use futures_util::StreamExt;
+        let (Destination::Reference(to), [image]) = (dest, images) else {
+            return Ok(BTreeSet::new());
+        };
+        let target = destination(to, image)?;
+        let client = cx.registries.client(&target).await?;
+        let layers: BTreeSet<&Digest> = image
+            .manifests
+            .iter()
+            .flat_map(|m| m.manifest.layers.iter().map(|l| &l.digest))
+            .collect();
+        let heads: Vec<_> = layers
+            .into_iter()
+            .map(|d| {
+                let (client, repo) = (&client, target.repository.as_str());
+                async move { Ok::<_, ExportError>((d, client.blob_present(repo, d).await?)) }
+            })
+            .collect();
+        let answers = futures_util::stream::iter(heads)
+            .buffer_unordered(self.settings.concurrency)
+            .collect::<Vec<_>>()
+            .await;
+        let mut there = BTreeSet::new();
+        for a in answers {
+            if let (d, true) = a? {
+                there.insert(d.clone());
+            }
+        }
+        Ok(there)
     }
 
     async fn export(
