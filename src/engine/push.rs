@@ -38,6 +38,7 @@ impl Engine {
             .await
             .map_err(|e| Error::io(&opts.source.path, std::io::Error::other(e)))??;
         let chosen = choose(std::mem::take(&mut loaded.images), &opts)?;
+        loaded.check(&chosen.iter().map(|(i, _)| i).collect::<Vec<_>>())?;
         // Layers compressed for the push are spooled beside the source
         // (or in the temp dir when that is read-only), removed at the end.
         let mut _spool = None;

@@ -303,7 +303,6 @@ pub fn load(source: &Source) -> Result<Loaded, Error> {
         // Docker's list names the images when the index does not.
         name_from_manifest_json(&files, &mut loaded);
     }
-    check_blobs(&files, &loaded)?;
     loaded.files = files;
     Ok(loaded)
 }
@@ -543,36 +542,33 @@ fn name_from_manifest_json(files: &Files, loaded: &mut Loaded) {
     }
 }
 
-/// Every blob every image names is in the source, with its size: checked
-/// before anything is pushed.
-fn check_blobs(files: &Files, loaded: &Loaded) -> Result<(), Error> {
-    for d in loaded
-        .images
-        .iter()
-        .flat_map(|i| &i.manifests)
-        .flat_map(|m| &m.blobs)
-    {
-        let src = match loaded.blobs.get(&d.digest) {
-            Some(s) => s.clone(),
-            None => files
-                .get(&crate::export::blob_name(&d.digest))
-                .ok_or_else(|| bad(files.where_(), format!("blob {} is missing", d.digest)))?,
-        };
-        let size = src.size().map_err(|e| Error::io(src.name(), e))?;
-        if size != d.size {
-            return Err(bad(
-                files.where_(),
-                format!(
-                    "blob {} has {size} bytes; its manifest says {}",
-                    d.digest, d.size
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 impl Loaded {
+    /// Every blob `images` name is in the source, with its size: checked
+    /// before anything is pushed (images not chosen are not asked about).
+    pub fn check(&self, images: &[&SourceImage]) -> Result<(), Error> {
+        let files = &self.files;
+        for d in images
+            .iter()
+            .flat_map(|i| &i.manifests)
+            .flat_map(|m| &m.blobs)
+        {
+            let src = self
+                .blob(&d.digest)
+                .ok_or_else(|| bad(files.where_(), format!("blob {} is missing", d.digest)))?;
+            let size = src.size().map_err(|e| Error::io(src.name(), e))?;
+            if size != d.size {
+                return Err(bad(
+                    files.where_(),
+                    format!(
+                        "blob {} has {size} bytes; its manifest says {}",
+                        d.digest, d.size
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Where blob `digest` is read from.
     pub fn blob(&self, digest: &Digest) -> Option<BlobSource> {
         self.blobs

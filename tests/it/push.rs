@@ -615,11 +615,22 @@ async fn bad_sources_are_refused_before_any_manifest_is_pushed() {
         .digest
         .trim_start_matches("sha256:")
         .to_string();
+    // The same tar without that layer's blob.
+    std::fs::copy(work.path().join("good.tar"), work.path().join("short.tar")).unwrap();
+    rewrite_tar(&work.path().join("short.tar"), |h, d| {
+        let keep = !h.path().unwrap().to_string_lossy().ends_with(last.as_str());
+        if keep {
+            vec![(h, d)]
+        } else {
+            vec![]
+        }
+    });
     flip("good.tar", &last);
     flip("legacy.tar", "layer.tar");
     for (what, source, code, says) in [
         ("not a tar", "not.tar", 2, "not a tar"),
         ("missing", "nothing-here.tar", 2, "no such file"),
+        ("a blob missing", "short.tar", 2, "is missing"),
         ("corrupt compressed layer", "good.tar", 7, "integrity"),
         ("corrupt plain layer", "legacy.tar", 7, "integrity"),
     ] {
@@ -633,6 +644,18 @@ async fn bad_sources_are_refused_before_any_manifest_is_pushed() {
             "{what}: no manifest pushed"
         );
     }
+    // Nor was the damaged layer kept under its name.
+    let head = dst
+        .http()
+        .head(format!("{}/v2/bad/app/blobs/sha256:{last}", dst.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.status(),
+        404,
+        "the corrupt layer is not in the registry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
