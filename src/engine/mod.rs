@@ -82,8 +82,17 @@ impl Engine {
             }
         }
         if !reg_cfg.mirror_only || reg_cfg.mirrors.is_empty() {
-            let origin = self.origin(reference, quirks, cli, &reg_cfg).await?;
-            endpoints.push(origin, format!("{} (origin)", reference.registry), false);
+            let label = format!("{} (origin)", reference.registry);
+            let opts = self
+                .origin_options(reference, quirks, cli, &reg_cfg)
+                .await?;
+            // Behind a live mirror the origin is connected when a request
+            // reaches it: a pull the mirror serves sends it nothing.
+            if endpoints.is_empty() {
+                endpoints.push(RegistryClient::connect(opts).await?, label, false);
+            } else {
+                endpoints.push_later(opts, label, false);
+            }
         }
         if endpoints.is_empty() {
             return Err(Error::Registry(RegistryError::BadResponse {
@@ -133,6 +142,19 @@ impl Engine {
         cli: Option<&dyn CredentialProvider>,
         reg_cfg: &crate::config::RegistryConfig,
     ) -> Result<RegistryClient, Error> {
+        let opts = self.origin_options(reference, quirks, cli, reg_cfg).await?;
+        Ok(RegistryClient::connect(opts).await?)
+    }
+
+    /// How to reach `reference`'s registry itself: its credentials (the
+    /// command line's, else the chain's; costly providers deferred).
+    async fn origin_options(
+        &self,
+        reference: &Reference,
+        quirks: &dyn RegistryQuirks,
+        cli: Option<&dyn CredentialProvider>,
+        reg_cfg: &crate::config::RegistryConfig,
+    ) -> Result<ClientOptions, Error> {
         let found = match cli {
             Some(p) => p.credentials(&reference.registry).await?.map(|credential| {
                 crate::credentials::Found {
@@ -159,8 +181,7 @@ impl Engine {
             }
         };
         let api_host = quirks.api_host(&reference.registry);
-        let opts = self.client_options(&reference.registry, &api_host, reg_cfg, found, deferred)?;
-        Ok(RegistryClient::connect(opts).await?)
+        self.client_options(&reference.registry, &api_host, reg_cfg, found, deferred)
     }
 
     /// Providers asked only when the registry refuses an anonymous request;

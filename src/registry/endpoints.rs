@@ -3,16 +3,23 @@
 //! endpoint still alive; a mirror that fails it (connect, TLS, 5xx, 404,
 //! 401, a wrong digest) is skipped for the rest of the pull and the next
 //! endpoint is asked. With `mirror_tags = false` mirrors are asked only for
-//! content named by digest, as skopeo's digest-only mode.
+//! content named by digest, as skopeo's digest-only mode. The origin
+//! behind live mirrors is connected only when a request reaches it, so a
+//! pull the mirrors serve sends the origin nothing.
 
 use crate::oci::digest::Digest;
-use crate::registry::{Body, FetchedManifest, RegistryClient, RegistryError, RetryPolicy, Tries};
+use crate::registry::{
+    Body, ClientOptions, FetchedManifest, RegistryClient, RegistryError, RetryPolicy, Tries,
+};
 use reqwest::header::HeaderMap;
 use reqwest::Response;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub struct Endpoint {
-    pub client: RegistryClient,
+    client: tokio::sync::OnceCell<RegistryClient>,
+    /// How to connect it, when it is not yet (the origin behind mirrors).
+    later: Option<ClientOptions>,
+    retry: RetryPolicy,
     /// `https://mirror.example` or `origin (registry-1.docker.io)`.
     pub label: String,
     pub is_mirror: bool,
@@ -39,7 +46,22 @@ impl Endpoints {
 
     pub fn push(&mut self, client: RegistryClient, label: String, is_mirror: bool) {
         self.eps.push(Endpoint {
-            client,
+            retry: client.retry_policy().clone(),
+            client: tokio::sync::OnceCell::new_with(Some(client)),
+            later: None,
+            label,
+            is_mirror,
+            dead: AtomicBool::new(false),
+            served: AtomicUsize::new(0),
+        });
+    }
+
+    /// An endpoint connected (`/v2/` pinged) only when first asked.
+    pub fn push_later(&mut self, opts: ClientOptions, label: String, is_mirror: bool) {
+        self.eps.push(Endpoint {
+            retry: opts.retry.clone(),
+            client: tokio::sync::OnceCell::new(),
+            later: Some(opts),
             label,
             is_mirror,
             dead: AtomicBool::new(false),
@@ -58,7 +80,7 @@ impl Endpoints {
     pub fn retry_policy(&self) -> RetryPolicy {
         self.eps
             .first()
-            .map(|e| e.client.retry_policy().clone())
+            .map(|e| e.retry.clone())
             .unwrap_or_default()
     }
 
@@ -109,7 +131,16 @@ impl Endpoints {
     {
         let mut last = None;
         for (i, e) in self.live(by_digest) {
-            match op(&e.client).await {
+            let client = match e.client().await {
+                Ok(c) => c,
+                Err(err) if e.is_mirror => {
+                    e.dead.store(true, Ordering::Relaxed);
+                    last = Some(err);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            match op(client).await {
                 Ok(t) => {
                     e.served.fetch_add(1, Ordering::Relaxed);
                     return Ok((t, i));
@@ -183,6 +214,22 @@ impl Endpoints {
     /// The body of an answer from endpoint `index`, read under its rules.
     pub fn body(&self, index: usize, resp: Response) -> Body {
         let ep = self.eps.get(index).or(self.eps.last());
-        ep.expect("answered by an endpoint").client.body(resp)
+        let client = ep.and_then(|e| e.client.get());
+        client.expect("answered by a connected endpoint").body(resp)
+    }
+}
+
+impl Endpoint {
+    /// Its client, connected now if it was not yet.
+    async fn client(&self) -> Result<&RegistryClient, RegistryError> {
+        self.client
+            .get_or_try_init(|| async {
+                let opts = self
+                    .later
+                    .clone()
+                    .expect("an endpoint is connected or can be");
+                RegistryClient::connect(opts).await
+            })
+            .await
     }
 }

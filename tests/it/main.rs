@@ -21,6 +21,7 @@ mod memory;
 mod placed;
 mod platforms;
 mod pull;
+mod pullthrough;
 mod push;
 mod registries;
 mod rootfs;

@@ -40,6 +40,20 @@ impl Registry {
 
     /// A registry whose Basic variant knows `user`:`password`.
     pub async fn start_as(variant: Variant, user: &str, password: &str) -> Registry {
+        Registry::start_with(variant, user, password, "").await
+    }
+
+    /// A pull-through cache of `upstream` (distribution's proxy mode),
+    /// anonymous itself, reaching `upstream` as `user`:`password`.
+    pub async fn start_proxy(upstream: &Registry, user: &str, password: &str) -> Registry {
+        let proxy = format!(
+            "proxy:\n  remoteurl: {}\n  username: {user}\n  password: {password}\n",
+            upstream.base_url()
+        );
+        Registry::start_with(Variant::Anonymous, BASIC_USER, BASIC_PASSWORD, &proxy).await
+    }
+
+    async fn start_with(variant: Variant, user: &str, password: &str, extra: &str) -> Registry {
         let dir = super::tempdir();
         let port = free_port();
         let token = match variant {
@@ -85,6 +99,7 @@ impl Registry {
                 ));
             }
         }
+        yaml.push_str(extra);
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, yaml).unwrap();
         let log = dir.path().join("registry.log");
