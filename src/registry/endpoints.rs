@@ -45,23 +45,35 @@ impl Endpoints {
     }
 
     pub fn push(&mut self, client: RegistryClient, label: String, is_mirror: bool) {
-        self.eps.push(Endpoint {
-            retry: client.retry_policy().clone(),
-            client: tokio::sync::OnceCell::new_with(Some(client)),
-            later: None,
-            label,
-            is_mirror,
-            dead: AtomicBool::new(false),
-            served: AtomicUsize::new(0),
-        });
+        let retry = client.retry_policy().clone();
+        let client = tokio::sync::OnceCell::new_with(Some(client));
+        self.add(client, None, retry, label, is_mirror);
     }
 
     /// An endpoint connected (`/v2/` pinged) only when first asked.
     pub fn push_later(&mut self, opts: ClientOptions, label: String, is_mirror: bool) {
+        let retry = opts.retry.clone();
+        self.add(
+            tokio::sync::OnceCell::new(),
+            Some(opts),
+            retry,
+            label,
+            is_mirror,
+        );
+    }
+
+    fn add(
+        &mut self,
+        client: tokio::sync::OnceCell<RegistryClient>,
+        later: Option<ClientOptions>,
+        retry: RetryPolicy,
+        label: String,
+        is_mirror: bool,
+    ) {
         self.eps.push(Endpoint {
-            retry: opts.retry.clone(),
-            client: tokio::sync::OnceCell::new(),
-            later: Some(opts),
+            client,
+            later,
+            retry,
             label,
             is_mirror,
             dead: AtomicBool::new(false),
