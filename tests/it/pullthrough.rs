@@ -47,9 +47,18 @@ async fn a_pull_through_cache_serves_the_second_machine_without_the_origin() {
             .filter(|l| l.contains("\" 200 ") || l.contains("\" 307 "))
             .count()
     };
-    // (distribution's proxy fetches a blob it lacks twice: to serve it and
-    // to store it.)
-    let filled = blob_gets(&origin);
+    // (distribution's proxy fetches a blob it lacks twice: to serve it and,
+    // in the background, to store it. Wait for the second to be done.)
+    let mut filled = blob_gets(&origin);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let now = blob_gets(&origin);
+        if now == filled || std::time::Instant::now() > until {
+            break;
+        }
+        filled = now;
+    }
     let log = origin.log();
     for l in img
         .layers
