@@ -106,6 +106,18 @@ impl RegistryClient {
         if self.blob_present(repository, digest).await? {
             return Ok(Ok(Pushed::Present));
         }
+        self.mount_any(repository, digest, mount_from).await
+    }
+
+    /// Mount `digest` from the first of `mount_from` that has it: `Ok`
+    /// when mounted, else the session a mount opened instead (`None`:
+    /// none did).
+    async fn mount_any(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        mount_from: &[String],
+    ) -> Result<Result<Pushed, Option<Session>>, RegistryError> {
         for from in mount_from.iter().filter(|f| *f != repository) {
             match self.mount(repository, digest, from).await {
                 Ok(None) => return Ok(Ok(Pushed::Mounted)),
@@ -120,7 +132,7 @@ impl RegistryClient {
     }
 
     /// Push one blob whose bytes `body` streams as they arrive (a copy
-    /// uploading what downloads): skipped or mounted as [`Self::push_blob`]
+    /// uploading what downloads): skipped or mounted as a whole blob
     /// would be, else one PATCH of the whole blob and the closing PUT. One
     /// try: a failure is for the caller to repair from a whole copy.
     pub async fn push_streamed(
@@ -159,10 +171,11 @@ impl RegistryClient {
         Ok(Pushed::Uploaded)
     }
 
-    /// Push one blob: skipped, mounted or uploaded.
+    /// Push one blob the repository lacks (the caller asked
+    /// [`Self::blob_present`]): mounted or uploaded.
     pub async fn push_blob(&self, up: &Upload<'_>) -> Result<Pushed, RegistryError> {
         let mut session = match self
-            .prelude(up.repository, up.digest, up.mount_from)
+            .mount_any(up.repository, up.digest, up.mount_from)
             .await?
         {
             Ok(pushed) => return Ok(pushed),
