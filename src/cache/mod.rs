@@ -260,6 +260,12 @@ pub trait CacheBackend: Send + Sync {
         Ok(())
     }
 
+    /// What the user should hear about the cache as it was found (e.g.
+    /// blobs re-checked after a power cut); said once, as warnings.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Housekeeping at the start of a pull (expire old partials).
     async fn maintain(&self) -> Result<(), CacheError> {
         Ok(())

@@ -335,7 +335,11 @@ impl Engine {
         }
         let name = &self.config.cache;
         let cfg = self.config.caches.get(name).cloned().unwrap_or_default();
-        Ok((self.catalog.cache(name, &cfg)?, None))
+        let cache = self.catalog.cache(name, &cfg)?;
+        for n in cache.notices() {
+            self.reporter.warn(&n);
+        }
+        Ok((cache, None))
     }
 }
 

@@ -97,7 +97,8 @@ async fn corrupt_layer_is_refused_and_not_cached() {
     assert!(
         stored.iter().all(|f| f.starts_with("blobs/sha256")
             || f.starts_with("ingest")
-            || f.starts_with("verified")),
+            || f.starts_with("verified")
+            || f.starts_with("unsynced")),
         "{files:?}"
     );
     crate::support::assert_cache_clean(work.path(), "cache").await;

@@ -551,9 +551,12 @@ async fn a_rate_limited_token_server_is_waited_out() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_power_cut_that_loses_unsynced_bytes_costs_a_download_never_a_wrong_blob() {
     // What is not fsynced may be lost in a power cut: the partial
-    // downloads (their tails, or blocks read back as zeros) and an
-    // unfinished output. Committed blobs were fsynced first. After such a
-    // loss the next pull must still give a sound output and cache.
+    // downloads (their tails, or blocks read back as zeros), an unfinished
+    // output, and the blobs committed since the process's ledger was made
+    // durable (they are not fsynced one by one). A power cut is a new
+    // boot: the ledger is renamed to another boot id. After such a loss
+    // the next pull must still give a sound output and cache, re-hashing
+    // the blobs the ledger covers.
     let reg = Registry::start(Variant::Anonymous).await;
     let mut layers = vec![image::big_layer("cut", 12 * 1024 * 1024)];
     layers.extend(image::layers("cut-small", 3));
@@ -574,10 +577,14 @@ async fn a_power_cut_that_loses_unsynced_bytes_costs_a_download_never_a_wrong_bl
         let _ = child.start_kill();
         let _ = child.wait().await;
         // The loss: every unsynced file of the cache and the output.
-        let mut hit = 0;
+        let ledgers = crate::support::list_files(&work.path().join("cache/unsynced"));
+        assert_eq!(ledgers.len(), 1, "{damage}: one ledger per process");
+        let (mut hit, mut committed) = (0, 0);
         for f in crate::support::list_files(work.path()) {
+            let blob = f.starts_with("cache/blobs");
             let f = work.path().join(f);
-            let unsynced = f.to_string_lossy().ends_with(".partial")
+            let unsynced = blob
+                || f.to_string_lossy().ends_with(".partial")
                 || f.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with(".imgpull-"));
             let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
@@ -585,6 +592,7 @@ async fn a_power_cut_that_loses_unsynced_bytes_costs_a_download_never_a_wrong_bl
                 continue;
             }
             hit += 1;
+            committed += usize::from(blob);
             let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
             if damage != "tail" {
                 use std::os::unix::fs::FileExt;
@@ -596,6 +604,16 @@ async fn a_power_cut_that_loses_unsynced_bytes_costs_a_download_never_a_wrong_bl
             }
         }
         assert!(hit > 0, "{damage}: the kill left unsynced files to damage");
+        assert!(
+            committed > 0,
+            "{damage}: blobs were committed before the kill"
+        );
+        let ledger = work.path().join("cache/unsynced").join(&ledgers[0]);
+        let ledger_name = ledgers[0].to_string_lossy().into_owned();
+        let (_, rest) = ledger_name.split_once('.').unwrap();
+        let other_boot =
+            ledger.with_file_name(format!("00000000-0000-0000-0000-000000000000.{rest}"));
+        std::fs::rename(&ledger, &other_boot).unwrap();
         *proxy.fault.lock().unwrap() = Fault::None;
         let out = imgpull(
             work.path(),
@@ -604,6 +622,16 @@ async fn a_power_cut_that_loses_unsynced_bytes_costs_a_download_never_a_wrong_bl
         )
         .await;
         assert!(out.status.success(), "{damage}: {}", text(&out));
+        // Same size or not, each damaged blob was re-hashed and removed.
+        assert!(
+            text(&out).contains(&format!("removed {committed} with wrong bytes")),
+            "{damage}: the committed blobs were re-checked after the restart: {}",
+            text(&out)
+        );
+        assert!(
+            !other_boot.exists(),
+            "{damage}: the old boot's ledger is settled"
+        );
         tools::check_archive(&work.path().join("out.tar"), work.path(), Some(&name));
         verify_clean(work.path()).await;
         *proxy.fault.lock().unwrap() = Fault::SlowBlobs(8 * 1024 * 1024);

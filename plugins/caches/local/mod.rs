@@ -10,12 +10,16 @@
 //! ├── verified/<hex>            how the blob file looked when its bytes were
 //! │                             last found right (see `verified`); its mtime
 //! │                             is the blob's last use
-//! └── locks/<hex>.lock          held (flock) while one process writes <hex>
+//! ├── locks/<hex>.lock          held (flock) while one process writes <hex>
+//! └── unsynced/<boot>.<t>.<pid> blobs committed without an fsync of their own
 //! ```
 //!
 //! A writer takes the digest's lock, rehashes any partial left by an
-//! earlier run and continues after it; commit is flush, fsync, verify
-//! digest and size, rename into `blobs/`, record it as verified. Before a
+//! earlier run and continues after it; commit is flush, verify digest and
+//! size, rename into `blobs/`, record it as verified. Durability comes from
+//! one ledger per process made durable before its first commit, not an
+//! fsync per blob (see `unsynced`: after a power cut the blobs it covers
+//! are re-hashed before use). Before a
 //! cached blob is used it is checked against that record and re-hashed if
 //! its file changed since (removed if wrong). A crash, Ctrl-C or SIGKILL at any
 //! point leaves at most a partial in `ingest/`, never a wrong file under
@@ -35,6 +39,7 @@ use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
 use crate::oci::digest::{Digest, Verifier};
 use crate::transfer::hashing::HashingWriter;
 
+mod unsynced;
 mod verified;
 use async_trait::async_trait;
 use std::io::{Seek, SeekFrom};
@@ -49,10 +54,18 @@ const DEFAULT_PARTIAL_AGE: Duration = Duration::from_secs(7 * 86_400);
 pub struct LocalCache {
     dir: PathBuf,
     partial_max_age: Duration,
-    /// Make every committed blob durable (fsync). Off only for the
-    /// throwaway cache of `--no-cache`, which does not outlive the pull.
+    /// Make every committed blob durable (through this process's ledger,
+    /// or an fsync each). Off only for the throwaway cache of
+    /// `--no-cache`, which does not outlive the pull.
     durable: bool,
+    /// This process's ledger, made before its first commit (`None` inside:
+    /// none could be made, blobs are fsynced one by one).
+    ledger: Ledgers,
+    /// What opening it found (see [`CacheBackend::notices`]).
+    notices: Vec<String>,
 }
+
+type Ledgers = Arc<std::sync::OnceLock<Option<unsynced::Ledger>>>;
 
 impl LocalCache {
     pub fn new(dir: impl Into<PathBuf>) -> LocalCache {
@@ -60,6 +73,8 @@ impl LocalCache {
             dir: dir.into(),
             partial_max_age: DEFAULT_PARTIAL_AGE,
             durable: true,
+            ledger: Ledgers::default(),
+            notices: Vec::new(),
         }
     }
 
@@ -140,6 +155,36 @@ fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
     if let Some(durable) = o.durable {
         cache.durable = durable;
     }
+    if cache.durable {
+        // Before anything trusts a blob: the blobs a power cut may have hit.
+        let d = &cache.dir;
+        let removed = std::cell::Cell::new(0);
+        let recheck = |alg: &str, hex: &str| {
+            let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
+                return true; // not a blob name: nothing to check
+            };
+            let record = cache.record_file(&digest);
+            let _ = std::fs::remove_file(&record);
+            let locks = d.join("locks");
+            let _ = std::fs::create_dir_all(&locks);
+            let lock = locks.join(format!("{hex}.lock"));
+            match check_blob(&cache.blob_file(&digest), &record, &lock, &digest) {
+                Ok(good) => {
+                    removed.set(removed.get() + usize::from(!good));
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        let checked = unsynced::sweep(d, &d.join("blobs"), &recheck);
+        if checked > 0 {
+            cache.notices.push(format!(
+                "the cache in {} was last written before a restart (a power cut?) without every blob on disk: re-checked the {checked} blobs written then, removed {} with wrong bytes (they are downloaded again)",
+                d.display(),
+                removed.get()
+            ));
+        }
+    }
     Ok(Arc::new(cache))
 }
 
@@ -173,6 +218,10 @@ impl CacheBackend for LocalCache {
         format!("local ({})", self.dir.display())
     }
 
+    fn notices(&self) -> Vec<String> {
+        self.notices.clone()
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
         let path = self.blob_file(digest);
         match tokio::fs::metadata(&path).await {
@@ -189,7 +238,7 @@ impl CacheBackend for LocalCache {
         let (dir, digest, source) = (self.dir.clone(), digest.clone(), source.to_string());
         let final_path = self.blob_file(&digest);
         let record = self.record_file(&digest);
-        let durable = self.durable;
+        let (durable, ledgers) = (self.durable, self.ledger.clone());
         blocking(move || {
             let (ingest, locks) = (dir.join("ingest"), dir.join("locks"));
             for d in [
@@ -219,11 +268,16 @@ impl CacheBackend for LocalCache {
             let keep = lock
                 .try_clone()
                 .map_err(|e| CacheError::io(&lock_path, e))?;
+            let ledger = durable
+                && ledgers
+                    .get_or_init(|| unsynced::Ledger::create(&dir))
+                    .is_some();
+            // Written back early only for the fsync at its commit.
             let out = HashingWriter::new(
                 std::io::BufWriter::with_capacity(1 << 20, file),
                 verifier,
                 Some(keep),
-                durable,
+                durable && !ledger,
             );
             let files = Files {
                 record,
@@ -233,6 +287,7 @@ impl CacheBackend for LocalCache {
                 digest: digest.clone(),
                 size,
                 durable,
+                ledger: ledger.then_some(ledgers),
                 _lock: lock,
             };
             let w = LocalWriter { out, fresh, files };
@@ -288,60 +343,7 @@ impl CacheBackend for LocalCache {
             .dir
             .join("locks")
             .join(format!("{}.lock", digest.hex()));
-        blocking(move || {
-            let mut file = match std::fs::File::open(&blob) {
-                Ok(f) => f,
-                // Gone since it was seen: a miss, fetched again.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-                Err(e) => return Err(CacheError::io(&blob, e)),
-            };
-            let look = |f: &std::fs::File| {
-                f.metadata()
-                    .map(|m| verified::stamp(&m))
-                    .map_err(|e| CacheError::io(&blob, e))
-            };
-            let before = look(&file)?;
-            if verified::matches(&record, &before) {
-                // Recorded anew when only links moved its change time.
-                if !std::fs::read_to_string(&record).is_ok_and(|t| t.trim() == before) {
-                    verified::write(&record, &before);
-                }
-                return Ok(true);
-            }
-            // Hash what this open file holds; a write meanwhile (its look
-            // changes) makes the result worthless.
-            let mut v = Verifier::of(digest.algorithm());
-            v.update_from(&mut file)
-                .map_err(|e| CacheError::io(&blob, e))?;
-            // (Another pull linking it meanwhile is no write.)
-            if v.finish() == digest && verified::alike(&before, &look(&file)?) {
-                verified::write(&record, &before);
-                return Ok(true);
-            }
-            // Wrong bytes under the name: gone, so nobody uses them — under
-            // the digest's lock, and only the file that was hashed (not a
-            // good copy another pull committed meanwhile).
-            let held = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock)
-                .map_err(|e| CacheError::io(&lock, e))?;
-            held.lock().map_err(|e| CacheError::io(&lock, e))?;
-            use std::os::unix::fs::MetadataExt;
-            let same = std::fs::metadata(&blob)
-                .is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
-            if same {
-                let _ = std::fs::remove_file(&record);
-                match std::fs::remove_file(&blob) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(CacheError::io(&blob, e)),
-                }
-            }
-            Ok(false)
-        })
-        .await
+        blocking(move || check_blob(&blob, &record, &lock, &digest)).await
     }
 
     async fn linked(&self, digest: &Digest) -> Result<(), CacheError> {
@@ -496,6 +498,68 @@ impl CacheBackend for LocalCache {
     }
 }
 
+/// Whether `blob` holds the bytes of `digest`: trusted when its record
+/// says nothing wrote it since it was verified, else re-hashed (and
+/// removed when wrong, under the digest's `lock`).
+fn check_blob(
+    blob: &Path,
+    record: &Path,
+    lock: &Path,
+    digest: &Digest,
+) -> Result<bool, CacheError> {
+    let mut file = match std::fs::File::open(blob) {
+        Ok(f) => f,
+        // Gone since it was seen: a miss, fetched again.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(CacheError::io(blob, e)),
+    };
+    let look = |f: &std::fs::File| {
+        f.metadata()
+            .map(|m| verified::stamp(&m))
+            .map_err(|e| CacheError::io(blob, e))
+    };
+    let before = look(&file)?;
+    if verified::matches(record, &before) {
+        // Recorded anew when only links moved its change time.
+        if !std::fs::read_to_string(record).is_ok_and(|t| t.trim() == before) {
+            verified::write(record, &before);
+        }
+        return Ok(true);
+    }
+    // Hash what this open file holds; a write meanwhile (its look
+    // changes) makes the result worthless.
+    let mut v = Verifier::of(digest.algorithm());
+    v.update_from(&mut file)
+        .map_err(|e| CacheError::io(blob, e))?;
+    // (Another pull linking it meanwhile is no write.)
+    if v.finish() == *digest && verified::alike(&before, &look(&file)?) {
+        verified::write(record, &before);
+        return Ok(true);
+    }
+    // Wrong bytes under the name: gone, so nobody uses them — under
+    // the digest's lock, and only the file that was hashed (not a
+    // good copy another pull committed meanwhile).
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock)
+        .map_err(|e| CacheError::io(lock, e))?;
+    held.lock().map_err(|e| CacheError::io(lock, e))?;
+    use std::os::unix::fs::MetadataExt;
+    let same =
+        std::fs::metadata(blob).is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
+    if same {
+        let _ = std::fs::remove_file(record);
+        match std::fs::remove_file(blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CacheError::io(blob, e)),
+        }
+    }
+    Ok(false)
+}
+
 struct LocalWriter {
     /// The partial file, written and hashed on a thread of its own.
     out: HashingWriter,
@@ -515,6 +579,9 @@ struct Files {
     digest: Digest,
     size: u64,
     durable: bool,
+    /// The process's ledger, when it has one: the blob is noted there
+    /// instead of fsynced.
+    ledger: Option<Ledgers>,
     /// Held until the blob is in place (or dropped): other processes wait
     /// for this digest.
     _lock: std::fs::File,
@@ -591,7 +658,14 @@ impl BlobWriter for LocalWriter {
                     found,
                 });
             }
-            if w.durable {
+            let noted = w
+                .ledger
+                .as_ref()
+                .and_then(|l| l.get())
+                .and_then(Option::as_ref)
+                .is_some_and(|l| l.note(&w.digest));
+            let fsync = w.durable && !noted;
+            if fsync {
                 file.sync_all().map_err(|e| CacheError::io(&w.partial, e))?;
             }
             drop(file);
@@ -602,7 +676,7 @@ impl BlobWriter for LocalWriter {
             if let Ok(m) = std::fs::metadata(&w.final_path) {
                 verified::write(&w.record, &verified::stamp(&m));
             }
-            if let Some(parent) = w.final_path.parent().filter(|_| w.durable) {
+            if let Some(parent) = w.final_path.parent().filter(|_| fsync) {
                 // Make the rename durable too; not every filesystem allows it.
                 let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
             }
