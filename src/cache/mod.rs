@@ -49,6 +49,38 @@ impl CacheError {
     }
 }
 
+/// What a shared store behind a cache did, totalled over runs.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoreStats {
+    /// The store, as configured (a URL; it holds no secret).
+    #[serde(default)]
+    pub store: String,
+    /// Blobs (and manifests) that came from the store, not the registry.
+    pub fetched: u64,
+    pub fetched_bytes: u64,
+    /// Blobs uploaded to it after they were committed here.
+    pub uploaded: u64,
+    pub uploaded_bytes: u64,
+    /// Blobs it already had when one was to be uploaded.
+    pub already_there: u64,
+    /// Objects whose bytes did not match their key (not used).
+    pub bad_objects: u64,
+    /// Requests that failed (the store down or slow, an upload refused).
+    pub failures: u64,
+}
+
+impl StoreStats {
+    pub fn add(&mut self, o: &StoreStats) {
+        self.fetched += o.fetched;
+        self.fetched_bytes += o.fetched_bytes;
+        self.uploaded += o.uploaded;
+        self.uploaded_bytes += o.uploaded_bytes;
+        self.already_there += o.already_there;
+        self.bad_objects += o.bad_objects;
+        self.failures += o.failures;
+    }
+}
+
 /// What `begin` found.
 pub enum Begin {
     /// The blob was committed (by another process) while we waited.
@@ -264,6 +296,30 @@ pub trait CacheBackend: Send + Sync {
     /// blobs re-checked after a power cut); said once, as warnings.
     fn notices(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// When the command's work is done: wait for what the backend does
+    /// beside it (uploads to a shared store). What went wrong there comes
+    /// back as warnings; it never fails the command.
+    async fn finish(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The shared store behind this cache and what it did, all runs
+    /// together (`cache stats`); `None` when there is none.
+    fn store_stats(&self) -> Option<StoreStats> {
+        None
+    }
+
+    /// Rehash every object of the shared store behind this cache (with
+    /// `repair`, remove the bad ones): how many were checked and the bad
+    /// ones. `None` when there is no such store.
+    async fn verify_store(
+        &self,
+        repair: bool,
+    ) -> Option<Result<(usize, Vec<ops::Bad>), CacheError>> {
+        let _ = repair;
+        None
     }
 
     /// Housekeeping at the start of a pull (expire old partials).

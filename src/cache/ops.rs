@@ -13,6 +13,9 @@ pub struct Stats {
     pub partial_bytes: u64,
     pub oldest_use: Option<u64>,
     pub newest_use: Option<u64>,
+    /// The store behind the cache, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<super::StoreStats>,
 }
 
 fn epoch(t: Option<SystemTime>) -> Option<u64> {
@@ -31,6 +34,7 @@ pub async fn stats(cache: &dyn CacheBackend) -> Result<Stats, CacheError> {
         partial_bytes: partials.iter().map(|p| p.held).sum(),
         oldest_use: blobs.iter().filter_map(|b| epoch(b.last_use)).min(),
         newest_use: blobs.iter().filter_map(|b| epoch(b.last_use)).max(),
+        store: cache.store_stats(),
     })
 }
 

@@ -74,6 +74,9 @@ pub enum CacheCommand {
         /// Remove the bad blobs (the next pull downloads them again).
         #[arg(long)]
         repair: bool,
+        /// Also every object of the store behind the cache (`object-store`).
+        #[arg(long)]
+        store: bool,
     },
     /// Store the blobs of a `docker save` tar (classic or OCI-style) for later pulls.
     Import {

@@ -35,7 +35,7 @@ pub async fn run(global: &Global, args: CacheArgs) -> Result<i32, Error> {
     match args.command {
         CacheCommand::Ls => ls(cache, as_json).await.map(|()| 0),
         CacheCommand::Stats => stats(cache, as_json).await.map(|()| 0),
-        CacheCommand::Verify { repair } => verify(cache, repair, as_json).await,
+        CacheCommand::Verify { repair, store } => verify(cache, repair, store, as_json).await,
         CacheCommand::Import { file } => import(cache, &file, as_json).await.map(|()| 0),
         CacheCommand::Prune {
             older_than,
@@ -103,16 +103,54 @@ async fn stats(cache: &dyn CacheBackend, as_json: bool) -> Result<(), Error> {
     let t = |e: Option<u64>| ago(e.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)));
     println!("Oldest use: {}", t(s.oldest_use));
     println!("Newest use: {}", t(s.newest_use));
+    if let Some(st) = &s.store {
+        let mb = |b: u64| b as f64 / 1_048_576.0;
+        println!("Store:     {}", st.store);
+        println!(
+            "  from the store: {} ({:.1} MB); uploaded: {} ({:.1} MB); already there: {}",
+            st.fetched,
+            mb(st.fetched_bytes),
+            st.uploaded,
+            mb(st.uploaded_bytes),
+            st.already_there
+        );
+        println!(
+            "  bad objects: {}; failed requests: {}",
+            st.bad_objects, st.failures
+        );
+    }
     Ok(())
 }
 
 /// `cache verify`: rehash every blob; the exit code is
 /// [`exit::INTEGRITY`] when bad ones are found and left in place.
-async fn verify(cache: &dyn CacheBackend, repair: bool, as_json: bool) -> Result<i32, Error> {
-    let (checked, bad) = ops::verify(cache, repair).await.map_err(cache_error)?;
+async fn verify(
+    cache: &dyn CacheBackend,
+    repair: bool,
+    store: bool,
+    as_json: bool,
+) -> Result<i32, Error> {
+    let (mut checked, mut bad) = ops::verify(cache, repair).await.map_err(cache_error)?;
+    let mut in_store = None;
+    if store {
+        let Some(found) = cache.verify_store(repair).await else {
+            return Err(Error::Usage(format!(
+                "--store: the cache {} has no store behind it (cache = \"object-store\")",
+                cache.describe()
+            )));
+        };
+        let (n, b) = found.map_err(cache_error)?;
+        in_store = Some((n, b.len()));
+        checked += n;
+        bad.extend(b);
+    }
     if as_json {
-        json(&serde_json::json!({"checked": checked, "bad": bad}));
+        let store = in_store.map(|(n, b)| serde_json::json!({"checked": n, "bad": b}));
+        json(&serde_json::json!({"checked": checked, "bad": bad, "store": store}));
     } else {
+        if let Some((n, b)) = in_store {
+            println!("store: {n} objects checked, {b} bad");
+        }
         for b in &bad {
             let found = b
                 .found

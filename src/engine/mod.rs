@@ -334,7 +334,13 @@ impl Engine {
             return Ok((self.catalog.cache("local", &cfg)?, Some(tmp)));
         }
         let name = &self.config.cache;
-        let cfg = self.config.caches.get(name).cloned().unwrap_or_default();
+        let mut cfg = self.config.caches.get(name).cloned().unwrap_or_default();
+        if name == "object-store" && !cfg.contains_key("local") {
+            // Its local tier is the `local` cache, as configured (and
+            // as `--cache-dir` sets it).
+            let local = self.config.caches.get("local").cloned().unwrap_or_default();
+            cfg.insert("local".into(), toml::Value::Table(local));
+        }
         let cache = self.catalog.cache(name, &cfg)?;
         for n in cache.notices() {
             self.reporter.warn(&n);

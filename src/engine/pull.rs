@@ -269,13 +269,25 @@ impl Engine {
                 if let Some(p) = &placed {
                     p.discard();
                 }
+                self.finish_cache(cache.as_ref()).await;
                 return Err(self.hinted(Error::from(e), &prepared[i].reference));
             }
         };
         let report = merged_report(&prepared, &outcomes, &output, &cache.describe());
-        self.write_output(placed, exporter.as_ref(), &images, &dest, &cx)
-            .await?;
+        let written = self
+            .write_output(placed, exporter.as_ref(), &images, &dest, &cx)
+            .await;
+        self.finish_cache(cache.as_ref()).await;
+        written?;
         Ok(report)
+    }
+
+    /// Let the cache end what it does beside the pull (uploads to a shared
+    /// store); what failed there is a warning, never the pull's error.
+    async fn finish_cache(&self, cache: &dyn CacheBackend) {
+        for w in cache.finish().await {
+            self.reporter.warn(&w);
+        }
     }
 
     /// Finish the output laid out in advance (copying in what was not

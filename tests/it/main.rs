@@ -25,5 +25,6 @@ mod pullthrough;
 mod push;
 mod registries;
 mod rootfs;
+mod shared_store;
 mod speed;
 mod ux;

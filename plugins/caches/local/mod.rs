@@ -146,7 +146,9 @@ fn open_partial(
     Ok(file)
 }
 
-fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
+/// The local cache from `[caches.local]` (also the local tier of
+/// `object-store`).
+pub(crate) fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
     let o: Options = crate::catalog::options(Kind::Cache, "local", cfg)?;
     let mut cache = LocalCache::new(o.dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)));
     if let Some(age) = o.partial_max_age {

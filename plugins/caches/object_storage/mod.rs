@@ -1,0 +1,633 @@
+//! `object-store`: the local cache with an object store behind it (S3 and
+//! S3-compatibles, or a shared directory), so a fleet of runners downloads
+//! each layer from the registry once.
+//!
+//! ```toml
+//! cache = "object-store"
+//! [caches.object-store]
+//! url = "s3://ci-cache/imgpull"   # or file:///mnt/share/imgpull
+//! endpoint = "http://10.0.0.5:9000"  # S3-compatibles (MinIO, Ceph, R2…)
+//! region = "us-east-1"
+//! allow_http = false               # true for a plain-HTTP endpoint
+//! timeout = "10s"                  # connect / first byte / a body standing still
+//! upload = true                    # false: read from the store, never write it
+//! ```
+//!
+//! The local tier is the `local` cache, configured by `[caches.local]`
+//! (and `--cache-dir`), which the engine hands this plugin as `local`.
+//!
+//! - A blob missing locally is looked up at `PREFIX/blobs/<alg>/<hex>`:
+//!   it streams into a local writer, which hashes it and commits it only
+//!   if it matches its digest. An object of the wrong size or digest is
+//!   not used (a warning names it); the registry serves that blob, and
+//!   the upload after it replaces the bad object.
+//! - A blob committed locally (from the registry) is uploaded beside the
+//!   pull, unless the store has it: a `PUT` with `If-None-Match: *` (two
+//!   runners racing never clobber each other; a store without conditional
+//!   writes gets a plain `PUT` of the same verified bytes), multipart above
+//!   64 MiB (visible only once complete). Only verified bytes are ever
+//!   uploaded, so nothing lands under a key it does not match.
+//! - Manifests read by digest come from the store the same way.
+//! - The store down or slow never fails a command: the first failure is
+//!   one warning, and the rest of the command leaves the store alone.
+//! - Totals (fetched, uploaded, bad objects, failures) are added up in
+//!   `<local dir>/object-store.json` for `imgpull cache stats`.
+#![cfg(feature = "object-store")]
+
+mod open;
+mod verify;
+
+use crate::cache::{
+    Begin, BlobInfo, BlobSource, BlobWriter, CacheBackend, CacheError, PartialInfo, ReadSeek,
+    StoreStats,
+};
+use crate::catalog::{Build, Kind, Plugin, PluginConfig, PluginError};
+use crate::oci::digest::Digest;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Objects up to this size go in one conditional `PUT`.
+const SINGLE_PUT: u64 = 64 << 20;
+/// The part size of bigger uploads.
+const PART: usize = 16 << 20;
+/// Uploads at once.
+const UPLOADS: usize = 4;
+/// Manifests read from the store are at most this big.
+const MAX_SMALL: u64 = 4 << 20;
+
+/// `[caches.object-store]`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    url: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    allow_http: Option<bool>,
+    timeout: Option<crate::util::units::Span>,
+    upload: Option<bool>,
+    /// `[caches.local]`, put here by the engine.
+    local: Option<toml::Table>,
+}
+
+pub struct ObjectStoreCache {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    local: Arc<dyn CacheBackend>,
+    get: Arc<dyn ObjectStore>,
+    put: Arc<dyn ObjectStore>,
+    prefix: Key,
+    url: String,
+    timeout: Duration,
+    upload: bool,
+    /// Set at the first failure: the store is left alone from then on.
+    down: AtomicBool,
+    warnings: Mutex<Vec<String>>,
+    /// This run's counts (added to the totals at `finish`).
+    counts: Mutex<StoreStats>,
+    /// Digests whose object was found wrong: their upload overwrites it.
+    bad: Mutex<HashSet<Digest>>,
+    uploads: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    totals: PathBuf,
+}
+
+fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
+    let o: Options = crate::catalog::options(Kind::Cache, "object-store", cfg)?;
+    let invalid = |m: String| PluginError::invalid(Kind::Cache, "object-store", m);
+    let local_cfg = o.local.clone().unwrap_or_default();
+    let local_dir = local_cfg
+        .get("dir")
+        .and_then(|d| d.as_str())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(super::local::DEFAULT_DIR));
+    let local = super::local::build(&local_cfg)?;
+    let timeout = o.timeout.map_or(Duration::from_secs(10), |s| s.0);
+    let opened = open::open(&open::StoreConfig {
+        url: &o.url,
+        endpoint: o.endpoint.as_deref(),
+        region: o.region.as_deref(),
+        allow_http: o.allow_http.unwrap_or(false),
+        timeout,
+    })
+    .map_err(invalid)?;
+    Ok(Arc::new(ObjectStoreCache {
+        shared: Arc::new(Shared {
+            local,
+            get: opened.get,
+            put: opened.put,
+            prefix: opened.prefix,
+            url: o.url,
+            timeout,
+            upload: o.upload.unwrap_or(true),
+            down: AtomicBool::new(false),
+            warnings: Mutex::default(),
+            counts: Mutex::default(),
+            bad: Mutex::default(),
+            uploads: Mutex::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS)),
+            totals: local_dir.join("object-store.json"),
+        }),
+    }))
+}
+
+inventory::submit! {
+    Plugin {
+        name: "object-store",
+        summary: "the local cache with an object store (S3, S3-compatibles, a shared directory) behind it, shared by a fleet",
+        build: Build::Cache(build),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How a look in the store ended.
+enum Fill {
+    /// The blob is committed locally, from the store.
+    Done,
+    /// The store does not have it.
+    Missing,
+    /// The writer holds nothing from the store; the registry serves it.
+    Failed,
+}
+
+impl Shared {
+    /// Where the blobs live: `PREFIX/blobs`.
+    fn key_root(&self) -> Key {
+        if self.prefix.as_ref().is_empty() {
+            Key::from("blobs")
+        } else {
+            Key::from(format!("{}/blobs", self.prefix))
+        }
+    }
+
+    fn key(&self, d: &Digest) -> Key {
+        Key::from(format!(
+            "{}/{}/{}",
+            self.key_root(),
+            d.algorithm_name(),
+            d.hex()
+        ))
+    }
+
+    fn usable(&self) -> bool {
+        !self.down.load(Ordering::Relaxed)
+    }
+
+    /// The store failed: said once, then left alone for this command.
+    fn failed(&self, what: &str, e: impl std::fmt::Display) {
+        lock(&self.counts).failures += 1;
+        if !self.down.swap(true, Ordering::Relaxed) {
+            lock(&self.warnings).push(format!(
+                "object store {}: {what}: {e}; using the registry for the rest of this command",
+                self.url
+            ));
+        }
+    }
+
+    fn bad_object(&self, d: &Digest, why: String) {
+        lock(&self.counts).bad_objects += 1;
+        lock(&self.bad).insert(d.clone());
+        lock(&self.warnings).push(format!(
+            "object store {}: the object for {d} {why}; not used, fetched from the registry (the upload replaces it)",
+            self.url
+        ));
+    }
+
+    /// Stream the store's object for `d` into `w` (which holds nothing of
+    /// it afterwards unless the whole object went in).
+    async fn fill(&self, w: &mut Box<dyn BlobWriter>, d: &Digest, size: u64) -> Fill {
+        let key = self.key(d);
+        let got = tokio::time::timeout(self.timeout, self.get.get(&key)).await;
+        let got = match got {
+            Err(_) => {
+                self.failed("no answer", format!("in {:?}", self.timeout));
+                return Fill::Failed;
+            }
+            Ok(Err(object_store::Error::NotFound { .. })) => return Fill::Missing,
+            Ok(Err(e)) => {
+                self.failed("GET failed", e);
+                return Fill::Failed;
+            }
+            Ok(Ok(got)) => got,
+        };
+        if got.meta.size != size {
+            self.bad_object(d, format!("holds {} bytes, not {size}", got.meta.size));
+            return Fill::Failed;
+        }
+        let ok = async {
+            if w.offset() > 0 {
+                w.restart().await.ok()?;
+            }
+            let mut body = got.into_stream();
+            loop {
+                match tokio::time::timeout(self.timeout, body.next()).await {
+                    Err(_) => {
+                        self.failed("a download stood still", format!("for {:?}", self.timeout));
+                        return None;
+                    }
+                    Ok(None) => return Some(()),
+                    Ok(Some(Err(e))) => {
+                        self.failed("a download broke off", e);
+                        return None;
+                    }
+                    Ok(Some(Ok(chunk))) => {
+                        if w.write(chunk).await.is_err() {
+                            self.bad_object(d, format!("is longer than {size} bytes"));
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        if ok.is_some() && w.offset() == size {
+            return Fill::Done;
+        }
+        if ok.is_some() {
+            self.bad_object(d, format!("held {} bytes, not {size}", w.offset()));
+        }
+        let _ = w.restart().await;
+        Fill::Failed
+    }
+
+    /// Upload committed blob `d` beside the command (see the module doc).
+    fn queue_upload(self: &Arc<Self>, d: &Digest, size: u64) {
+        if !self.upload || !self.usable() {
+            return;
+        }
+        let (me, d) = (self.clone(), d.clone());
+        let task = tokio::spawn(async move {
+            let Ok(_slot) = me.slots.clone().acquire_owned().await else {
+                return;
+            };
+            if me.usable() {
+                me.upload_one(&d, size).await;
+            }
+        });
+        lock(&self.uploads).push(task);
+    }
+
+    async fn upload_one(&self, d: &Digest, size: u64) {
+        let key = self.key(d);
+        let replace = lock(&self.bad).contains(d);
+        if !replace {
+            match self.put.head(&key).await {
+                Ok(m) if m.size == size => {
+                    lock(&self.counts).already_there += 1;
+                    return;
+                }
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return self.failed("HEAD failed", e),
+            }
+        }
+        let done = match self.local.source(d).await {
+            Ok(src) => self.send(&key, &src, size, replace).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match done {
+            Ok(true) => {
+                let mut c = lock(&self.counts);
+                c.uploaded += 1;
+                c.uploaded_bytes += size;
+            }
+            Ok(false) => lock(&self.counts).already_there += 1,
+            Err(e) => self.failed(&format!("uploading {d} failed"), e),
+        }
+    }
+
+    /// Put `src` at `key`: `Ok(false)` when another runner got there first.
+    async fn send(
+        &self,
+        key: &Key,
+        src: &BlobSource,
+        size: u64,
+        replace: bool,
+    ) -> Result<bool, String> {
+        if size <= SINGLE_PUT {
+            let src = src.clone();
+            let bytes = tokio::task::spawn_blocking(move || src.read_all())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            let payload = PutPayload::from(Bytes::from(bytes));
+            let mode = if replace {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            };
+            return match self.put.put_opts(key, payload.clone(), mode.into()).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                // No conditional writes there: the same verified bytes.
+                Err(object_store::Error::NotImplemented { .. }) => self
+                    .put
+                    .put_opts(key, payload, PutMode::Overwrite.into())
+                    .await
+                    .map(|_| true)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        let upload = self
+            .put
+            .put_multipart(key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+        let src = src.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut r = match src.open() {
+                Ok(r) => r,
+                Err(e) => return drop(tx.blocking_send(Err(e))),
+            };
+            loop {
+                let mut buf = vec![0u8; PART];
+                match r.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.blocking_send(Ok(buf)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => return drop(tx.blocking_send(Err(e))),
+                }
+            }
+        });
+        while let Some(piece) = rx.recv().await {
+            match piece {
+                Ok(p) => {
+                    w.wait_for_capacity(2).await.map_err(|e| e.to_string())?;
+                    w.write(&p);
+                }
+                Err(e) => {
+                    let _ = w.abort().await;
+                    return Err(e.to_string());
+                }
+            }
+        }
+        w.finish().await.map(|_| true).map_err(|e| e.to_string())
+    }
+
+    /// This run's counts, added to the totals on disk.
+    fn save_totals(&self) {
+        let run = std::mem::take(&mut *lock(&self.counts));
+        let mut all: StoreStats = std::fs::read(&self.totals)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        all.add(&run);
+        all.store = self.url.clone();
+        let tmp = self.totals.with_extension("json.tmp");
+        if let Some(dir) = self.totals.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let json = serde_json::to_vec_pretty(&all).expect("stats serialize");
+        if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, &self.totals).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// The local writer of a blob the registry serves: uploaded once committed.
+struct Uploading {
+    inner: Box<dyn BlobWriter>,
+    shared: Arc<Shared>,
+    digest: Digest,
+    size: u64,
+}
+
+#[async_trait]
+impl BlobWriter for Uploading {
+    fn offset(&self) -> u64 {
+        self.inner.offset()
+    }
+
+    async fn restart(&mut self) -> Result<(), CacheError> {
+        self.inner.restart().await
+    }
+
+    async fn write(&mut self, chunk: Bytes) -> Result<(), CacheError> {
+        self.inner.write(chunk).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), CacheError> {
+        let Uploading {
+            inner,
+            shared,
+            digest,
+            size,
+        } = *self;
+        inner.commit().await?;
+        shared.queue_upload(&digest, size);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CacheBackend for ObjectStoreCache {
+    fn describe(&self) -> String {
+        format!(
+            "object-store ({}) over {}",
+            self.shared.url,
+            self.shared.local.describe()
+        )
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
+        self.shared.local.stat(digest).await
+    }
+
+    async fn begin(&self, digest: &Digest, size: u64, source: &str) -> Result<Begin, CacheError> {
+        let s = &self.shared;
+        let mut w = match s.local.begin(digest, size, source).await? {
+            Begin::Present => return Ok(Begin::Present),
+            Begin::Writer(w) => w,
+        };
+        if s.usable() {
+            if let Fill::Done = s.fill(&mut w, digest, size).await {
+                match w.commit().await {
+                    Ok(()) => {
+                        let mut c = lock(&s.counts);
+                        c.fetched += 1;
+                        c.fetched_bytes += size;
+                        return Ok(Begin::Present);
+                    }
+                    Err(CacheError::DigestMismatch { found, .. }) => {
+                        s.bad_object(digest, format!("hashes to {found}"));
+                    }
+                    Err(e) => return Err(e),
+                }
+                // The wrong bytes were dropped with the writer: a new one.
+                w = match s.local.begin(digest, size, source).await? {
+                    Begin::Present => return Ok(Begin::Present),
+                    Begin::Writer(w) => w,
+                };
+            }
+        }
+        Ok(Begin::Writer(Box::new(Uploading {
+            inner: w,
+            shared: s.clone(),
+            digest: digest.clone(),
+            size,
+        })))
+    }
+
+    async fn open(&self, digest: &Digest) -> Result<Box<dyn ReadSeek>, CacheError> {
+        self.shared.local.open(digest).await
+    }
+
+    fn local_path(&self, digest: &Digest) -> Result<Option<PathBuf>, CacheError> {
+        self.shared.local.local_path(digest)
+    }
+
+    async fn source(&self, digest: &Digest) -> Result<BlobSource, CacheError> {
+        self.shared.local.source(digest).await
+    }
+
+    async fn read_range(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, CacheError> {
+        self.shared.local.read_range(digest, offset, len).await
+    }
+
+    fn scratch_dir(&self) -> Option<PathBuf> {
+        self.shared.local.scratch_dir()
+    }
+
+    async fn read(&self, digest: &Digest) -> Result<Vec<u8>, CacheError> {
+        let s = &self.shared;
+        match s.local.read(digest).await {
+            Err(CacheError::Missing(_)) if s.usable() => {}
+            r => return r,
+        }
+        // A manifest by digest: from the store when it has it (checked).
+        let key = s.key(digest);
+        let got = match tokio::time::timeout(s.timeout, s.get.head(&key)).await {
+            Ok(Ok(m)) if m.size <= MAX_SMALL => {
+                tokio::time::timeout(s.timeout, async { s.get.get(&key).await?.bytes().await })
+                    .await
+            }
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {
+                return Err(CacheError::Missing(digest.clone()))
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        };
+        let bytes = match got {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                s.failed("GET failed", e);
+                return Err(CacheError::Missing(digest.clone()));
+            }
+            Err(_) => {
+                s.failed("no answer", format!("in {:?}", s.timeout));
+                return Err(CacheError::Missing(digest.clone()));
+            }
+        };
+        let found = crate::oci::digest::digest_like(&bytes, digest);
+        if found != *digest {
+            s.bad_object(digest, format!("hashes to {found}"));
+            return Err(CacheError::Missing(digest.clone()));
+        }
+        s.local.put(digest, &bytes).await?;
+        let mut c = lock(&s.counts);
+        c.fetched += 1;
+        c.fetched_bytes += bytes.len() as u64;
+        Ok(bytes.to_vec())
+    }
+
+    async fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+        self.shared.local.put(digest, bytes).await?;
+        self.shared.queue_upload(digest, bytes.len() as u64);
+        Ok(())
+    }
+
+    async fn check(&self, digest: &Digest) -> Result<bool, CacheError> {
+        self.shared.local.check(digest).await
+    }
+
+    async fn linked(&self, digest: &Digest) -> Result<(), CacheError> {
+        self.shared.local.linked(digest).await
+    }
+
+    async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
+        self.shared.local.touch(digest).await
+    }
+
+    fn notices(&self) -> Vec<String> {
+        self.shared.local.notices()
+    }
+
+    async fn finish(&self) -> Vec<String> {
+        let s = &self.shared;
+        let mut warnings = s.local.finish().await;
+        loop {
+            let tasks = std::mem::take(&mut *lock(&s.uploads));
+            if tasks.is_empty() {
+                break;
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        s.save_totals();
+        warnings.append(&mut lock(&s.warnings));
+        warnings
+    }
+
+    fn store_stats(&self) -> Option<StoreStats> {
+        let s = &self.shared;
+        let mut all: StoreStats = std::fs::read(&s.totals)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        all.add(&lock(&s.counts));
+        all.store = s.url.clone();
+        Some(all)
+    }
+
+    async fn verify_store(
+        &self,
+        repair: bool,
+    ) -> Option<Result<(usize, Vec<crate::cache::ops::Bad>), CacheError>> {
+        Some(verify::verify(&self.shared, repair).await)
+    }
+
+    async fn maintain(&self) -> Result<(), CacheError> {
+        self.shared.local.maintain().await
+    }
+
+    async fn list(&self) -> Result<Vec<BlobInfo>, CacheError> {
+        self.shared.local.list().await
+    }
+
+    async fn partials(&self) -> Result<Vec<PartialInfo>, CacheError> {
+        self.shared.local.partials().await
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<bool, CacheError> {
+        self.shared.local.remove(digest).await
+    }
+
+    async fn remove_partial(&self, partial: &PartialInfo) -> Result<(), CacheError> {
+        self.shared.local.remove_partial(partial).await
+    }
+}

@@ -1,0 +1,64 @@
+//! `imgpull cache verify --store`: every object under `PREFIX/blobs/`
+//! re-hashed as it streams, against the digest its key names.
+
+use super::Shared;
+use crate::cache::ops::Bad;
+use crate::cache::CacheError;
+use crate::oci::digest::{Digest, Verifier};
+use futures_util::StreamExt;
+use object_store::ObjectStoreExt;
+
+fn store_error(s: &Shared, e: impl std::fmt::Display) -> CacheError {
+    CacheError::io(&s.url, std::io::Error::other(e.to_string()))
+}
+
+/// How many objects were checked, and the bad ones (removed with `repair`).
+pub async fn verify(s: &Shared, repair: bool) -> Result<(usize, Vec<Bad>), CacheError> {
+    let root = s.key_root();
+    let mut listing = s.get.list(Some(&root));
+    let mut keys = Vec::new();
+    while let Some(m) = listing.next().await {
+        keys.push(m.map_err(|e| store_error(s, e))?.location);
+    }
+    let (mut checked, mut bad) = (0, Vec::new());
+    for key in keys {
+        let mut parts: Vec<String> = key.parts().map(|p| p.as_ref().to_string()).collect();
+        let (Some(hex), Some(alg)) = (parts.pop(), parts.pop()) else {
+            continue;
+        };
+        let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
+            continue; // not a blob (nor ours)
+        };
+        checked += 1;
+        let found = hash(s, &key, &digest).await?;
+        if found.as_ref() != Some(&digest) {
+            let removed = repair && s.put.delete(&key).await.is_ok();
+            bad.push(Bad {
+                digest,
+                found,
+                removed,
+            });
+        }
+    }
+    Ok((checked, bad))
+}
+
+/// What the object at `key` hashes to (`None`: not readable).
+async fn hash(
+    s: &Shared,
+    key: &object_store::path::Path,
+    like: &Digest,
+) -> Result<Option<Digest>, CacheError> {
+    let got = match s.get.get(key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(store_error(s, e)),
+    };
+    let mut v = Verifier::of(like.algorithm());
+    let mut body = got.into_stream();
+    while let Some(chunk) = body.next().await {
+        // A broken read says nothing about the object: an error, not "bad".
+        v.update(&chunk.map_err(|e| store_error(s, e))?);
+    }
+    Ok(Some(v.finish()))
+}
