@@ -298,6 +298,17 @@ pub trait CacheBackend: Send + Sync {
         Vec::new()
     }
 
+    /// Before the registry is asked for `digest`: put its bytes into
+    /// `writer` (just begun, empty) from a store behind this cache, when
+    /// that store has them. `true` when all `size` bytes went in: the
+    /// caller commits, and a wrong blob fails that commit as any would
+    /// (then the registry serves it). `false`: the writer is empty, the
+    /// registry serves the blob. The default has no store.
+    async fn fill(&self, digest: &Digest, size: u64, writer: &mut dyn BlobWriter) -> bool {
+        let _ = (digest, size, writer);
+        false
+    }
+
     /// When the command's work is done: wait for what the backend does
     /// beside it (uploads to a shared store). What went wrong there comes
     /// back as warnings; it never fails the command.

@@ -185,6 +185,12 @@ async fn fetch_one(ctx: &Ctx<'_>, d: &Descriptor) -> Result<BlobOutcome, Error> 
     let Some(writer) = blob.open().await? else {
         return Ok(hit);
     };
+    let Some(writer) = blob.fill_from_store(writer).await? else {
+        // From the store behind the cache: none of it from the registry.
+        ctx.reporter.blob_start(&d.digest, d.size, true);
+        ctx.reporter.blob_done(&d.digest);
+        return Ok(hit);
+    };
     ctx.reporter.blob_start(&d.digest, d.size, false);
     blob.until_committed(writer).await?;
     ctx.reporter.blob_done(&d.digest);
@@ -310,6 +316,28 @@ impl<'c, 'a> Blob<'c, 'a> {
             },
             Begin::Writer(w) => w,
         }))
+    }
+
+    /// Fill a fresh writer from the store behind the cache, when there is
+    /// one and it has the blob (see [`CacheBackend::fill`]); `None` once
+    /// committed. Wrong bytes from the store cost no try: the writer
+    /// returned (a new one) is for the registry.
+    async fn fill_from_store(
+        &self,
+        mut writer: Box<dyn BlobWriter>,
+    ) -> Result<Option<Box<dyn BlobWriter>>, Error> {
+        let (ctx, d) = (self.ctx, self.d);
+        if writer.offset() > 0 || !ctx.cache.fill(&d.digest, d.size, writer.as_mut()).await {
+            return Ok(Some(writer));
+        }
+        match writer.commit().await {
+            Ok(()) => Ok(None),
+            Err(CacheError::DigestMismatch { .. }) => Ok(match self.begin().await? {
+                Begin::Present => None,
+                Begin::Writer(w) => Some(w),
+            }),
+            Err(e) => Err(ctx.cache_err(e)),
+        }
     }
 
     /// Try until the blob is committed (or turns up in the cache): each

@@ -16,9 +16,11 @@
 //! The local tier is the `local` cache, configured by `[caches.local]`
 //! (and `--cache-dir`), which the engine hands this plugin as `local`.
 //!
-//! - A blob missing locally is looked up at `PREFIX/blobs/<alg>/<hex>`:
-//!   it streams into a local writer, which hashes it and commits it only
-//!   if it matches its digest. An object of the wrong size or digest is
+//! - A blob missing locally is looked up at `PREFIX/blobs/<alg>/<hex>`
+//!   before the registry is asked ([`CacheBackend::fill`]): it streams into
+//!   the blob's writer (and so into the output being laid out, as a
+//!   download would), which hashes it and commits it only if it matches
+//!   its digest. An object of the wrong size or digest is
 //!   not used (a warning names it); the registry serves that blob, and
 //!   the upload after it replaces the bad object.
 //! - A blob committed locally (from the registry) is uploaded beside the
@@ -96,6 +98,8 @@ struct Shared {
     counts: Mutex<StoreStats>,
     /// Digests whose object was found wrong: their upload overwrites it.
     bad: Mutex<HashSet<Digest>>,
+    /// Digests whose writer was filled from the store, not yet committed.
+    filled: Mutex<HashSet<Digest>>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     slots: Arc<tokio::sync::Semaphore>,
     totals: PathBuf,
@@ -133,6 +137,7 @@ fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
             warnings: Mutex::default(),
             counts: Mutex::default(),
             bad: Mutex::default(),
+            filled: Mutex::default(),
             uploads: Mutex::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOADS)),
             totals: local_dir.join("object-store.json"),
@@ -154,7 +159,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How a look in the store ended.
 enum Fill {
-    /// The blob is committed locally, from the store.
+    /// The writer holds the whole object, to be committed (and checked).
     Done,
     /// The store does not have it.
     Missing,
@@ -207,7 +212,7 @@ impl Shared {
 
     /// Stream the store's object for `d` into `w` (which holds nothing of
     /// it afterwards unless the whole object went in).
-    async fn fill(&self, w: &mut Box<dyn BlobWriter>, d: &Digest, size: u64) -> Fill {
+    async fn fill(&self, w: &mut dyn BlobWriter, d: &Digest, size: u64) -> Fill {
         let key = self.key(d);
         let got = tokio::time::timeout(self.timeout, self.get.get(&key)).await;
         let got = match got {
@@ -432,9 +437,25 @@ impl BlobWriter for Uploading {
             digest,
             size,
         } = *self;
-        inner.commit().await?;
-        shared.queue_upload(&digest, size);
-        Ok(())
+        let from_store = lock(&shared.filled).remove(&digest);
+        match inner.commit().await {
+            Ok(()) if from_store => {
+                let mut c = lock(&shared.counts);
+                c.fetched += 1;
+                c.fetched_bytes += size;
+                Ok(())
+            }
+            Ok(()) => {
+                shared.queue_upload(&digest, size);
+                Ok(())
+            }
+            Err(e) => {
+                if let (true, CacheError::DigestMismatch { found, .. }) = (from_store, &e) {
+                    shared.bad_object(&digest, format!("hashes to {found}"));
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -453,38 +474,29 @@ impl CacheBackend for ObjectStoreCache {
     }
 
     async fn begin(&self, digest: &Digest, size: u64, source: &str) -> Result<Begin, CacheError> {
+        Ok(match self.shared.local.begin(digest, size, source).await? {
+            Begin::Present => Begin::Present,
+            Begin::Writer(w) => Begin::Writer(Box::new(Uploading {
+                inner: w,
+                shared: self.shared.clone(),
+                digest: digest.clone(),
+                size,
+            })),
+        })
+    }
+
+    async fn fill(&self, digest: &Digest, size: u64, writer: &mut dyn BlobWriter) -> bool {
         let s = &self.shared;
-        let mut w = match s.local.begin(digest, size, source).await? {
-            Begin::Present => return Ok(Begin::Present),
-            Begin::Writer(w) => w,
-        };
-        if s.usable() {
-            if let Fill::Done = s.fill(&mut w, digest, size).await {
-                match w.commit().await {
-                    Ok(()) => {
-                        let mut c = lock(&s.counts);
-                        c.fetched += 1;
-                        c.fetched_bytes += size;
-                        return Ok(Begin::Present);
-                    }
-                    Err(CacheError::DigestMismatch { found, .. }) => {
-                        s.bad_object(digest, format!("hashes to {found}"));
-                    }
-                    Err(e) => return Err(e),
-                }
-                // The wrong bytes were dropped with the writer: a new one.
-                w = match s.local.begin(digest, size, source).await? {
-                    Begin::Present => return Ok(Begin::Present),
-                    Begin::Writer(w) => w,
-                };
-            }
+        if !s.usable() || writer.offset() > 0 {
+            return false;
         }
-        Ok(Begin::Writer(Box::new(Uploading {
-            inner: w,
-            shared: s.clone(),
-            digest: digest.clone(),
-            size,
-        })))
+        match s.fill(writer, digest, size).await {
+            Fill::Done => {
+                lock(&s.filled).insert(digest.clone());
+                true
+            }
+            Fill::Missing | Fill::Failed => false,
+        }
     }
 
     async fn open(&self, digest: &Digest) -> Result<Box<dyn ReadSeek>, CacheError> {
