@@ -51,10 +51,16 @@ fn put_object(moto: &Moto, bucket: &str, key: &str, body: &[u8]) {
 /// A runner: its own working directory and local cache, the store at
 /// `endpoint`.
 fn runner(endpoint: &str) -> tempfile::TempDir {
+    runner_of(&format!(
+        "url = \"s3://fleet/imgpull\"\nendpoint = \"{endpoint}\"\nallow_http = true\ntimeout = \"2s\"\n"
+    ))
+}
+
+/// A runner whose `[caches.object-store]` table is `table`.
+fn runner_of(table: &str) -> tempfile::TempDir {
     let dir = tempdir();
     let config = format!(
-        "cache = \"object-store\"\n[caches.local]\ndir = \"cache\"\n[caches.object-store]\n\
-         url = \"s3://fleet/imgpull\"\nendpoint = \"{endpoint}\"\nallow_http = true\ntimeout = \"2s\"\n"
+        "cache = \"object-store\"\n[caches.local]\ndir = \"cache\"\n[caches.object-store]\n{table}"
     );
     std::fs::write(dir.path().join("imgpull.toml"), config).unwrap();
     dir
@@ -91,11 +97,14 @@ async fn store_stats(dir: &Path) -> serde_json::Value {
     v["store"].clone()
 }
 
-/// A registry with a 3-layer image, moto with an empty bucket: (the
+/// A registry with a 3-layer image (one of 12 MiB), moto with an empty bucket: (the
 /// registry, moto, the image's name, its blobs, its first layer).
 async fn setup() -> (Registry, Moto, String, usize, image::Layer) {
     let reg = Registry::start(Variant::Anonymous).await;
-    let img = image::build("fleet", Format::Oci, image::host_arch(), 3);
+    // One layer above the single-PUT size: uploaded in parts.
+    let mut layers = vec![image::big_layer("fleet-big", 12 * 1024 * 1024)];
+    layers.extend(image::layers("fleet", 2));
+    let img = image::build_from("fleet", Format::Oci, image::host_arch(), layers);
     image::push(&reg, "team/app", "1", &img).await;
     let moto = start_moto().await;
     bucket(&moto, "fleet").await;
@@ -253,4 +262,28 @@ async fn two_runners_filling_one_bucket_at_once_both_get_sound_images() {
         tools::check_archive(&r.path().join("app.tar"), r.path(), Some(&name));
     }
     assert_eq!(verify_store(a.path()).await, (blobs as u64 + 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_directory_serves_as_the_store_too() {
+    let reg = Registry::start(Variant::Anonymous).await;
+    let img = image::build("share", Format::Oci, image::host_arch(), 2);
+    image::push(&reg, "team/app", "1", &img).await;
+    let name = format!("{}/team/app:1", reg.host());
+    let share = tempdir();
+    let table = format!("url = \"file://{}\"\n", share.path().display());
+    let (a, b) = (runner_of(&table), runner_of(&table));
+    pull(a.path(), &name).await;
+    let before = reg.blob_gets().len();
+    pull(b.path(), &name).await;
+    assert_eq!(
+        reg.blob_gets().len(),
+        before,
+        "runner B: nothing from the registry"
+    );
+    tools::check_archive(&b.path().join("app.tar"), b.path(), Some(&name));
+    assert_eq!(
+        verify_store(b.path()).await,
+        (img.layers.len() as u64 + 2, 0)
+    );
 }

@@ -27,7 +27,7 @@
 //!   pull, unless the store has it: a `PUT` with `If-None-Match: *` (two
 //!   runners racing never clobber each other; a store without conditional
 //!   writes gets a plain `PUT` of the same verified bytes), multipart above
-//!   64 MiB (visible only once complete). Only verified bytes are ever
+//!   8 MiB (visible only once complete). Only verified bytes are ever
 //!   uploaded, so nothing lands under a key it does not match.
 //! - Manifests read by digest come from the store the same way.
 //! - The store down or slow never fails a command: the first failure is
@@ -56,12 +56,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Objects up to this size go in one conditional `PUT`.
-const SINGLE_PUT: u64 = 64 << 20;
-/// The part size of bigger uploads.
-const PART: usize = 16 << 20;
-/// Uploads at once.
-const UPLOADS: usize = 4;
+/// Objects up to this size go in one conditional `PUT` (read whole into
+/// memory first: the client takes no streamed body).
+const SINGLE_PUT: u64 = 8 << 20;
+/// The part size of bigger uploads (S3's minimum is 5 MiB).
+const PART: usize = 8 << 20;
+/// Uploads at once (each holds up to about two parts in memory).
+const UPLOADS: usize = 2;
 /// Manifests read from the store are at most this big.
 const MAX_SMALL: u64 = 4 << 20;
 
@@ -288,13 +289,14 @@ impl Shared {
         let key = self.key(d);
         let replace = lock(&self.bad).contains(d);
         if !replace {
-            match self.put.head(&key).await {
-                Ok(m) if m.size == size => {
+            match tokio::time::timeout(self.timeout, self.put.head(&key)).await {
+                Ok(Ok(m)) if m.size == size => {
                     lock(&self.counts).already_there += 1;
                     return;
                 }
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return self.failed("HEAD failed", e),
+                Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {}
+                Ok(Err(e)) => return self.failed("HEAD failed", e),
+                Err(_) => return self.failed("no answer", format!("in {:?}", self.timeout)),
             }
         }
         let done = match self.local.source(d).await {
@@ -332,7 +334,14 @@ impl Shared {
             } else {
                 PutMode::Create
             };
-            return match self.put.put_opts(key, payload.clone(), mode.into()).await {
+            // At least 140 kB/s for a full piece, with the default timeout.
+            let bound = self.timeout * 6;
+            let put =
+                tokio::time::timeout(bound, self.put.put_opts(key, payload.clone(), mode.into()));
+            let Ok(put) = put.await else {
+                return Err(format!("no answer in {bound:?}"));
+            };
+            return match put {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
                 // No conditional writes there: the same verified bytes.
@@ -376,7 +385,7 @@ impl Shared {
         while let Some(piece) = rx.recv().await {
             match piece {
                 Ok(p) => {
-                    w.wait_for_capacity(2).await.map_err(|e| e.to_string())?;
+                    w.wait_for_capacity(1).await.map_err(|e| e.to_string())?;
                     w.write(&p);
                 }
                 Err(e) => {
