@@ -31,6 +31,7 @@ async fn plugin_catalog_is_pinned() {
         "registries/quay",
         "caches/local",
         "caches/memory",
+        "caches/object-store",
         "exporters/docker-archive",
         "exporters/oci",
         "exporters/oci-archive",
