@@ -541,13 +541,7 @@ fn check_blob(
     // Wrong bytes under the name: gone, so nobody uses them — under
     // the digest's lock, and only the file that was hashed (not a
     // good copy another pull committed meanwhile).
-    let held = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock)
-        .map_err(|e| CacheError::io(lock, e))?;
-    held.lock().map_err(|e| CacheError::io(lock, e))?;
+    let _held = lock_file(lock)?;
     use std::os::unix::fs::MetadataExt;
     let same =
         std::fs::metadata(blob).is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));
