@@ -236,7 +236,7 @@ impl Shared {
             if w.offset() > 0 {
                 w.restart().await.ok()?;
             }
-            let mut body = got.into_stream();
+            let mut body = body_of(got);
             loop {
                 match tokio::time::timeout(self.timeout, body.next()).await {
                     Err(_) => {
@@ -413,6 +413,45 @@ impl Shared {
         let json = serde_json::to_vec_pretty(&all).expect("stats serialize");
         if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, &self.totals).is_err() {
             let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// An object's bytes as a stream. A file (a `file://` store) is read in
+/// 1 MiB pieces on a thread of its own: `GetResult::into_stream` reads
+/// files 8 KiB at a time, which made a directory store slower than S3.
+fn body_of(
+    got: object_store::GetResult,
+) -> futures_util::stream::BoxStream<'static, Result<Bytes, String>> {
+    match got.payload {
+        object_store::GetResultPayload::File(mut file, _) => {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                loop {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let piece = match file.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Ok(Bytes::from(buf))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let failed = piece.is_err();
+                    if tx.blocking_send(piece).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|p| (p, rx)) },
+            )
+            .boxed()
+        }
+        object_store::GetResultPayload::Stream(s) => {
+            s.map(|r| r.map_err(|e| e.to_string())).boxed()
         }
     }
 }

@@ -55,7 +55,7 @@ async fn hash(
         Err(e) => return Err(store_error(s, e)),
     };
     let mut v = Verifier::of(like.algorithm());
-    let mut body = got.into_stream();
+    let mut body = super::body_of(got);
     while let Some(chunk) = body.next().await {
         // A broken read says nothing about the object: an error, not "bad".
         v.update(&chunk.map_err(|e| store_error(s, e))?);
