@@ -217,28 +217,44 @@ impl Engine {
             registry: opts.reference.registry.clone(),
             source,
         })?;
+        let result = self
+            .pull_into(&opts, cache.as_ref(), exporter.as_ref(), &dest, &output)
+            .await;
+        // Whatever happened: what the cache does beside the pull (uploads of
+        // what was committed) is waited for.
+        self.finish_cache(cache.as_ref()).await;
+        result
+    }
+
+    /// The pull proper, once the cache is open.
+    async fn pull_into(
+        &self,
+        opts: &PullOptions,
+        cache: &dyn CacheBackend,
+        exporter: &dyn crate::export::Exporter,
+        dest: &Destination,
+        output: &Path,
+    ) -> Result<PullReport, Error> {
         // One rate limit for the whole pull.
         let fetch_opts = crate::transfer::fetch::FetchOptions::from_config(&self.config);
-        let mut prepared = self
-            .prepare_all(&opts, cache.as_ref(), exporter.as_ref(), &fetch_opts)
-            .await?;
+        let mut prepared = self.prepare_all(opts, cache, exporter, &fetch_opts).await?;
         let images: Vec<ExportImage> = prepared.iter().map(|p| p.image.clone()).collect();
         for w in exporter.warnings(&images) {
             self.reporter.warn(&w);
         }
-        let registries = self.registries_for(&opts);
+        let registries = self.registries_for(opts);
         let cx = crate::export::ExportContext {
-            cache: cache.as_ref(),
+            cache,
             reporter: self.reporter.as_ref(),
             registries: &registries,
         };
-        let there = exporter.already_there(&images, &dest, &cx).await?;
+        let there = exporter.already_there(&images, dest, &cx).await?;
         for p in prepared.iter_mut() {
             let before = p.layers.len();
             p.layers.retain(|l| !there.contains(&l.digest));
             p.at_destination = before - p.layers.len();
         }
-        let placed = exporter.live(&images, &dest, &cx)?;
+        let placed = exporter.live(&images, dest, &cx)?;
         // Into a registry, the cache keeps every blob even when it is a
         // throwaway: a streamed upload that fails is done again from it.
         let tee = placed.clone().map(|out| TeeTo {
@@ -255,7 +271,7 @@ impl Engine {
             .collect();
         let fetched = fetch_many(
             &sources,
-            cache.as_ref(),
+            cache,
             &fetch_opts,
             self.reporter.as_ref(),
             tee.as_ref(),
@@ -269,16 +285,12 @@ impl Engine {
                 if let Some(p) = &placed {
                     p.discard();
                 }
-                self.finish_cache(cache.as_ref()).await;
                 return Err(self.hinted(Error::from(e), &prepared[i].reference));
             }
         };
-        let report = merged_report(&prepared, &outcomes, &output, &cache.describe());
-        let written = self
-            .write_output(placed, exporter.as_ref(), &images, &dest, &cx)
-            .await;
-        self.finish_cache(cache.as_ref()).await;
-        written?;
+        let report = merged_report(&prepared, &outcomes, output, &cache.describe());
+        self.write_output(placed, exporter, &images, dest, &cx)
+            .await?;
         Ok(report)
     }
 

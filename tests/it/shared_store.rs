@@ -287,3 +287,36 @@ async fn a_shared_directory_serves_as_the_store_too() {
         (img.layers.len() as u64 + 2, 0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warm_local_cache_fills_an_empty_store_when_it_is_switched_on() {
+    let (reg, moto, name, blobs, _) = setup().await;
+    let w = runner(&moto.endpoint());
+    // First with the local cache alone, then with the store behind it.
+    let config = std::fs::read_to_string(w.path().join("imgpull.toml")).unwrap();
+    std::fs::write(
+        w.path().join("imgpull.toml"),
+        "[caches.local]\ndir = \"cache\"\n",
+    )
+    .unwrap();
+    pull(w.path(), &name).await;
+    std::fs::write(w.path().join("imgpull.toml"), config).unwrap();
+    let before = reg.blob_gets().len();
+    pull(w.path(), &name).await;
+    assert_eq!(
+        reg.blob_gets().len(),
+        before,
+        "warm: nothing from the registry"
+    );
+    let st = store_stats(w.path()).await;
+    assert!(st["uploaded"].as_u64().unwrap() >= blobs as u64, "{st}");
+    // Another runner is now served by the store.
+    let b = runner(&moto.endpoint());
+    pull(b.path(), &name).await;
+    assert_eq!(
+        reg.blob_gets().len(),
+        before,
+        "runner B: nothing from the registry"
+    );
+    assert_eq!(verify_store(b.path()).await.1, 0);
+}

@@ -110,13 +110,23 @@ struct Options {
 /// The digest's lock file, opened and locked (waits while another process
 /// writes the same blob).
 fn lock_file(path: &Path) -> Result<std::fs::File, CacheError> {
-    let lock = std::fs::OpenOptions::new()
+    let lock = open_lock(path).map_err(|e| CacheError::io(path, e))?;
+    lock.lock().map_err(|e| CacheError::io(path, e))?;
+    Ok(lock)
+}
+
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| CacheError::io(path, e))?;
-    lock.lock().map_err(|e| CacheError::io(path, e))?;
+}
+
+/// The digest's lock file, locked if no other process holds it.
+fn lock_file_now(path: &Path) -> std::io::Result<std::fs::File> {
+    let lock = open_lock(path)?;
+    lock.try_lock().map_err(std::io::Error::other)?;
     Ok(lock)
 }
 
@@ -169,8 +179,14 @@ pub(crate) fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginE
             let _ = std::fs::remove_file(&record);
             let locks = d.join("locks");
             let _ = std::fs::create_dir_all(&locks);
-            let lock = locks.join(format!("{hex}.lock"));
-            match check_blob(&cache.blob_file(&digest), &record, &lock, &digest) {
+            // A digest being written by another process is left for later
+            // (the ledger stays): waiting here would hold up this command.
+            let Ok(held) = lock_file_now(&locks.join(format!("{hex}.lock"))) else {
+                return false;
+            };
+            let checked = check_blob(&cache.blob_file(&digest), &record, None, &digest);
+            drop(held);
+            match checked {
                 Ok(good) => {
                     removed.set(removed.get() + usize::from(!good));
                     true
@@ -179,7 +195,9 @@ pub(crate) fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginE
             }
         };
         let checked = unsynced::sweep(d, &d.join("blobs"), &recheck);
-        if checked > 0 {
+        // Said only when something was wrong: a cache carried to another
+        // machine (a CI cache restored) is re-checked quietly.
+        if removed.get() > 0 {
             cache.notices.push(format!(
                 "the cache in {} was last written before a restart (a power cut?) without every blob on disk: re-checked the {checked} blobs written then, removed {} with wrong bytes (they are downloaded again)",
                 d.display(),
@@ -345,7 +363,7 @@ impl CacheBackend for LocalCache {
             .dir
             .join("locks")
             .join(format!("{}.lock", digest.hex()));
-        blocking(move || check_blob(&blob, &record, &lock, &digest)).await
+        blocking(move || check_blob(&blob, &record, Some(&lock), &digest)).await
     }
 
     async fn linked(&self, digest: &Digest) -> Result<(), CacheError> {
@@ -506,7 +524,7 @@ impl CacheBackend for LocalCache {
 fn check_blob(
     blob: &Path,
     record: &Path,
-    lock: &Path,
+    lock: Option<&Path>,
     digest: &Digest,
 ) -> Result<bool, CacheError> {
     let mut file = match std::fs::File::open(blob) {
@@ -541,7 +559,8 @@ fn check_blob(
     // Wrong bytes under the name: gone, so nobody uses them — under
     // the digest's lock, and only the file that was hashed (not a
     // good copy another pull committed meanwhile).
-    let _held = lock_file(lock)?;
+    // (`None`: the caller holds it.)
+    let _held = lock.map(lock_file).transpose()?;
     use std::os::unix::fs::MetadataExt;
     let same =
         std::fs::metadata(blob).is_ok_and(|m| file.metadata().is_ok_and(|f| f.ino() == m.ino()));

@@ -119,13 +119,16 @@ fn parse(name: &str) -> Option<(&str, SystemTime)> {
 /// cache's blob root (`blobs/`); `recheck(algorithm, hex)` re-hashes one
 /// blob, removes it when wrong, and says whether that could be done. Best
 /// effort: a ledger that cannot be settled stays for the next open.
-/// Returns how many blobs were re-checked.
+/// Returns how many blobs were re-checked: each once, however many
+/// ledgers of earlier boots cover it.
 pub fn sweep(cache_dir: &Path, blobs: &Path, recheck: &dyn Fn(&str, &str) -> bool) -> usize {
     let dir = cache_dir.join("unsynced");
     let (Some(boot), Ok(rd)) = (boot_id(), std::fs::read_dir(&dir)) else {
         return 0;
     };
-    let mut marked = 0;
+    // (ledger, its open file) of earlier boots, and what they cover.
+    let mut earlier = Vec::new();
+    let mut suspect = BTreeSet::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some((their_boot, start)) = parse(&name) else {
@@ -134,34 +137,43 @@ pub fn sweep(cache_dir: &Path, blobs: &Path, recheck: &dyn Fn(&str, &str) -> boo
         let Ok(file) = std::fs::File::open(e.path()) else {
             continue;
         };
+        if their_boot != boot {
+            // Nobody of this boot writes it: a holder is another process
+            // settling it. Wait for that one, then see what it left.
+            if file.lock().is_err() || !e.path().exists() {
+                continue;
+            }
+            let listed = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let since = start.checked_sub(CLOCK_SLACK).unwrap_or(start);
+            suspect.extend(suspects(blobs, since, &listed));
+            earlier.push((e.path(), file));
+            continue;
+        }
         if file.try_lock().is_err() {
             continue; // its process is alive
         }
-        if their_boot == boot {
-            let idle = file
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age >= SETTLED);
-            if !idle || !syncfs(&file) {
-                continue;
-            }
-        } else {
-            let listed = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let since = start.checked_sub(CLOCK_SLACK).unwrap_or(start);
-            let suspects = suspects(blobs, since, &listed);
-            marked += suspects.len();
-            let all = suspects
-                .iter()
-                .fold(true, |all, (alg, hex)| recheck(alg, hex) && all);
-            if !all || !syncfs(&file) {
-                continue;
-            }
+        let idle = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= SETTLED);
+        if idle && syncfs(&file) {
+            let _ = std::fs::remove_file(e.path());
         }
-        let _ = std::fs::remove_file(e.path());
     }
-    marked
+    if earlier.is_empty() {
+        return 0;
+    }
+    let all = suspect
+        .iter()
+        .fold(true, |all, (alg, hex)| recheck(alg, hex) && all);
+    if all && syncfs(&earlier[0].1) {
+        for (path, _) in &earlier {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    suspect.len()
 }
 
 /// The blobs `listed` (one digest a line) and those modified since
@@ -249,6 +261,10 @@ mod tests {
             - 5;
         let theirs = unsynced.join(format!("00000000-0000-0000-0000-000000000000.{start}.1"));
         std::fs::write(&theirs, format!("{listed}\n")).unwrap();
+        // A second one of that boot, covering the same blobs: each is
+        // re-hashed once.
+        let theirs_too = unsynced.join(format!("00000000-0000-0000-0000-000000000000.{start}.2"));
+        std::fs::write(&theirs_too, format!("{listed}\n")).unwrap();
         // A live process's ledger (held) stays, whatever its boot.
         let live = Ledger::create(dir.path()).unwrap();
         let checked = std::cell::RefCell::new(Vec::new());
@@ -263,7 +279,10 @@ mod tests {
             true
         };
         assert_eq!(sweep(dir.path(), &blobs, &recheck), 2);
-        assert!(!theirs.exists(), "settled ledgers go");
+        assert!(
+            !theirs.exists() && !theirs_too.exists(),
+            "settled ledgers go"
+        );
         assert!(live.path.exists(), "a held ledger stays");
         let mut want = vec![new.to_string(), listed.to_string()];
         want.sort();

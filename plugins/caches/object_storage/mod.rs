@@ -61,7 +61,8 @@ use std::time::Duration;
 const SINGLE_PUT: u64 = 8 << 20;
 /// The part size of bigger uploads (S3's minimum is 5 MiB).
 const PART: usize = 8 << 20;
-/// Uploads at once (each holds up to about two parts in memory).
+/// Uploads at once (each holds up to about six parts in memory: the one
+/// being filled, two read ahead, and the parts in flight).
 const UPLOADS: usize = 2;
 /// Manifests read from the store are at most this big.
 const MAX_SMALL: u64 = 4 << 20;
@@ -94,6 +95,8 @@ struct Shared {
     upload: bool,
     /// Set at the first failure: the store is left alone from then on.
     down: AtomicBool,
+    /// Set at the first failed upload: reads go on, uploads stop.
+    put_down: AtomicBool,
     warnings: Mutex<Vec<String>>,
     /// This run's counts (added to the totals at `finish`).
     counts: Mutex<StoreStats>,
@@ -135,6 +138,7 @@ fn build(cfg: &PluginConfig) -> Result<Arc<dyn CacheBackend>, PluginError> {
             timeout,
             upload: o.upload.unwrap_or(true),
             down: AtomicBool::new(false),
+            put_down: AtomicBool::new(false),
             warnings: Mutex::default(),
             counts: Mutex::default(),
             bad: Mutex::default(),
@@ -152,6 +156,24 @@ inventory::submit! {
         summary: "the local cache with an object store (S3, S3-compatibles, a shared directory) behind it, shared by a fleet",
         build: Build::Cache(build),
     }
+}
+
+/// A store's error as a warning may say it: the server's answer (an S3
+/// error body can echo the signed request, session token included) is cut
+/// off, any credential from the environment is masked, and it is short.
+fn said(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let text = text.split('<').next().unwrap_or_default().trim_end();
+    let secrets: Vec<String> = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().filter(|v| v.len() >= 4))
+        .collect();
+    let text = crate::util::secret::scrub(text, &secrets);
+    let mut out: String = text.chars().take(300).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -191,13 +213,32 @@ impl Shared {
         !self.down.load(Ordering::Relaxed)
     }
 
-    /// The store failed: said once, then left alone for this command.
+    fn uploadable(&self) -> bool {
+        self.upload && self.usable() && !self.put_down.load(Ordering::Relaxed)
+    }
+
+    /// A read failed: said once, then the store is left alone for this
+    /// command (no uploads either).
     fn failed(&self, what: &str, e: impl std::fmt::Display) {
         lock(&self.counts).failures += 1;
         if !self.down.swap(true, Ordering::Relaxed) {
             lock(&self.warnings).push(format!(
-                "object store {}: {what}: {e}; using the registry for the rest of this command",
-                self.url
+                "object store {}: {what}: {}; using the registry for the rest of this command",
+                self.url,
+                said(&e)
+            ));
+        }
+    }
+
+    /// An upload failed (read-only credentials, a full bucket…): said
+    /// once; reads go on, uploads stop for this command.
+    fn upload_failed(&self, what: &str, e: impl std::fmt::Display) {
+        lock(&self.counts).failures += 1;
+        if !self.put_down.swap(true, Ordering::Relaxed) {
+            lock(&self.warnings).push(format!(
+                "object store {}: {what}: {}; no more uploads in this command (set `upload = false` for a read-only store)",
+                self.url,
+                said(&e)
             ));
         }
     }
@@ -270,7 +311,7 @@ impl Shared {
 
     /// Upload committed blob `d` beside the command (see the module doc).
     fn queue_upload(self: &Arc<Self>, d: &Digest, size: u64) {
-        if !self.upload || !self.usable() {
+        if !self.uploadable() {
             return;
         }
         let (me, d) = (self.clone(), d.clone());
@@ -278,7 +319,7 @@ impl Shared {
             let Ok(_slot) = me.slots.clone().acquire_owned().await else {
                 return;
             };
-            if me.usable() {
+            if me.uploadable() {
                 me.upload_one(&d, size).await;
             }
         });
@@ -295,8 +336,8 @@ impl Shared {
                     return;
                 }
                 Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {}
-                Ok(Err(e)) => return self.failed("HEAD failed", e),
-                Err(_) => return self.failed("no answer", format!("in {:?}", self.timeout)),
+                Ok(Err(e)) => return self.upload_failed("HEAD failed", e),
+                Err(_) => return self.upload_failed("no answer", format!("in {:?}", self.timeout)),
             }
         }
         let done = match self.local.source(d).await {
@@ -310,7 +351,7 @@ impl Shared {
                 c.uploaded_bytes += size;
             }
             Ok(false) => lock(&self.counts).already_there += 1,
-            Err(e) => self.failed(&format!("uploading {d} failed"), e),
+            Err(e) => self.upload_failed(&format!("uploading {d} failed"), e),
         }
     }
 
@@ -354,10 +395,13 @@ impl Shared {
                 Err(e) => Err(e.to_string()),
             };
         }
-        let upload = self
-            .put
-            .put_multipart(key)
+        // Each step bounded: a bucket that stops answering mid-upload must
+        // not hold up the end of the command for the client's 10 minutes.
+        let bound = self.timeout * 6;
+        let late = || format!("no answer in {bound:?}");
+        let upload = tokio::time::timeout(bound, self.put.put_multipart(key))
             .await
+            .map_err(|_| late())?
             .map_err(|e| e.to_string())?;
         let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
@@ -382,19 +426,34 @@ impl Shared {
                 }
             }
         });
+        let mut failure = None;
         while let Some(piece) = rx.recv().await {
-            match piece {
-                Ok(p) => {
-                    w.wait_for_capacity(1).await.map_err(|e| e.to_string())?;
-                    w.write(&p);
-                }
+            let p = match piece {
+                Ok(p) => p,
                 Err(e) => {
-                    let _ = w.abort().await;
-                    return Err(e.to_string());
+                    failure = Some(e.to_string());
+                    break;
                 }
+            };
+            match tokio::time::timeout(bound, w.wait_for_capacity(1)).await {
+                Ok(Ok(())) => w.write(&p),
+                Ok(Err(e)) => failure = Some(e.to_string()),
+                Err(_) => failure = Some(late()),
+            }
+            if failure.is_some() {
+                break;
             }
         }
-        w.finish().await.map(|_| true).map_err(|e| e.to_string())
+        if let Some(e) = failure {
+            // The parts sent are dropped, not left billed in the bucket.
+            let _ = tokio::time::timeout(bound, w.abort()).await;
+            return Err(e);
+        }
+        match tokio::time::timeout(bound, w.finish()).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(late()),
+        }
     }
 
     /// This run's counts, added to the totals on disk.
@@ -602,6 +661,10 @@ impl CacheBackend for ObjectStoreCache {
                 return Err(CacheError::Missing(digest.clone()));
             }
         };
+        if bytes.len() as u64 > MAX_SMALL {
+            s.bad_object(digest, format!("is bigger than {MAX_SMALL} bytes"));
+            return Err(CacheError::Missing(digest.clone()));
+        }
         let found = crate::oci::digest::digest_like(&bytes, digest);
         if found != *digest {
             s.bad_object(digest, format!("hashes to {found}"));
@@ -629,6 +692,11 @@ impl CacheBackend for ObjectStoreCache {
     }
 
     async fn touch(&self, digest: &Digest) -> Result<(), CacheError> {
+        // A blob this cache had before the store (or whose upload failed):
+        // uploaded now unless the store has it (one HEAD, beside the pull).
+        if let Ok(Some(size)) = self.shared.local.stat(digest).await {
+            self.shared.queue_upload(digest, size);
+        }
         self.shared.local.touch(digest).await
     }
 

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use object_store::ObjectStoreExt;
 
 fn store_error(s: &Shared, e: impl std::fmt::Display) -> CacheError {
-    CacheError::io(&s.url, std::io::Error::other(e.to_string()))
+    CacheError::io(&s.url, std::io::Error::other(super::said(&e)))
 }
 
 /// How many objects were checked, and the bad ones (removed with `repair`).
@@ -29,13 +29,15 @@ pub async fn verify(s: &Shared, repair: bool) -> Result<(usize, Vec<Bad>), Cache
         let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
             continue; // not a blob (nor ours)
         };
+        let Some(found) = hash(s, &key, &digest).await? else {
+            continue; // gone since the listing
+        };
         checked += 1;
-        let found = hash(s, &key, &digest).await?;
-        if found.as_ref() != Some(&digest) {
+        if found != digest {
             let removed = repair && s.put.delete(&key).await.is_ok();
             bad.push(Bad {
                 digest,
-                found,
+                found: Some(found),
                 removed,
             });
         }
@@ -43,22 +45,30 @@ pub async fn verify(s: &Shared, repair: bool) -> Result<(usize, Vec<Bad>), Cache
     Ok((checked, bad))
 }
 
-/// What the object at `key` hashes to (`None`: not readable).
+/// What the object at `key` hashes to (`None`: it is not there). A store
+/// that does not answer, or stands still, is an error: it says nothing
+/// about the object.
 async fn hash(
     s: &Shared,
     key: &object_store::path::Path,
     like: &Digest,
 ) -> Result<Option<Digest>, CacheError> {
-    let got = match s.get.get(key).await {
-        Ok(g) => g,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(store_error(s, e)),
+    let silent = || store_error(s, format!("no answer in {:?}", s.timeout));
+    let got = match tokio::time::timeout(s.timeout, s.get.get(key)).await {
+        Err(_) => return Err(silent()),
+        Ok(Ok(g)) => g,
+        Ok(Err(object_store::Error::NotFound { .. })) => return Ok(None),
+        Ok(Err(e)) => return Err(store_error(s, e)),
     };
     let mut v = Verifier::of(like.algorithm());
     let mut body = super::body_of(got);
-    while let Some(chunk) = body.next().await {
-        // A broken read says nothing about the object: an error, not "bad".
-        v.update(&chunk.map_err(|e| store_error(s, e))?);
+    loop {
+        match tokio::time::timeout(s.timeout, body.next()).await {
+            Err(_) => return Err(silent()),
+            Ok(None) => break,
+            // A broken read says nothing about the object: an error, not "bad".
+            Ok(Some(chunk)) => v.update(&chunk.map_err(|e| store_error(s, e))?),
+        }
     }
     Ok(Some(v.finish()))
 }
