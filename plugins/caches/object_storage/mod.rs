@@ -220,23 +220,31 @@ impl Shared {
     /// A read failed: said once, then the store is left alone for this
     /// command (no uploads either).
     fn failed(&self, what: &str, e: impl std::fmt::Display) {
-        lock(&self.counts).failures += 1;
-        if !self.down.swap(true, Ordering::Relaxed) {
-            lock(&self.warnings).push(format!(
-                "object store {}: {what}: {}; using the registry for the rest of this command",
-                self.url,
-                said(&e)
-            ));
-        }
+        self.failure(
+            &self.down,
+            what,
+            &e,
+            "using the registry for the rest of this command",
+        );
     }
 
     /// An upload failed (read-only credentials, a full bucket…): said
     /// once; reads go on, uploads stop for this command.
     fn upload_failed(&self, what: &str, e: impl std::fmt::Display) {
+        self.failure(
+            &self.put_down,
+            what,
+            &e,
+            "no more uploads in this command (set `upload = false` for a read-only store)",
+        );
+    }
+
+    /// Count a failure; the first that sets `flag` is said, with `then`.
+    fn failure(&self, flag: &AtomicBool, what: &str, e: &dyn std::fmt::Display, then: &str) {
         lock(&self.counts).failures += 1;
-        if !self.put_down.swap(true, Ordering::Relaxed) {
+        if !flag.swap(true, Ordering::Relaxed) {
             lock(&self.warnings).push(format!(
-                "object store {}: {what}: {}; no more uploads in this command (set `upload = false` for a read-only store)",
+                "object store {}: {what}: {}; {then}",
                 self.url,
                 said(&e)
             ));
@@ -274,9 +282,6 @@ impl Shared {
             return Fill::Failed;
         }
         let ok = async {
-            if w.offset() > 0 {
-                w.restart().await.ok()?;
-            }
             let mut body = body_of(got);
             loop {
                 match tokio::time::timeout(self.timeout, body.next()).await {
@@ -404,34 +409,14 @@ impl Shared {
             .map_err(|_| late())?
             .map_err(|e| e.to_string())?;
         let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
         let src = src.clone();
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut r = match src.open() {
-                Ok(r) => r,
-                Err(e) => return drop(tx.blocking_send(Err(e))),
-            };
-            loop {
-                let mut buf = vec![0u8; PART];
-                match r.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        if tx.blocking_send(Ok(buf)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => return drop(tx.blocking_send(Err(e))),
-                }
-            }
-        });
+        let mut rx = read_pieces(move || src.open(), PART);
         let mut failure = None;
         while let Some(piece) = rx.recv().await {
             let p = match piece {
                 Ok(p) => p,
                 Err(e) => {
-                    failure = Some(e.to_string());
+                    failure = Some(e);
                     break;
                 }
             };
@@ -456,15 +441,21 @@ impl Shared {
         }
     }
 
-    /// This run's counts, added to the totals on disk.
-    fn save_totals(&self) {
-        let run = std::mem::take(&mut *lock(&self.counts));
+    /// The totals on disk with `run` added.
+    fn totals_with(&self, run: &StoreStats) -> StoreStats {
         let mut all: StoreStats = std::fs::read(&self.totals)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        all.add(&run);
+        all.add(run);
         all.store = self.url.clone();
+        all
+    }
+
+    /// This run's counts, added to the totals on disk.
+    fn save_totals(&self) {
+        let run = std::mem::take(&mut *lock(&self.counts));
+        let all = self.totals_with(&run);
         let tmp = self.totals.with_extension("json.tmp");
         if let Some(dir) = self.totals.parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -476,6 +467,37 @@ impl Shared {
     }
 }
 
+/// What `open` gives, in pieces of up to `piece` bytes, read on a thread
+/// of its own a few pieces ahead; an error ends it.
+fn read_pieces<R: std::io::Read>(
+    open: impl FnOnce() -> std::io::Result<R> + Send + 'static,
+    piece: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Bytes, String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    std::thread::spawn(move || {
+        let mut r = match open() {
+            Ok(r) => r,
+            Err(e) => return drop(tx.blocking_send(Err(e.to_string()))),
+        };
+        loop {
+            let mut buf = vec![0u8; piece];
+            let next = match r.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(Bytes::from(buf))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            let failed = next.is_err();
+            if tx.blocking_send(next).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// An object's bytes as a stream. A file (a `file://` store) is read in
 /// 1 MiB pieces on a thread of its own: `GetResult::into_stream` reads
 /// files 8 KiB at a time, which made a directory store slower than S3.
@@ -483,26 +505,8 @@ fn body_of(
     got: object_store::GetResult,
 ) -> futures_util::stream::BoxStream<'static, Result<Bytes, String>> {
     match got.payload {
-        object_store::GetResultPayload::File(mut file, _) => {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
-            std::thread::spawn(move || {
-                use std::io::Read;
-                loop {
-                    let mut buf = vec![0u8; 1 << 20];
-                    let piece = match file.read(&mut buf) {
-                        Ok(0) => return,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            Ok(Bytes::from(buf))
-                        }
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let failed = piece.is_err();
-                    if tx.blocking_send(piece).is_err() || failed {
-                        return;
-                    }
-                }
-            });
+        object_store::GetResultPayload::File(file, _) => {
+            let rx = read_pieces(move || Ok(file), 1 << 20);
             futures_util::stream::unfold(
                 rx,
                 |mut rx| async move { rx.recv().await.map(|p| (p, rx)) },
@@ -594,7 +598,7 @@ impl CacheBackend for ObjectStoreCache {
 
     async fn fill(&self, digest: &Digest, size: u64, writer: &mut dyn BlobWriter) -> bool {
         let s = &self.shared;
-        if !s.usable() || writer.offset() > 0 {
+        if !s.usable() {
             return false;
         }
         match s.fill(writer, digest, size).await {
@@ -638,15 +642,19 @@ impl CacheBackend for ObjectStoreCache {
             r => return r,
         }
         // A manifest by digest: from the store when it has it (checked).
+        // One GET: its answer's size says whether to read the body.
         let key = s.key(digest);
-        let got = match tokio::time::timeout(s.timeout, s.get.head(&key)).await {
-            Ok(Ok(m)) if m.size <= MAX_SMALL => {
-                tokio::time::timeout(s.timeout, async { s.get.get(&key).await?.bytes().await })
-                    .await
+        let got = tokio::time::timeout(s.timeout, async {
+            match s.get.get(&key).await {
+                Ok(g) if g.meta.size <= MAX_SMALL => g.bytes().await.map(Some),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
             }
-            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => {
-                return Err(CacheError::Missing(digest.clone()))
-            }
+        })
+        .await;
+        let got = match got {
+            Ok(Ok(None)) => return Err(CacheError::Missing(digest.clone())),
+            Ok(Ok(Some(b))) => Ok(Ok(b)),
             Ok(Err(e)) => Ok(Err(e)),
             Err(e) => Err(e),
         };
@@ -723,13 +731,8 @@ impl CacheBackend for ObjectStoreCache {
 
     fn store_stats(&self) -> Option<StoreStats> {
         let s = &self.shared;
-        let mut all: StoreStats = std::fs::read(&s.totals)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        all.add(&lock(&s.counts));
-        all.store = s.url.clone();
-        Some(all)
+        let run = lock(&s.counts).clone();
+        Some(s.totals_with(&run))
     }
 
     async fn verify_store(
